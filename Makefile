@@ -1,0 +1,39 @@
+# Thin aliases over the commands CI runs. Each target creates .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: venv test test-slow experiment bench lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+experiment: $(STAMP)
+	$(PY) -m experiments.run $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m experiments.bench $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check lrjax experiments tests
+	$(PY) -m ruff format --check lrjax experiments tests
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix lrjax experiments tests
+	$(PY) -m ruff format lrjax experiments tests
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

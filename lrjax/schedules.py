@@ -1,0 +1,1613 @@
+"""Learning-rate schedules as pure, jit- and vmap-compatible functions of the step.
+
+Every factory here validates its static arguments (step counts, boundaries, numbers of
+cycles, mode names) when the schedule is built, and returns a closure ``schedule(step) -> lr``
+typed as :data:`optax.Schedule`, so it drops into ``optax.sgd``, ``optax.adamw``,
+``optax.inject_hyperparams`` and ``optax.join_schedules`` unchanged.
+
+Conventions shared by all schedules:
+
+* ``step`` is optax's update count: ``schedule(t)`` is the learning rate used by the update
+  at optimizer count ``t`` (``t = 0`` for the first update). In PyTorch terms it is the LR
+  after ``t`` calls of ``scheduler.step()``. Python ints (also beyond int32), integer arrays
+  and float arrays are accepted; the step is cast to float32 and negative steps count as 0.
+* Magnitudes (initial, peak, final and floor values, decay rates, ``gamma``, factors, powers)
+  are traced: they never reach a Python ``if``, so ``jax.vmap`` over any of them works.
+* Durations are integers (steps). Factories that take ``total_steps`` also accept their other
+  durations as fractions of it (floats in ``[0, 1]``), converted by :func:`to_steps`.
+* The result is float32.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Schedule = optax.Schedule
+
+__all__ = [
+    "SCHEDULES",
+    "clip",
+    "constant",
+    "cosine_decay",
+    "cosine_with_hard_restarts",
+    "cyclic",
+    "exponential_decay",
+    "get",
+    "inverse_sqrt",
+    "inverse_time_decay",
+    "invscaling",
+    "join",
+    "linear",
+    "multistep_decay",
+    "one_cycle",
+    "one_cycle_momentum",
+    "optimal",
+    "piecewise_constant",
+    "polynomial_decay",
+    "repeat",
+    "scale",
+    "sgdr",
+    "snapshot_ensemble",
+    "snapshot_steps",
+    "step_decay",
+    "tanh_decay",
+    "to_steps",
+    "warmup",
+    "warmup_cosine_decay",
+    "warmup_linear_decay",
+    "warmup_stable_decay",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation of static arguments and conversion of the step.
+# --------------------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    """Returns ``value`` as an int after checking it is an integer ``>= minimum``."""
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def _check_increasing(values: Sequence[Any], name: str, minimum: int) -> tuple[int, ...]:
+    """Checks a static sequence of integers is strictly increasing and ``>= minimum``."""
+    values = tuple(_check_int(v, f"each of {name}", minimum) for v in values)
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise ValueError(f"{name} must be strictly increasing, got {list(values)}")
+    return values
+
+
+def _check_positive_if_concrete(value: Any, name: str) -> None:
+    """Rejects a non-positive magnitude when it is known at build time; tracers pass through."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    if np.any(np.asarray(value) <= 0):
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _as_step(step: Any) -> jax.Array:
+    # float32 first: a Python int beyond int32 would overflow on the way into JAX, and strict
+    # dtype promotion forbids mixing an int32 count with float32 magnitudes.
+    return jnp.maximum(jnp.asarray(step, dtype=jnp.float32), 0.0)
+
+
+def _f32(value: Any) -> jax.Array:
+    return jnp.asarray(value, dtype=jnp.float32)
+
+
+def to_steps(duration: int | float, total_steps: int | None = None, name: str = "duration") -> int:
+    """Converts a duration given in steps or as a fraction of ``total_steps`` to steps.
+
+    An integer is a number of steps and is returned unchanged (it must be ``>= 0``). A float is a
+    fraction of ``total_steps`` and must lie in ``[0, 1]``; it is rounded half up to the nearest
+    step, so ``to_steps(0.05, 1000) == 50``.
+
+    Args:
+      duration: steps (int) or fraction of ``total_steps`` (float in ``[0, 1]``).
+      total_steps: the total the fraction refers to; required for fractions.
+      name: the argument name used in error messages.
+
+    Returns:
+      The duration in steps, a Python int.
+
+    Examples:
+      >>> from lrjax import to_steps
+      >>> to_steps(0.1, 250), to_steps(30, 250)
+      (25, 30)
+    """
+    if _is_int(duration):
+        return _check_int(duration, name, 0)
+    if isinstance(duration, float | np.floating):
+        if not 0.0 <= duration <= 1.0:
+            raise ValueError(
+                f"{name} given as a float is a fraction of total_steps and must be in [0, 1], "
+                f"got {duration!r}; give an integer for a number of steps"
+            )
+        if total_steps is None:
+            raise ValueError(f"{name}={duration!r} is a fraction, so total_steps must be given")
+        total_steps = _check_int(total_steps, "total_steps", 1)
+        return math.floor(duration * total_steps + 0.5)
+    raise ValueError(
+        f"{name} must be an integer number of steps >= 0 or a float fraction in [0, 1], "
+        f"got {duration!r}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 1-2. Constant and linear.
+# --------------------------------------------------------------------------------------------
+
+
+def constant(value: float) -> Schedule:
+    r"""A constant learning rate.
+
+    .. math:: \eta_t = \eta
+
+    Args:
+      value: the learning rate :math:`\eta` (traceable).
+
+    Returns:
+      A schedule ``step -> value`` (float32, shaped like ``step``).
+
+    Examples:
+      >>> import lrjax
+      >>> float(lrjax.constant(0.1)(1000))
+      0.1
+
+    References:
+      The default of every optimizer; optax ``constant_schedule``, PyTorch ``ConstantLR`` with
+      ``factor=1``.
+    """
+
+    def schedule(step):
+        return jnp.zeros_like(_as_step(step)) + _f32(value)
+
+    return schedule
+
+
+def linear(
+    init_value: float, end_value: float, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
+    r"""Linear interpolation from ``init_value`` to ``end_value``.
+
+    .. math::
+        \eta_t = \eta_0 + (\eta_1 - \eta_0)\,
+                 \mathrm{clip}\!\left(\frac{t - b}{n}, 0, 1\right)
+
+    with :math:`\eta_0` = ``init_value``, :math:`\eta_1` = ``end_value``, :math:`n` =
+    ``transition_steps`` and :math:`b` = ``transition_begin``.
+
+    Matches optax ``linear_schedule``. PyTorch ``LinearLR(start_factor, end_factor,
+    total_iters)`` on a base LR :math:`\eta` is ``linear(eta * start_factor, eta * end_factor,
+    total_iters)``.
+
+    Args:
+      init_value: value up to ``transition_begin`` (traceable).
+      end_value: value from ``transition_begin + transition_steps`` on (traceable).
+      transition_steps: length of the ramp, ``>= 1``.
+      transition_begin: step at which the ramp starts, ``>= 0``.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.linear(1.0, 0.0, transition_steps=100)
+      >>> [round(float(schedule(t)), 6) for t in (0, 25, 100, 200)]
+      [1.0, 0.75, 0.0, 0.0]
+
+    References:
+      optax ``linear_schedule``; PyTorch ``torch.optim.lr_scheduler.LinearLR``.
+    """
+    transition_steps = _check_int(transition_steps, "transition_steps", 1)
+    transition_begin = _check_int(transition_begin, "transition_begin", 0)
+
+    def schedule(step):
+        frac = jnp.clip((_as_step(step) - transition_begin) / transition_steps, 0.0, 1.0)
+        return _f32(init_value) + (_f32(end_value) - _f32(init_value)) * frac
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Step decay, multi-step decay, piecewise constant.
+# --------------------------------------------------------------------------------------------
+
+
+def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedule:
+    r"""Decays the learning rate by ``gamma`` every ``step_size`` steps.
+
+    .. math:: \eta_t = \eta_0\,\gamma^{\lfloor t / s \rfloor}
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      step_size: :math:`s`, the period of decay, ``>= 1``.
+      gamma: :math:`\gamma`, the multiplicative factor (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.step_decay(1.0, step_size=30, gamma=0.1)
+      >>> [round(float(schedule(t)), 6) for t in (0, 29, 30, 60)]
+      [1.0, 1.0, 0.1, 0.01]
+
+    References:
+      Matches PyTorch ``StepLR`` (closed form); Krizhevsky et al., ImageNet Classification with
+      Deep Convolutional Neural Networks, NeurIPS 2012.
+    """
+    step_size = _check_int(step_size, "step_size", 1)
+
+    def schedule(step):
+        return _f32(init_value) * _f32(gamma) ** jnp.floor(_as_step(step) / step_size)
+
+    return schedule
+
+
+def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
+    r"""Decays the learning rate by ``gamma`` at each milestone.
+
+    .. math:: \eta_t = \eta_0\,\gamma^{\#\{i \,:\, m_i \le t\}}
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      milestones: strictly increasing steps :math:`m_i \ge 1`.
+      gamma: :math:`\gamma` (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.multistep_decay(1.0, milestones=[30, 80], gamma=0.5)
+      >>> [round(float(schedule(t)), 6) for t in (29, 30, 79, 80)]
+      [1.0, 0.5, 0.5, 0.25]
+
+    References:
+      Matches PyTorch ``MultiStepLR`` (closed form, ``bisect_right``); He et al., Deep Residual
+      Learning for Image Recognition, CVPR 2016.
+    """
+    milestones = jnp.asarray(_check_increasing(milestones, "milestones", 1), jnp.float32)
+
+    def schedule(step):
+        t = _as_step(step)
+        passed = jnp.sum(t[..., None] >= milestones, axis=-1).astype(jnp.float32)
+        return _f32(init_value) * _f32(gamma) ** passed
+
+    return schedule
+
+
+def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.Array) -> Schedule:
+    r"""Piecewise-constant learning rate given by absolute values between boundaries.
+
+    .. math::
+        \eta_t = v_i \quad\text{with}\quad i = \#\{j \,:\, t > b_j\}
+
+    so ``values[0]`` is used for ``t <= boundaries[0]``, ``values[i]`` for
+    ``boundaries[i-1] < t <= boundaries[i]`` and ``values[-1]`` after the last boundary.
+
+    Args:
+      boundaries: strictly increasing steps :math:`b_j \ge 0`.
+      values: ``len(boundaries) + 1`` values :math:`v_i` (traceable, as one array).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.piecewise_constant([100, 200], [1.0, 0.5, 0.1])
+      >>> [round(float(schedule(t)), 6) for t in (100, 101, 200, 201)]
+      [1.0, 0.5, 0.5, 0.1]
+
+    References:
+      Matches Keras ``PiecewiseConstantDecay`` (including its ``step <= boundary`` convention;
+      optax ``piecewise_constant_schedule`` instead multiplies scales at ``step >= boundary``).
+    """
+    boundaries = _check_increasing(boundaries, "boundaries", 0)
+    values = jnp.asarray(values, dtype=jnp.float32)
+    if values.shape != (len(boundaries) + 1,):
+        raise ValueError(
+            f"values must have len(boundaries) + 1 = {len(boundaries) + 1} entries, "
+            f"got shape {values.shape}"
+        )
+    bounds = jnp.asarray(boundaries, jnp.float32)
+
+    def schedule(step):
+        t = _as_step(step)
+        return values[jnp.sum(t[..., None] > bounds, axis=-1)]
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------------
+# 4-5. Exponential, inverse-time and scikit-learn's decays.
+# --------------------------------------------------------------------------------------------
+
+
+def exponential_decay(
+    init_value: float,
+    decay_rate: float,
+    decay_steps: int,
+    staircase: bool = False,
+    end_value: float | None = None,
+    transition_begin: int = 0,
+) -> Schedule:
+    r"""Exponential decay, continuous or staircase, with an optional bound.
+
+    .. math::
+        \eta_t = \eta_0\, r^{p}, \qquad
+        p = \frac{\max(t - b, 0)}{s}\ \ (\lfloor\cdot\rfloor \text{ if staircase})
+
+    with :math:`r` = ``decay_rate``, :math:`s` = ``decay_steps``, :math:`b` =
+    ``transition_begin``. If ``end_value`` is given it bounds the result: a floor when
+    :math:`r < 1`, a ceiling when :math:`r > 1` (chosen with ``jnp.where``, so ``decay_rate``
+    stays traceable).
+
+    Matches Keras ``ExponentialDecay``; PyTorch ``ExponentialLR(gamma)`` is
+    ``exponential_decay(lr, gamma, decay_steps=1)``.
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      decay_rate: :math:`r` (traceable).
+      decay_steps: :math:`s`, ``>= 1``.
+      staircase: decay in discrete jumps every ``decay_steps``.
+      end_value: optional floor (or ceiling when growing) (traceable).
+      transition_begin: steps to hold ``init_value`` before decaying, ``>= 0``.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.exponential_decay(1.0, decay_rate=0.5, decay_steps=10)
+      >>> [round(float(schedule(t)), 6) for t in (0, 10, 15, 20)]
+      [1.0, 0.5, 0.353553, 0.25]
+      >>> floored = lrjax.exponential_decay(1.0, 0.5, 10, staircase=True, end_value=0.3)
+      >>> [round(float(floored(t)), 6) for t in (15, 20)]
+      [0.5, 0.3]
+
+    References:
+      Keras ``keras.optimizers.schedules.ExponentialDecay``; optax ``exponential_decay``.
+    """
+    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+    transition_begin = _check_int(transition_begin, "transition_begin", 0)
+
+    def schedule(step):
+        p = jnp.maximum(_as_step(step) - transition_begin, 0.0) / decay_steps
+        if staircase:
+            p = jnp.floor(p)
+        lr = _f32(init_value) * _f32(decay_rate) ** p
+        if end_value is None:
+            return lr
+        end = _f32(end_value)
+        return jnp.where(_f32(decay_rate) < 1, jnp.maximum(lr, end), jnp.minimum(lr, end))
+
+    return schedule
+
+
+def inverse_time_decay(
+    init_value: float, decay_rate: float, decay_steps: int, staircase: bool = False
+) -> Schedule:
+    r"""Time-based (inverse-time) decay.
+
+    .. math::
+        \eta_t = \frac{\eta_0}{1 + k\,p}, \qquad
+        p = \frac{t}{s}\ \ (\lfloor\cdot\rfloor \text{ if staircase})
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      decay_rate: :math:`k` (traceable).
+      decay_steps: :math:`s`, ``>= 1``.
+      staircase: decay in discrete jumps every ``decay_steps``.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.inverse_time_decay(1.0, decay_rate=0.5, decay_steps=10)
+      >>> [round(float(schedule(t)), 6) for t in (0, 10, 20)]
+      [1.0, 0.666667, 0.5]
+
+    References:
+      Matches Keras ``InverseTimeDecay`` (the ``decay`` argument of Keras' legacy optimizers
+      is the case ``decay_steps=1``).
+    """
+    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+
+    def schedule(step):
+        p = _as_step(step) / decay_steps
+        if staircase:
+            p = jnp.floor(p)
+        return _f32(init_value) / (1.0 + _f32(decay_rate) * p)
+
+    return schedule
+
+
+def invscaling(init_value: float, power_t: float = 0.25) -> Schedule:
+    r"""scikit-learn's ``invscaling`` schedule.
+
+    .. math:: \eta_t = \frac{\eta_0}{(t + 1)^{\,p}}
+
+    scikit-learn counts updates from 1 (its ``t_`` starts at 1.0), so its
+    :math:`\eta_0 / t_{sk}^{p}` at :math:`t_{sk} = t + 1` is this schedule at optax step
+    :math:`t`.
+
+    Args:
+      init_value: :math:`\eta_0`, scikit-learn's ``eta0`` (traceable).
+      power_t: :math:`p`, scikit-learn's ``power_t`` (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.invscaling(1.0, power_t=0.5)
+      >>> [round(float(schedule(t)), 6) for t in (0, 3, 99)]
+      [1.0, 0.5, 0.1]
+
+    References:
+      Matches scikit-learn ``SGDClassifier(learning_rate="invscaling")``.
+    """
+
+    def schedule(step):
+        return _f32(init_value) / (_as_step(step) + 1.0) ** _f32(power_t)
+
+    return schedule
+
+
+def optimal(alpha: float, t0: float | None = None) -> Schedule:
+    r"""scikit-learn's ``optimal`` schedule, from Léon Bottou's SGD heuristics.
+
+    .. math:: \eta_t = \frac{1}{\alpha\,(t_0 + t)}
+
+    scikit-learn writes :math:`1 / (\alpha (t_0 + t_{sk} - 1))` with its 1-based
+    :math:`t_{sk} = t + 1`. When ``t0`` is ``None`` it is scikit-learn's heuristic for its
+    default hinge loss, chosen so that the first update uses a typical step size:
+
+    .. math::
+        w_{typ} = \alpha^{-1/4}, \quad
+        \eta_{init} = \frac{w_{typ}}{\max(1, w_{typ})}, \quad
+        t_0 = \frac{1}{\eta_{init}\,\alpha}
+
+    (scikit-learn's :math:`\eta_{init}` divides by ``max(1, loss.dloss(1, -typw))``, which is
+    :math:`w_{typ}` for the hinge loss; pass ``t0`` explicitly for other losses.)
+
+    Args:
+      alpha: :math:`\alpha`, the L2 regularisation strength (traceable).
+      t0: :math:`t_0` (traceable), or ``None`` for the hinge-loss heuristic.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.optimal(alpha=1e-4)  # w_typ = 10, eta_init = 1, t0 = 1e4
+      >>> [round(float(schedule(t)), 6) for t in (0, 10_000)]
+      [1.0, 0.5]
+
+    References:
+      Matches scikit-learn ``SGDClassifier(learning_rate="optimal")``; Bottou, Stochastic
+      Gradient Descent Tricks, Neural Networks: Tricks of the Trade, 2012.
+    """
+
+    def schedule(step):
+        a = _f32(alpha)
+        if t0 is None:
+            typw = a**-0.25
+            start = 1.0 / (typw / jnp.maximum(1.0, typw) * a)
+        else:
+            start = _f32(t0)
+        return 1.0 / (a * (start + _as_step(step)))
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------------
+# 6-7. Polynomial and cosine decay.
+# --------------------------------------------------------------------------------------------
+
+
+def polynomial_decay(
+    init_value: float,
+    end_value: float,
+    decay_steps: int,
+    power: float = 1.0,
+    cycle: bool = False,
+) -> Schedule:
+    r"""Polynomial decay from ``init_value`` to ``end_value``.
+
+    .. math::
+        \eta_t = (\eta_0 - \eta_1)\left(1 - \frac{\min(t, s)}{s}\right)^{p} + \eta_1
+
+    With ``cycle=True`` (Keras semantics) :math:`s` grows to
+    :math:`s \lceil t / s \rceil` (one period at :math:`t = 0`) and :math:`t` is not clipped,
+    so the LR jumps back up after each multiple of :math:`s`.
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      end_value: :math:`\eta_1` (traceable).
+      decay_steps: :math:`s`, ``>= 1``.
+      power: :math:`p` (traceable).
+      cycle: Keras' cyclic variant.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.polynomial_decay(1.0, 0.0, decay_steps=100, power=2.0)
+      >>> [round(float(schedule(t)), 6) for t in (0, 50, 100, 150)]
+      [1.0, 0.25, 0.0, 0.0]
+
+    References:
+      Matches Keras ``PolynomialDecay`` and, with ``end_value=0``, PyTorch ``PolynomialLR``.
+    """
+    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+
+    def schedule(step):
+        t = _as_step(step)
+        if cycle:
+            span = decay_steps * jnp.maximum(jnp.ceil(t / decay_steps), 1.0)
+        else:
+            span, t = float(decay_steps), jnp.minimum(t, decay_steps)
+        remaining = (span - t) / span
+        return (_f32(init_value) - _f32(end_value)) * remaining ** _f32(power) + _f32(end_value)
+
+    return schedule
+
+
+def _cosine_weight(remaining: jax.Array) -> jax.Array:
+    """``(1 - cos(pi * remaining)) / 2``: 0 at ``remaining = 0``, 1 at ``remaining = 1``.
+
+    Computed as ``sin(pi * remaining / 2) ** 2``, which keeps full relative precision where the
+    weight is tiny; ``(1 + cos(pi * elapsed)) / 2`` cancels there and loses digits exactly where
+    a cosine schedule's LR is smallest. Callers pass the fraction of the phase still to go,
+    computed from integer steps so it is exact.
+    """
+    return jnp.sin(0.5 * jnp.pi * remaining) ** 2
+
+
+def cosine_decay(init_value: float, decay_steps: int, end_value: float = 0.0) -> Schedule:
+    r"""Cosine annealing from ``init_value`` to a floor ``end_value``.
+
+    .. math::
+        \eta_t = \eta_{min} + (\eta_0 - \eta_{min})\,
+                 \frac{1 + \cos(\pi \min(t, T) / T)}{2}
+
+    Matches PyTorch ``CosineAnnealingLR(T_max=T, eta_min)`` (closed form) on
+    :math:`[0, T]`; past :math:`T` PyTorch's cosine rises again, while this schedule stays at
+    ``end_value`` as Keras and optax do. Keras ``CosineDecay(alpha)`` is
+    ``end_value = alpha * init_value``.
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      decay_steps: :math:`T`, ``>= 1``.
+      end_value: the floor :math:`\eta_{min}` (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.cosine_decay(1.0, decay_steps=100, end_value=0.1)
+      >>> [round(float(schedule(t)), 6) for t in (0, 50, 100, 150)]
+      [1.0, 0.55, 0.1, 0.1]
+
+    References:
+      Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts,
+      arXiv:1608.03983, 2017.
+    """
+    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+
+    def schedule(step):
+        remaining = (decay_steps - jnp.minimum(_as_step(step), decay_steps)) / decay_steps
+        return _f32(end_value) + (_f32(init_value) - _f32(end_value)) * _cosine_weight(remaining)
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Cosine with warm restarts (SGDR).
+# --------------------------------------------------------------------------------------------
+
+
+def sgdr(
+    init_value: float,
+    first_period: int,
+    period_mult: float = 1.0,
+    peak_decay: float = 1.0,
+    end_value: float = 0.0,
+) -> Schedule:
+    r"""Cosine annealing with warm restarts (SGDR).
+
+    Cycle :math:`i = 0, 1, \dots` starts at :math:`s_i = P (m^i - 1) / (m - 1)` (:math:`i P`
+    when :math:`m = 1`) and lasts :math:`P m^i` steps:
+
+    .. math::
+        \eta_t = \eta_{min} + (\eta_0 - \eta_{min})\, d^{\,i}\,
+                 \frac{1 + \cos(\pi (t - s_i) / (P m^i))}{2}
+
+    with :math:`P` = ``first_period``, :math:`m` = ``period_mult``, :math:`d` =
+    ``peak_decay``.
+
+    Matches Keras ``CosineDecayRestarts(first_decay_steps=P, t_mul=m, m_mul=d,
+    alpha=end_value / init_value)`` for any :math:`m \ge 1`, and PyTorch
+    ``CosineAnnealingWarmRestarts(T_0=P, T_mult=m, eta_min)`` for integer :math:`m` and
+    :math:`d = 1`.
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      first_period: :math:`P`, length of the first cycle, ``>= 1``.
+      period_mult: :math:`m \ge 1`, growth factor of the cycle length (static; may be
+        fractional).
+      peak_decay: :math:`d`, factor applied to the peak at each restart (traceable).
+      end_value: the floor :math:`\eta_{min}` (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.sgdr(1.0, first_period=10, period_mult=2.0, peak_decay=0.5)
+      >>> [round(float(schedule(t)), 6) for t in (0, 5, 10, 20, 30)]
+      [1.0, 0.5, 0.5, 0.25, 0.25]
+
+    References:
+      Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts,
+      arXiv:1608.03983, 2017.
+    """
+    first_period = _check_int(first_period, "first_period", 1)
+    if not isinstance(period_mult, int | float | np.integer | np.floating) or period_mult < 1:
+        raise ValueError(f"period_mult must be a number >= 1, got {period_mult!r}")
+    m = float(period_mult)
+
+    def cycle_start(i):
+        if m == 1.0:
+            return first_period * i
+        return first_period * (m**i - 1.0) / (m - 1.0)
+
+    def schedule(step):
+        t = _as_step(step)
+        if m == 1.0:
+            i = jnp.floor(t / first_period)
+        else:
+            i = jnp.floor(jnp.log1p(t * (m - 1.0) / first_period) / math.log(m))
+            # The logarithm can land a hair off an integer at a restart; fix it exactly.
+            i = jnp.where(t < cycle_start(i), i - 1, i)
+            i = jnp.where(t >= cycle_start(i + 1), i + 1, i)
+        remaining = (cycle_start(i + 1) - t) / (first_period * m**i)
+        peak = _f32(init_value) - _f32(end_value)
+        return _f32(end_value) + peak * _f32(peak_decay) ** i * _cosine_weight(remaining)
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------------
+# 9. Cyclical learning rates.
+# --------------------------------------------------------------------------------------------
+
+_CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+def cyclic(
+    base_value: float,
+    max_value: float,
+    step_size_up: int,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+) -> Schedule:
+    r"""Cyclical learning rate between ``base_value`` and ``max_value``.
+
+    With :math:`u` = ``step_size_up``, :math:`w` = ``step_size_down``, cycle length
+    :math:`c = u + w`, position :math:`x = t \bmod c` and cycle number
+    :math:`k = \lfloor t / c \rfloor + 1`:
+
+    .. math::
+        \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\, h(x)\, g, \qquad
+        h(x) = \begin{cases} x / u & x \le u \\ (c - x) / w & x > u \end{cases}
+
+    where :math:`g = 1` (``triangular``), :math:`g = 2^{-(k-1)}` (``triangular2``) or
+    :math:`g = \gamma^t` (``exp_range``).
+
+    Args:
+      base_value: :math:`\eta_{base}`, the lower bound (traceable).
+      max_value: :math:`\eta_{max}`, the upper bound of the first cycle (traceable).
+      step_size_up: :math:`u`, steps of the increasing half, ``>= 1``.
+      step_size_down: :math:`w`, steps of the decreasing half, ``>= 1``; defaults to ``u``.
+      mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+      gamma: :math:`\gamma` of ``exp_range`` (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.cyclic(0.1, 1.0, step_size_up=10, mode="triangular2")
+      >>> [round(float(schedule(t)), 6) for t in (0, 5, 10, 20, 30)]
+      [0.1, 0.55, 1.0, 0.1, 0.55]
+
+    References:
+      Matches PyTorch ``CyclicLR`` (scale per cycle for the triangular modes, per iteration for
+      ``exp_range``); Smith, Cyclical Learning Rates for Training Neural Networks,
+      arXiv:1506.01186, 2017.
+    """
+    up = _check_int(step_size_up, "step_size_up", 1)
+    down = up if step_size_down is None else _check_int(step_size_down, "step_size_down", 1)
+    mode = _check_choice(mode, "mode", _CYCLIC_MODES)
+    length = up + down
+
+    def schedule(step):
+        t = _as_step(step)
+        completed = jnp.floor(t / length)
+        x = t - completed * length  # exact for integer steps, unlike 1 + t/c - cycle
+        height = jnp.where(x <= up, x / up, (length - x) / down)
+        if mode == "triangular":
+            g = 1.0
+        elif mode == "triangular2":
+            g = 0.5**completed
+        else:
+            g = _f32(gamma) ** t
+        return _f32(base_value) + (_f32(max_value) - _f32(base_value)) * height * g
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------------
+# 10. One-cycle.
+# --------------------------------------------------------------------------------------------
+
+_ANNEAL_MODES = ("cos", "linear")
+
+
+def _one_cycle_phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> list[float]:
+    """PyTorch's (float) last step of each one-cycle phase, validated to be increasing."""
+    total_steps = _check_int(total_steps, "total_steps", 2)
+    if not isinstance(pct_start, float | int) or not 0.0 < pct_start < 1.0:
+        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+    ends = [pct_start * total_steps - 1.0]
+    if three_phase:
+        ends.append(2.0 * pct_start * total_steps - 2.0)
+    ends.append(total_steps - 1.0)
+    if any(b <= a for a, b in zip([0.0, *ends], ends, strict=False)):
+        raise ValueError(
+            f"pct_start={pct_start} with total_steps={total_steps} gives an empty phase "
+            f"(phase ends {ends}); need pct_start * total_steps > 1"
+            + (" and pct_start < (total_steps + 1) / (2 * total_steps)" if three_phase else "")
+        )
+    return ends
+
+
+def _phased(ends: list[float], values: list[jax.Array], anneal: str, step: Any) -> jax.Array:
+    """Anneals from values[i] to values[i+1] over phase i ending at ends[i] (PyTorch rule)."""
+    t = _as_step(step)
+    starts = [0.0, *ends[:-1]]
+    result = None
+    # Walk phases backwards so the first phase with t <= end wins, as in PyTorch.
+    for i in reversed(range(len(ends))):
+        remaining = jnp.clip((ends[i] - t) / (ends[i] - starts[i]), 0.0, 1.0)
+        weight = _cosine_weight(remaining) if anneal == "cos" else remaining
+        value = values[i + 1] + (values[i] - values[i + 1]) * weight
+        result = value if result is None else jnp.where(t <= ends[i], value, result)
+    return result
+
+
+def one_cycle(
+    total_steps: int,
+    max_value: float,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> Schedule:
+    r"""The 1cycle policy: warm up to ``max_value``, then anneal far below the start.
+
+    With :math:`\eta_{init} = \eta_{max} / \text{div}` and
+    :math:`\eta_{final} = \eta_{init} / \text{final\_div}`, phase ends are the (float) steps
+    :math:`e_1 = p T - 1`, :math:`e_2 = T - 1` (three-phase: :math:`e_1 = pT - 1`,
+    :math:`e_2 = 2pT - 2`, :math:`e_3 = T - 1`). In phase :math:`i`, from :math:`e_{i-1}`
+    (:math:`e_0 = 0`) to :math:`e_i`, with :math:`q = (t - e_{i-1}) / (e_i - e_{i-1})`
+    (clipped to :math:`[0, 1]`):
+
+    .. math::
+        \eta_t = a_{i+1} + (a_i - a_{i+1})\frac{1 + \cos(\pi q)}{2}
+        \quad\text{or}\quad a_i + (a_{i+1} - a_i)\, q \ \ (\text{linear})
+
+    through the values :math:`a = (\eta_{init}, \eta_{max}, \eta_{final})` (three-phase:
+    :math:`(\eta_{init}, \eta_{max}, \eta_{init}, \eta_{final})`). Past :math:`T - 1` the LR
+    stays at :math:`\eta_{final}` (PyTorch raises instead).
+
+    Args:
+      total_steps: :math:`T`, ``>= 2``.
+      max_value: :math:`\eta_{max}` (traceable).
+      pct_start: :math:`p \in (0, 1)`, fraction of steps spent increasing.
+      div_factor: :math:`\text{div}` (traceable).
+      final_div_factor: :math:`\text{final\_div}` (traceable).
+      anneal: ``"cos"`` or ``"linear"``.
+      three_phase: use fastai's/PyTorch's symmetric three-phase variant.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.one_cycle(100, max_value=1.0, pct_start=0.25, div_factor=10.0)
+      >>> [round(float(schedule(t)), 6) for t in (0, 24, 99)]
+      [0.1, 1.0, 1e-05]
+
+    References:
+      Matches PyTorch ``OneCycleLR``; Smith & Topin, Super-Convergence, arXiv:1708.07120, 2018.
+    """
+    ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
+    anneal = _check_choice(anneal, "anneal", _ANNEAL_MODES)
+
+    def schedule(step):
+        peak = _f32(max_value)
+        initial = peak / _f32(div_factor)
+        final = initial / _f32(final_div_factor)
+        values = [initial, peak, initial, final] if three_phase else [initial, peak, final]
+        return _phased(ends, values, anneal, step)
+
+    return schedule
+
+
+def one_cycle_momentum(
+    total_steps: int,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+    pct_start: float = 0.3,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> Schedule:
+    r"""The momentum (or Adam :math:`\beta_1`) schedule that mirrors :func:`one_cycle`.
+
+    Momentum moves inversely to the LR over the same phases as :func:`one_cycle`, through the
+    values :math:`(m_{max}, m_{base}, m_{max})` (three-phase:
+    :math:`(m_{max}, m_{base}, m_{max}, m_{max})`), with the same annealing rule. Feed it to
+    ``optax.inject_hyperparams(optax.sgd)(learning_rate=..., momentum=...)``.
+
+    Args:
+      total_steps: :math:`T`, ``>= 2``.
+      base_momentum: :math:`m_{base}`, reached at the LR peak (traceable).
+      max_momentum: :math:`m_{max}`, at the start and end (traceable).
+      pct_start: fraction of steps in the first phase, in ``(0, 1)``.
+      anneal: ``"cos"`` or ``"linear"``.
+      three_phase: match ``one_cycle(..., three_phase=True)``.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> momentum = lrjax.one_cycle_momentum(100, pct_start=0.25)
+      >>> [round(float(momentum(t)), 6) for t in (0, 24, 99)]
+      [0.95, 0.85, 0.95]
+
+    References:
+      Matches PyTorch ``OneCycleLR(cycle_momentum=True)``; Smith, A disciplined approach to
+      neural network hyper-parameters, arXiv:1803.09820, 2018.
+    """
+    ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
+    anneal = _check_choice(anneal, "anneal", _ANNEAL_MODES)
+
+    def schedule(step):
+        low, high = _f32(base_momentum), _f32(max_momentum)
+        values = [high, low, high, high] if three_phase else [high, low, high]
+        return _phased(ends, values, anneal, step)
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------------
+# 16. Composition (defined before the recipes that use it).
+# --------------------------------------------------------------------------------------------
+
+
+def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    r"""Runs ``schedules[i]`` between ``boundaries[i-1]`` and ``boundaries[i]``, validated.
+
+    .. math::
+        \eta_t = f_i(t - b_{i-1}) \quad\text{for}\quad b_{i-1} \le t < b_i
+        \qquad (b_{-1} = 0,\ b_n = \infty)
+
+    Each piece sees the steps since its own start. This is ``optax.join_schedules`` after
+    checking what it silently accepts: ``len(boundaries) == len(schedules) - 1`` and strictly
+    increasing boundaries ``>= 1``.
+
+    Args:
+      schedules: the pieces, in order.
+      boundaries: steps at which the next piece takes over.
+
+    Returns:
+      The joined schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.join([lrjax.constant(1.0), lrjax.linear(1.0, 0.0, 10)], [5])
+      >>> [round(float(schedule(t)), 6) for t in (4, 5, 10, 15)]
+      [1.0, 1.0, 0.5, 0.0]
+
+    References:
+      optax ``join_schedules``.
+    """
+    schedules = list(schedules)
+    if not schedules:
+        raise ValueError("schedules must hold at least one schedule, got none")
+    if len(boundaries) != len(schedules) - 1:
+        raise ValueError(
+            f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
+            f"got {len(boundaries)}"
+        )
+    boundaries = _check_increasing(boundaries, "boundaries", 1)
+    return optax.join_schedules(schedules, list(boundaries))
+
+
+def scale(schedule: Schedule, factor: float) -> Schedule:
+    r"""Multiplies a schedule by a (traceable) factor: :math:`\eta_t = c\, f(t)`.
+
+    Args:
+      schedule: the schedule :math:`f`.
+      factor: :math:`c` (traceable).
+
+    Returns:
+      The scaled schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> float(lrjax.scale(lrjax.constant(0.5), 0.2)(0))
+      0.1
+
+    References:
+      The multiplier of PyTorch ``LambdaLR``; optax ``scale_by_schedule``.
+    """
+
+    def scaled(step):
+        return _f32(factor) * schedule(step)
+
+    return scaled
+
+
+def clip(
+    schedule: Schedule, min_value: float | None = None, max_value: float | None = None
+) -> Schedule:
+    r"""Clips a schedule to a floor and/or ceiling: :math:`\eta_t = \mathrm{clip}(f(t), a, b)`.
+
+    Args:
+      schedule: the schedule :math:`f`.
+      min_value: floor :math:`a` (traceable), or ``None``.
+      max_value: ceiling :math:`b` (traceable), or ``None``.
+
+    Returns:
+      The clipped schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.clip(lrjax.linear(1.0, 0.0, 10), min_value=0.2)
+      >>> [round(float(schedule(t)), 6) for t in (5, 10)]
+      [0.5, 0.2]
+
+    References:
+      The ``eta_min`` / ``min_lr`` floors of PyTorch and timm schedulers.
+    """
+    if min_value is None and max_value is None:
+        raise ValueError("clip needs min_value or max_value (or both), got neither")
+
+    def clipped(step):
+        lr = schedule(step)
+        if min_value is not None:
+            lr = jnp.maximum(lr, _f32(min_value))
+        if max_value is not None:
+            lr = jnp.minimum(lr, _f32(max_value))
+        return lr
+
+    return clipped
+
+
+def repeat(schedule: Schedule, period: int) -> Schedule:
+    r"""Repeats the first ``period`` steps of a schedule: :math:`\eta_t = f(t \bmod P)`.
+
+    Args:
+      schedule: the schedule :math:`f`.
+      period: :math:`P`, ``>= 1``.
+
+    Returns:
+      The periodic schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.repeat(lrjax.linear(1.0, 0.0, 10), period=10)
+      >>> [round(float(schedule(t)), 6) for t in (5, 10, 15)]
+      [0.5, 1.0, 0.5]
+
+    References:
+      Restarts as in Loshchilov & Hutter, SGDR, arXiv:1608.03983, 2017.
+    """
+    period = _check_int(period, "period", 1)
+
+    def repeated(step):
+        # Python's % keeps giant Python ints exact; jnp arrays use their own modulo.
+        return schedule(step % period)
+
+    return repeated
+
+
+# --------------------------------------------------------------------------------------------
+# 11. Warmup combinator.
+# --------------------------------------------------------------------------------------------
+
+_WARMUP_MODES = ("linear", "exponential", "cosine")
+
+
+def warmup(
+    schedule: Schedule, warmup_steps: int, init_value: float = 0.0, mode: str = "linear"
+) -> Schedule:
+    r"""Prepends a warmup from ``init_value`` to the schedule's first value.
+
+    With :math:`W` = ``warmup_steps``, :math:`\eta_{peak} = f(0)` and :math:`q = t / W`:
+
+    .. math::
+        \eta_t = \begin{cases}
+          \eta_{init} + (\eta_{peak} - \eta_{init})\, q & \text{linear} \\
+          \eta_{init} \left(\eta_{peak} / \eta_{init}\right)^{q} & \text{exponential} \\
+          \eta_{init} + (\eta_{peak} - \eta_{init}) \frac{1 - \cos(\pi q)}{2} & \text{cosine}
+        \end{cases} \quad (t < W), \qquad \eta_t = f(t - W) \quad (t \ge W)
+
+    Args:
+      schedule: the schedule :math:`f` that follows the warmup.
+      warmup_steps: :math:`W \ge 0`; 0 returns ``schedule`` itself.
+      init_value: :math:`\eta_{init}` (traceable); must be > 0 for ``exponential``.
+      mode: ``"linear"``, ``"exponential"`` or ``"cosine"``.
+
+    Returns:
+      The schedule with warmup.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.warmup(lrjax.cosine_decay(1.0, 100), warmup_steps=10)
+      >>> [round(float(schedule(t)), 6) for t in (0, 5, 10, 60)]
+      [0.0, 0.5, 1.0, 0.5]
+
+    References:
+      Goyal et al., Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour,
+      arXiv:1706.02677, 2017 (linear); Hugging Face ``transformers`` warmup schedules.
+    """
+    warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
+    mode = _check_choice(mode, "mode", _WARMUP_MODES)
+    if mode == "exponential":
+        _check_positive_if_concrete(init_value, "init_value (for exponential warmup)")
+    if warmup_steps == 0:
+        return schedule
+
+    def warm(step):
+        q = _as_step(step) / warmup_steps
+        start, peak = _f32(init_value), schedule(0)
+        if mode == "linear":
+            return start + (peak - start) * q
+        if mode == "cosine":
+            return start + (peak - start) * _cosine_weight(q)
+        return start * (peak / start) ** q
+
+    return join([warm, schedule], [warmup_steps])
+
+
+# --------------------------------------------------------------------------------------------
+# 12-13. Transformer recipes and warmup-stable-decay.
+# --------------------------------------------------------------------------------------------
+
+
+def _warmup_and_decay_steps(warmup_steps, total_steps) -> tuple[int, int]:
+    total_steps = _check_int(total_steps, "total_steps", 1)
+    warmup_steps = to_steps(warmup_steps, total_steps, "warmup_steps")
+    if warmup_steps >= total_steps:
+        raise ValueError(
+            f"warmup_steps must be in [0, total_steps) = [0, {total_steps}), got {warmup_steps}"
+        )
+    return warmup_steps, total_steps - warmup_steps
+
+
+def warmup_linear_decay(
+    peak_value: float,
+    warmup_steps: int | float,
+    total_steps: int,
+    end_value: float = 0.0,
+    init_value: float = 0.0,
+) -> Schedule:
+    r"""Linear warmup to ``peak_value``, then linear decay to ``end_value`` at ``total_steps``.
+
+    .. math::
+        \eta_t = \begin{cases}
+          \eta_{init} + (\eta_{peak} - \eta_{init})\, t / W & t < W \\
+          \eta_{end} + (\eta_{peak} - \eta_{end})
+            \max\!\left(0, \frac{T - t}{T - W}\right) & t \ge W
+        \end{cases}
+
+    Args:
+      peak_value: :math:`\eta_{peak}` (traceable).
+      warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
+      total_steps: :math:`T \ge 1`.
+      end_value: :math:`\eta_{end}` (traceable).
+      init_value: :math:`\eta_{init}` (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.warmup_linear_decay(1.0, warmup_steps=10, total_steps=110)
+      >>> [round(float(schedule(t)), 6) for t in (5, 10, 60, 110)]
+      [0.5, 1.0, 0.5, 0.0]
+
+    References:
+      Matches Hugging Face ``get_linear_schedule_with_warmup`` (``end_value=0``,
+      ``init_value=0``); Devlin et al., BERT, arXiv:1810.04805, 2019.
+    """
+    warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
+    return warmup(linear(peak_value, end_value, decay_steps), warmup_steps, init_value)
+
+
+def warmup_cosine_decay(
+    peak_value: float,
+    warmup_steps: int | float,
+    total_steps: int,
+    end_value: float = 0.0,
+    init_value: float = 0.0,
+    num_cycles: float = 0.5,
+) -> Schedule:
+    r"""Linear warmup to ``peak_value``, then cosine decay to ``end_value`` at ``total_steps``.
+
+    With progress :math:`q = \mathrm{clip}((t - W) / (T - W), 0, 1)` after warmup:
+
+    .. math::
+        \eta_t = \eta_{end} + (\eta_{peak} - \eta_{end})
+                 \frac{1 + \cos(2\pi n q)}{2}
+
+    and a linear warmup from ``init_value`` before :math:`W`. :math:`n = 0.5` is a half cosine.
+
+    Matches Hugging Face ``get_cosine_schedule_with_warmup`` (``end_value=0``) and
+    ``get_cosine_with_min_lr_schedule_with_warmup`` (``min_lr=end_value``) up to
+    :math:`T`; past :math:`T` the progress is clipped (HF's cosine rises again).
+    Unlike optax ``warmup_cosine_decay_schedule``, ``peak_value`` never reaches a Python
+    ``if``, so it can be vmapped.
+
+    Args:
+      peak_value: :math:`\eta_{peak}` (traceable).
+      warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
+      total_steps: :math:`T \ge 1`.
+      end_value: :math:`\eta_{end}`, the floor (traceable).
+      init_value: start of the warmup (traceable).
+      num_cycles: :math:`n`, number of cosine periods after warmup (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.warmup_cosine_decay(1.0, warmup_steps=10, total_steps=110)
+      >>> [round(float(schedule(t)), 6) for t in (5, 10, 60, 110)]
+      [0.5, 1.0, 0.5, 0.0]
+
+    References:
+      Loshchilov & Hutter, SGDR, arXiv:1608.03983, 2017; Hugging Face ``transformers``
+      ``get_cosine_schedule_with_warmup``.
+    """
+    warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
+
+    def decay(step):
+        s = jnp.minimum(_as_step(step), decay_steps)
+        # (1 + cos(2 pi n q)) / 2 == sin^2(pi/2 (1 - 2 n q)), written so no digits cancel.
+        factor = _cosine_weight((decay_steps - 2.0 * _f32(num_cycles) * s) / decay_steps)
+        return _f32(end_value) + (_f32(peak_value) - _f32(end_value)) * factor
+
+    return warmup(decay, warmup_steps, init_value)
+
+
+def cosine_with_hard_restarts(
+    peak_value: float,
+    warmup_steps: int | float,
+    total_steps: int,
+    num_cycles: int = 1,
+    end_value: float = 0.0,
+    init_value: float = 0.0,
+) -> Schedule:
+    r"""Linear warmup, then ``num_cycles`` cosine decays that restart at the peak.
+
+    With :math:`D = T - W`, :math:`s = t - W` and :math:`n` = ``num_cycles``:
+
+    .. math::
+        \eta_t = \eta_{end} + (\eta_{peak} - \eta_{end})\,
+                 \frac{1 + \cos(\pi\, ((n s) \bmod D) / D)}{2}
+        \quad (W \le t < T), \qquad \eta_t = \eta_{end} \quad (t \ge T)
+
+    Args:
+      peak_value: :math:`\eta_{peak}` (traceable).
+      warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
+      total_steps: :math:`T \ge 1`.
+      num_cycles: :math:`n \ge 1`, the number of hard restarts plus one.
+      end_value: :math:`\eta_{end}` (traceable).
+      init_value: start of the warmup (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.cosine_with_hard_restarts(1.0, 0, total_steps=100, num_cycles=2)
+      >>> [round(float(schedule(t)), 6) for t in (0, 25, 50, 75, 100)]
+      [1.0, 0.5, 1.0, 0.5, 0.0]
+
+    References:
+      Matches Hugging Face ``get_cosine_with_hard_restarts_schedule_with_warmup``;
+      Loshchilov & Hutter, SGDR, arXiv:1608.03983, 2017.
+    """
+    warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
+    num_cycles = _check_int(num_cycles, "num_cycles", 1)
+
+    def decay(step):
+        s = _as_step(step)
+        # (n s) mod D on integers is exact in float32, where HF's (n q) % 1 would round.
+        remaining = (decay_steps - jnp.mod(num_cycles * s, decay_steps)) / decay_steps
+        value = _f32(end_value) + (_f32(peak_value) - _f32(end_value)) * _cosine_weight(remaining)
+        return jnp.where(s < decay_steps, value, _f32(end_value))
+
+    return warmup(decay, warmup_steps, init_value)
+
+
+def inverse_sqrt(
+    peak_value: float,
+    warmup_steps: int,
+    timescale: int | None = None,
+    init_value: float = 0.0,
+) -> Schedule:
+    r"""Linear warmup, then inverse-square-root decay.
+
+    With timescale :math:`\tau` (default :math:`W`, or 10 000 when :math:`W = 0`):
+
+    .. math::
+        \eta_t = \eta_{peak} \sqrt{\frac{\tau}{t - W + \tau}} \quad (t \ge W)
+
+    and a linear warmup from ``init_value`` before :math:`W`. With :math:`\tau = W` this is
+    the Transformer's :math:`\eta_{peak}\sqrt{W / t}`.
+
+    Args:
+      peak_value: :math:`\eta_{peak}` (traceable).
+      warmup_steps: :math:`W \ge 0`.
+      timescale: :math:`\tau \ge 1`, or ``None`` for the default.
+      init_value: start of the warmup (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.inverse_sqrt(1.0, warmup_steps=100)
+      >>> [round(float(schedule(t)), 6) for t in (50, 100, 400)]
+      [0.5, 1.0, 0.5]
+
+    References:
+      Matches Hugging Face ``get_inverse_sqrt_schedule``; Vaswani et al., Attention Is All You
+      Need, arXiv:1706.03762, 2017.
+    """
+    warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
+    if timescale is None:
+        timescale = warmup_steps or 10_000
+    timescale = _check_int(timescale, "timescale", 1)
+
+    def decay(step):
+        return _f32(peak_value) * jnp.sqrt(timescale / (_as_step(step) + timescale))
+
+    return warmup(decay, warmup_steps, init_value)
+
+
+# Cooldown shapes g as functions of the remaining fraction r = 1 - q of the cooldown, so that
+# none of them cancels digits near the end: 1 - sqrt(q) == r / (1 + sqrt(1 - r)).
+_COOLDOWN_SHAPES: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "linear": lambda r: r,
+    "cosine": _cosine_weight,
+    "1-sqrt": lambda r: r / (1.0 + jnp.sqrt(1.0 - r)),
+}
+
+
+def warmup_stable_decay(
+    peak_value: float,
+    total_steps: int,
+    warmup_steps: int | float,
+    decay_steps: int | float,
+    decay_type: str = "linear",
+    end_value: float = 0.0,
+    init_value: float = 0.0,
+) -> Schedule:
+    r"""Warmup–stable–decay (WSD, "trapezoidal"): warm up, hold the peak, then cool down.
+
+    With :math:`W` warmup steps, :math:`D` cooldown steps, total :math:`T`, the cooldown starts
+    at :math:`S = T - D` and :math:`q = \mathrm{clip}((t - S) / D, 0, 1)`:
+
+    .. math::
+        \eta_t = \eta_{end} + (\eta_{peak} - \eta_{end})\, g(q) \quad (t \ge W), \qquad
+        g(q) \in \{\, 1 - q,\ \tfrac{1 + \cos \pi q}{2},\ 1 - \sqrt{q} \,\}
+
+    for ``decay_type`` ``"linear"``, ``"cosine"``, ``"1-sqrt"``; a linear warmup from
+    ``init_value`` before :math:`W`; and :math:`\eta_{end}` from :math:`T` on.
+
+    Matches Hugging Face ``get_wsd_schedule`` with ``init_value = end_value =
+    min_lr_ratio * peak`` (HF's warmup starts at the minimum LR; its default ``decay_type`` is
+    cosine).
+
+    Args:
+      peak_value: :math:`\eta_{peak}` (traceable).
+      total_steps: :math:`T \ge 1`.
+      warmup_steps: :math:`W`, steps or a fraction of ``total_steps``.
+      decay_steps: :math:`D`, steps or a fraction of ``total_steps``; ``W + D <= T``.
+      decay_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
+      end_value: :math:`\eta_{end}` (traceable).
+      init_value: start of the warmup (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.warmup_stable_decay(1.0, 100, warmup_steps=10, decay_steps=0.2)
+      >>> [round(float(schedule(t)), 6) for t in (5, 10, 79, 80, 90, 100)]
+      [0.5, 1.0, 1.0, 1.0, 0.5, 0.0]
+
+    References:
+      Hägele et al., Scaling Laws and Compute-Optimal Training beyond Fixed Training
+      Durations, arXiv:2405.18392, 2024; Hu et al., MiniCPM, arXiv:2404.06395, 2024.
+    """
+    total_steps = _check_int(total_steps, "total_steps", 1)
+    warmup_steps = to_steps(warmup_steps, total_steps, "warmup_steps")
+    decay_steps = to_steps(decay_steps, total_steps, "decay_steps")
+    decay_type = _check_choice(decay_type, "decay_type", tuple(_COOLDOWN_SHAPES))
+    if decay_steps < 1 or warmup_steps + decay_steps > total_steps:
+        raise ValueError(
+            f"decay_steps must be in [1, total_steps - warmup_steps] = "
+            f"[1, {total_steps - warmup_steps}], got {decay_steps}"
+        )
+    shape = _COOLDOWN_SHAPES[decay_type]
+
+    def stable_then_decay(step):
+        remaining = jnp.clip((total_steps - warmup_steps - _as_step(step)) / decay_steps, 0.0, 1.0)
+        return _f32(end_value) + (_f32(peak_value) - _f32(end_value)) * shape(remaining)
+
+    return warmup(stable_then_decay, warmup_steps, init_value)
+
+
+# --------------------------------------------------------------------------------------------
+# 14-15. Snapshot ensembles and tanh decay.
+# --------------------------------------------------------------------------------------------
+
+
+def _snapshot_cycle_length(total_steps: int, num_cycles: int) -> int:
+    total_steps = _check_int(total_steps, "total_steps", 1)
+    num_cycles = _check_int(num_cycles, "num_cycles", 1)
+    if num_cycles > total_steps:
+        raise ValueError(
+            f"num_cycles must be in [1, total_steps] = [1, {total_steps}], got {num_cycles}"
+        )
+    length = -(-total_steps // num_cycles)
+    if (num_cycles - 1) * length >= total_steps:
+        raise ValueError(
+            f"num_cycles={num_cycles} leaves the last cycle empty: cycles of "
+            f"ceil({total_steps}/{num_cycles}) = {length} steps fill total_steps={total_steps} "
+            f"in fewer cycles; choose num_cycles so that (num_cycles - 1) * {length} < "
+            f"{total_steps}"
+        )
+    return length
+
+
+def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> Schedule:
+    r"""The cyclic cosine schedule of snapshot ensembles.
+
+    With cycle length :math:`L = \lceil T / M \rceil`:
+
+    .. math:: \eta_t = \frac{\eta_0}{2}\left(\cos\!\left(\frac{\pi\, (t \bmod L)}{L}\right) + 1\right)
+
+    A snapshot of the parameters is taken at the end of every cycle, after the updates counted
+    by :func:`snapshot_steps`.
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      total_steps: :math:`T \ge 1`.
+      num_cycles: :math:`M \ge 1`, the number of cycles (and snapshots).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.snapshot_ensemble(0.2, total_steps=300, num_cycles=3)
+      >>> [round(float(schedule(t)), 6) for t in (0, 50, 100, 150)]
+      [0.2, 0.1, 0.2, 0.1]
+
+    References:
+      Huang et al., Snapshot Ensembles: Train 1, get M for free, arXiv:1704.00109, 2017.
+    """
+    length = _snapshot_cycle_length(total_steps, num_cycles)
+
+    def schedule(step):
+        t = _as_step(step)
+        return _f32(init_value) * _cosine_weight((length - jnp.mod(t, length)) / length)
+
+    return schedule
+
+
+def snapshot_steps(total_steps: int, num_cycles: int) -> tuple[int, ...]:
+    r"""Numbers of updates after which :func:`snapshot_ensemble` takes its snapshots.
+
+    .. math:: n_k = \min(k \lceil T / M \rceil, T), \qquad k = 1, \dots, M
+
+    The snapshot after :math:`n_k` updates holds the parameters produced by the update at
+    step :math:`n_k - 1`, the last (smallest-LR) step of cycle :math:`k`.
+
+    Args:
+      total_steps: :math:`T \ge 1`.
+      num_cycles: :math:`M \ge 1`.
+
+    Returns:
+      A tuple of :math:`M` increasing ints, the last being :math:`T`.
+
+    Examples:
+      >>> import lrjax
+      >>> lrjax.snapshot_steps(300, 3), lrjax.snapshot_steps(10, 4)
+      ((100, 200, 300), (3, 6, 9, 10))
+
+    References:
+      Huang et al., Snapshot Ensembles: Train 1, get M for free, arXiv:1704.00109, 2017.
+    """
+    length = _snapshot_cycle_length(total_steps, num_cycles)
+    return tuple(min(k * length, total_steps) for k in range(1, num_cycles + 1))
+
+
+def tanh_decay(
+    init_value: float,
+    total_steps: int,
+    end_value: float = 0.0,
+    lower_bound: float = -7.0,
+    upper_bound: float = 3.0,
+) -> Schedule:
+    r"""Hyperbolic-tangent decay.
+
+    With :math:`r = t / T`:
+
+    .. math::
+        \eta_t = \eta_{end} + \frac{\eta_0 - \eta_{end}}{2}
+                 \left(1 - \tanh\!\left(L (1 - r) + U r\right)\right) \quad (t < T),
+        \qquad \eta_t = \eta_{end} \quad (t \ge T)
+
+    Args:
+      init_value: :math:`\eta_0` (traceable).
+      total_steps: :math:`T \ge 1`.
+      end_value: :math:`\eta_{end}` (traceable).
+      lower_bound: :math:`L` (traceable).
+      upper_bound: :math:`U` (traceable).
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.tanh_decay(1.0, total_steps=100)
+      >>> [round(float(schedule(t)), 4) for t in (0, 70, 100)]
+      [1.0, 0.5, 0.0]
+
+    References:
+      Matches timm ``TanhLRScheduler`` (one cycle, no warmup, no noise); Hsueh et al.,
+      Stochastic Gradient Descent with Hyperbolic-Tangent Decay on Classification,
+      arXiv:1806.01593, 2019.
+    """
+    total_steps = _check_int(total_steps, "total_steps", 1)
+
+    def schedule(step):
+        t = _as_step(step)
+        arg = (_f32(lower_bound) * (total_steps - t) + _f32(upper_bound) * t) / total_steps
+        # (1 - tanh(x)) / 2 == sigmoid(-2x), without cancellation as tanh(x) nears 1.
+        value = _f32(end_value) + (_f32(init_value) - _f32(end_value)) * jax.nn.sigmoid(-2.0 * arg)
+        return jnp.where(t < total_steps, value, _f32(end_value))
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------------
+# 17. Lookup by name.
+# --------------------------------------------------------------------------------------------
+
+SCHEDULES: dict[str, Callable[..., Schedule]] = {
+    "constant": constant,
+    "linear": linear,
+    "step": step_decay,
+    "multistep": multistep_decay,
+    "piecewise_constant": piecewise_constant,
+    "exponential": exponential_decay,
+    "inverse_time": inverse_time_decay,
+    "invscaling": invscaling,
+    "optimal": optimal,
+    "polynomial": polynomial_decay,
+    "cosine": cosine_decay,
+    "sgdr": sgdr,
+    "cyclic": cyclic,
+    "one_cycle": one_cycle,
+    "warmup_linear_decay": warmup_linear_decay,
+    "warmup_cosine_decay": warmup_cosine_decay,
+    "cosine_with_hard_restarts": cosine_with_hard_restarts,
+    "inverse_sqrt": inverse_sqrt,
+    "wsd": warmup_stable_decay,
+    "snapshot_ensemble": snapshot_ensemble,
+    "tanh": tanh_decay,
+}
+
+# Arguments that are durations (or sequences of them) and so may be given as fractions.
+_DURATION_ARGS = frozenset(
+    {
+        "transition_steps",
+        "transition_begin",
+        "step_size",
+        "milestones",
+        "boundaries",
+        "decay_steps",
+        "first_period",
+        "step_size_up",
+        "step_size_down",
+        "warmup_steps",
+        "timescale",
+    }
+)
+
+
+def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule:
+    """Builds a schedule by name, with durations as steps or fractions of ``total_steps``.
+
+    Every duration argument (``warmup_steps``, ``decay_steps``, ``step_size``, ``milestones``,
+    ...) may be an int number of steps or a float fraction of ``total_steps``, converted with
+    :func:`to_steps`. ``total_steps`` is also passed on to factories that take it.
+
+    Args:
+      name: a key of :data:`SCHEDULES`.
+      total_steps: the run length that fractions refer to.
+      **kwargs: the factory's other arguments.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.get("multistep", total_steps=1000, init_value=1.0,
+      ...                      milestones=[0.5, 0.75], gamma=0.1)
+      >>> [round(float(schedule(t)), 6) for t in (499, 500, 750)]
+      [1.0, 0.1, 0.01]
+    """
+    if name not in SCHEDULES:
+        raise ValueError(f"name must be one of {sorted(SCHEDULES)}, got {name!r}")
+    factory = SCHEDULES[name]
+    for key, value in kwargs.items():
+        if key not in _DURATION_ARGS or value is None:
+            continue
+        if isinstance(value, list | tuple):
+            kwargs[key] = [to_steps(v, total_steps, f"each of {key}") for v in value]
+        else:
+            kwargs[key] = to_steps(value, total_steps, key)
+    if "total_steps" in inspect.signature(factory).parameters:
+        kwargs["total_steps"] = total_steps
+    return factory(**kwargs)
