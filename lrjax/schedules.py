@@ -21,6 +21,7 @@ Conventions shared by all schedules:
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -92,7 +93,7 @@ def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
 def _check_increasing(values: Sequence[Any], name: str, minimum: int) -> tuple[int, ...]:
     """Checks a static sequence of integers is strictly increasing and ``>= minimum``."""
     values = tuple(_check_int(v, f"each of {name}", minimum) for v in values)
-    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(values)):
         raise ValueError(f"{name} must be strictly increasing, got {list(values)}")
     return values
 
@@ -791,7 +792,7 @@ def _one_cycle_phase_ends(total_steps: int, pct_start: float, three_phase: bool)
     if three_phase:
         ends.append(2.0 * pct_start * total_steps - 2.0)
     ends.append(total_steps - 1.0)
-    if any(b <= a for a, b in zip([0.0, *ends], ends, strict=False)):
+    if any(b <= a for a, b in itertools.pairwise([0.0, *ends])):
         raise ValueError(
             f"pct_start={pct_start} with total_steps={total_steps} gives an empty phase "
             f"(phase ends {ends}); need pct_start * total_steps > 1"
@@ -1423,7 +1424,8 @@ def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> S
 
     With cycle length :math:`L = \lceil T / M \rceil`:
 
-    .. math:: \eta_t = \frac{\eta_0}{2}\left(\cos\!\left(\frac{\pi\, (t \bmod L)}{L}\right) + 1\right)
+    .. math::
+        \eta_t = \frac{\eta_0}{2}\left(\cos\!\left(\frac{\pi\, (t \bmod L)}{L}\right) + 1\right)
 
     A snapshot of the parameters is taken at the end of every cycle, after the updates counted
     by :func:`snapshot_steps`.
