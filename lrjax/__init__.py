@@ -1,5 +1,7 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
+from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
+from lrjax.plateau import PlateauState, ReduceOnPlateau, reduce_on_plateau
 from lrjax.schedules import (
     SCHEDULES,
     clip,
@@ -26,6 +28,7 @@ from lrjax.schedules import (
     snapshot_ensemble,
     snapshot_steps,
     step_decay,
+    swa_schedule,
     tanh_decay,
     to_steps,
     warmup,
@@ -38,11 +41,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SCHEDULES",
+    "PlateauState",
+    "ReduceOnPlateau",
+    "SWAState",
     "clip",
     "constant",
     "cosine_decay",
     "cosine_with_hard_restarts",
     "cyclic",
+    "ema_update",
     "exponential_decay",
     "get",
     "inverse_sqrt",
@@ -56,12 +63,17 @@ __all__ = [
     "optimal",
     "piecewise_constant",
     "polynomial_decay",
+    "recompute_batch_stats",
+    "reduce_on_plateau",
     "repeat",
     "scale",
     "sgdr",
     "snapshot_ensemble",
     "snapshot_steps",
     "step_decay",
+    "swa_init",
+    "swa_schedule",
+    "swa_update",
     "tanh_decay",
     "to_steps",
     "warmup",

@@ -59,6 +59,7 @@ __all__ = [
     "snapshot_ensemble",
     "snapshot_steps",
     "step_decay",
+    "swa_schedule",
     "tanh_decay",
     "to_steps",
     "warmup",
@@ -1112,6 +1113,67 @@ def warmup(
         return start * (peak / start) ** q
 
     return join([warm, schedule], [warmup_steps])
+
+
+_SWA_ANNEAL = ("cos", "linear")
+
+
+def swa_schedule(
+    schedule: Schedule,
+    swa_start: int,
+    swa_lr: float,
+    anneal_steps: int = 10,
+    anneal: str = "cos",
+) -> Schedule:
+    r"""Hands a schedule over to stochastic weight averaging's learning rate at ``swa_start``.
+
+    From :math:`\eta_0 = f(S)`, the value of the schedule where SWA takes over, the LR anneals
+    to the SWA learning rate :math:`\eta_{swa}` over :math:`A` steps and then stays there:
+
+    .. math::
+        \eta_t = f(t) \ \ (t < S), \qquad
+        \eta_t = \eta_0 + (\eta_{swa} - \eta_0)\,
+                  \alpha\!\left(\min\!\left(\tfrac{t - S}{A}, 1\right)\right) \ \ (t \ge S)
+
+    with :math:`\alpha(q) = (1 - \cos \pi q)/2` (``"cos"``) or :math:`q` (``"linear"``);
+    :math:`A = 0` jumps straight to :math:`\eta_{swa}`.
+
+    Args:
+      schedule: the schedule :math:`f` before SWA.
+      swa_start: :math:`S \ge 0`, the step at which SWA's schedule takes over.
+      swa_lr: :math:`\eta_{swa}` (traceable).
+      anneal_steps: :math:`A \ge 0`.
+      anneal: ``"cos"`` or ``"linear"``.
+
+    Returns:
+      The schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> schedule = lrjax.swa_schedule(lrjax.constant(1.0), 10, swa_lr=0.5, anneal_steps=4)
+      >>> [round(float(schedule(t)), 6) for t in (9, 10, 12, 14, 100)]
+      [1.0, 1.0, 0.75, 0.5, 0.5]
+
+    References:
+      Matches PyTorch ``torch.optim.swa_utils.SWALR`` (its starting LR being
+      :math:`f(S)`); Izmailov et al., Averaging Weights Leads to Wider Optima and Better
+      Generalization, arXiv:1803.05407, 2018.
+    """
+    swa_start = _check_int(swa_start, "swa_start", 0)
+    anneal_steps = _check_int(anneal_steps, "anneal_steps", 0)
+    anneal = _check_choice(anneal, "anneal", _SWA_ANNEAL)
+
+    def swa_part(step):
+        q = jnp.minimum(_as_step(step) / max(anneal_steps, 1), 1.0)
+        if anneal_steps == 0:
+            q = jnp.ones_like(q)
+        alpha = _cosine_weight(q) if anneal == "cos" else q
+        # Weighted sum rather than start + (swa - start) * alpha: exact at both ends.
+        return schedule(swa_start) * (1.0 - alpha) + _f32(swa_lr) * alpha
+
+    if swa_start == 0:
+        return swa_part
+    return join([schedule, swa_part], [swa_start])
 
 
 # --------------------------------------------------------------------------------------------
