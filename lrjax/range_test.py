@@ -1,0 +1,370 @@
+"""The learning-rate range test (LR finder), functional and vectorized over seeds.
+
+The classic test (Smith 2017) raises the learning rate every step, exponentially or linearly,
+from ``start_lr`` to ``end_lr`` and records the loss. Here the whole test is one
+``jax.lax.scan`` inside one ``jax.jit`` program, and ``jax.vmap`` runs it for several seeds
+(or optimizer settings) at once, so the curve comes with a spread. Nothing is mutated: the
+test starts from freshly initialised parameters and returns arrays, so there is no model to
+"restore" afterwards, unlike the stateful LR finders of fastai or PyTorch Lightning.
+
+The parallel test (:func:`parallel_range_test`) trains K fixed learning rates on a log grid
+for a short budget with :func:`lrjax.sweep.train` and reads the loss after the budget.
+
+Suggestions are plain NumPy functions of a recorded curve: :func:`suggest_steepest`,
+:func:`suggest_valley`, :func:`suggest_minimum` and :func:`suggest_robust`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrjax import schedules
+from lrjax.sweep import _as_model, batch_indices
+
+__all__ = [
+    "RangeTestResult",
+    "range_test",
+    "suggest_minimum",
+    "suggest_robust",
+    "suggest_steepest",
+    "suggest_valley",
+]
+
+_MODES = ("exponential", "linear")
+
+
+# --------------------------------------------------------------------------------------------
+# Suggestions: functions of a recorded curve.
+# --------------------------------------------------------------------------------------------
+
+
+def _curve(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray]:
+    lrs, losses = np.asarray(lrs, np.float64), np.asarray(losses, np.float64)
+    if lrs.ndim != 1 or lrs.shape != losses.shape[-1:]:
+        raise ValueError(
+            f"lrs must be 1-D and match the last axis of losses, got {lrs.shape} and {losses.shape}"
+        )
+    if lrs.size < 2:
+        raise ValueError(f"a curve needs at least 2 points, got {lrs.size}")
+    return lrs, losses
+
+
+def suggest_steepest(lrs: Any, losses: Any) -> float:
+    r"""The LR where the loss falls fastest against :math:`\log \eta`.
+
+    .. math:: i^* = \arg\min_i \frac{\ell_{i+1} - \ell_i}{\log \eta_{i+1} - \log \eta_i},
+              \qquad \eta^* = \eta_{i^*}
+
+    fastai's ``steep`` rule.
+
+    Args:
+      lrs: increasing learning rates :math:`\eta_i`, shape ``(N,)``.
+      losses: (smoothed) losses :math:`\ell_i`, shape ``(N,)``.
+
+    Returns:
+      The suggested learning rate.
+
+    Examples:
+      >>> suggest_steepest([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.9, 1.0, 0.9])
+      0.01
+    """
+    lrs, losses = _curve(lrs, losses)
+    slopes = np.diff(losses) / np.diff(np.log(lrs))
+    return float(lrs[int(np.argmin(slopes))])
+
+
+def suggest_valley(lrs: Any, losses: Any) -> float:
+    r"""fastai's ``valley`` rule: a point part-way down the longest descending stretch.
+
+    For each point :math:`i`, :math:`d_i` is the length of the longest strictly decreasing
+    subsequence of losses ending at :math:`i`, built left to right. The valley ends at the
+    first :math:`e` reaching the largest :math:`d`; it starts at :math:`s = e - d'_e`, where
+    :math:`d'_e` is the length found for :math:`e` at the moment it first beat the previous
+    record (fastai records the start then and does not revisit it). The suggestion is the LR at
+    :math:`s + \lfloor (e - s)/3 \rfloor + \lfloor (e - s)/6 \rfloor`, about halfway down the
+    valley, where the loss still falls steadily.
+
+    Args:
+      lrs: increasing learning rates, shape ``(N,)``.
+      losses: (smoothed) losses, shape ``(N,)``.
+
+    Returns:
+      The suggested learning rate.
+
+    Examples:
+      >>> lrs = [10.0 ** k for k in range(-6, 1)]
+      >>> suggest_valley(lrs, [5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 9.0])
+      0.0001
+
+    References:
+      fastai ``fastai.callback.schedule.valley`` (fastai 2.5+).
+    """
+    lrs, losses = _curve(lrs, losses)
+    longest = np.ones(losses.size, dtype=int)
+    end, start = 0, 0
+    for i in range(1, losses.size):
+        # How d_i grows as the earlier points j = 0..i-1 are visited in order.
+        candidates = np.where(losses[:i] > losses[i], longest[:i] + 1, 1)
+        growth = np.maximum.accumulate(candidates)
+        longest[i] = growth[-1]
+        beats = np.flatnonzero(growth > longest[end])
+        if beats.size:
+            end, start = i, i - growth[beats[0]]
+    span = (end - start) / 3
+    return float(lrs[start + int(span) + int(span / 2)])
+
+
+def suggest_minimum(lrs: Any, losses: Any) -> float:
+    r"""One tenth of the LR at the minimum loss: :math:`\eta_{\arg\min_i \ell_i} / 10`.
+
+    fastai's ``minimum`` rule and the classic advice of Smith (2017).
+
+    Args:
+      lrs: increasing learning rates, shape ``(N,)``.
+      losses: (smoothed) losses, shape ``(N,)``.
+
+    Returns:
+      The suggested learning rate.
+
+    Examples:
+      >>> suggest_minimum([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, 0.5, 3.0])
+      0.01
+    """
+    lrs, losses = _curve(lrs, losses)
+    return float(lrs[int(np.argmin(losses))] / 10.0)
+
+
+def suggest_robust(lrs: Any, losses: Any, num_std: float = 1.0) -> float:
+    r"""lrjax's rule: the minimum rule on the pessimistic edge of the seed band.
+
+    With the mean :math:`\mu_i` and standard deviation :math:`\sigma_i` of the smoothed loss
+    over seeds at each LR,
+
+    .. math:: \eta^* = \frac{1}{10}\, \eta_{\arg\min_i (\mu_i + k \sigma_i)}
+
+    Near divergence the seeds disagree, :math:`\sigma` grows and the pessimistic edge turns up
+    before the mean does, so a single lucky seed cannot drag the suggestion towards the cliff.
+    With one seed it is :func:`suggest_minimum`.
+
+    Args:
+      lrs: increasing learning rates, shape ``(N,)``.
+      losses: smoothed losses of each seed, shape ``(S, N)``, restricted to LRs where every
+        seed is still valid.
+      num_std: :math:`k`, how pessimistic the edge is.
+
+    Returns:
+      The suggested learning rate.
+
+    Examples:
+      >>> lrs = [1e-3, 1e-2, 1e-1, 1.0]
+      >>> seeds = [[2.0, 1.0, 0.6, 0.3], [2.0, 1.0, 0.6, 2.5]]
+      >>> suggest_robust(lrs, seeds)
+      0.01
+    """
+    lrs, losses = _curve(lrs, losses)
+    losses = np.atleast_2d(losses)
+    edge = losses.mean(axis=0) + num_std * losses.std(axis=0)
+    return float(lrs[int(np.argmin(edge))] / 10.0)
+
+
+# --------------------------------------------------------------------------------------------
+# The classic test.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeTestResult:
+    """What a range test recorded, per run (seed or optimizer setting).
+
+    Attributes:
+      learning_rates: ``(N,)`` the LR each update used, read from the optimizer state.
+      loss: ``(R, N)`` raw loss at each step: the training batch's loss before the update, or,
+        in validation mode, the held-out batch's loss after it.
+      smoothed: ``(R, N)`` bias-corrected exponential moving average of ``loss``.
+      valid: ``(R, N)`` True until the run diverged; later points are masked.
+      diverged_at: ``(R,)`` index of the first invalid step (``N`` if the run never diverged).
+      seeds: ``(R,)`` the seed of each run.
+    """
+
+    learning_rates: np.ndarray
+    loss: np.ndarray
+    smoothed: np.ndarray
+    valid: np.ndarray
+    diverged_at: np.ndarray
+    seeds: np.ndarray
+
+    @property
+    def divergence_lr(self) -> np.ndarray:
+        """``(R,)`` the LR at which each run diverged (``nan`` if it never did)."""
+        n = self.learning_rates.size
+        at = np.minimum(self.diverged_at, n - 1)
+        return np.where(self.diverged_at < n, self.learning_rates[at], np.nan)
+
+    def suggestions(self, skip_start: int | None = None, skip_end: int = 5) -> dict[str, float]:
+        """Every suggestion rule, on the points valid for all runs.
+
+        As fastai does, the first ``skip_start`` points (default ``N // 10``) and the last
+        ``skip_end`` valid points are left out. ``steepest``, ``valley`` and ``minimum`` use the
+        mean smoothed curve over runs; ``robust`` uses the spread (:func:`suggest_robust`).
+
+        Returns:
+          ``{"steepest": ..., "valley": ..., "minimum": ..., "robust": ...}``.
+        """
+        n = self.learning_rates.size
+        skip_start = n // 10 if skip_start is None else skip_start
+        stop = int(self.diverged_at.min()) - skip_end
+        if stop - skip_start < 2:
+            raise ValueError(
+                f"too few valid points for suggestions: runs diverged at step "
+                f"{int(self.diverged_at.min())} of {n}; lower start_lr or raise num_steps"
+            )
+        lrs = self.learning_rates[skip_start:stop]
+        curves = self.smoothed[:, skip_start:stop]
+        mean = curves.mean(axis=0)
+        return {
+            "steepest": suggest_steepest(lrs, mean),
+            "valley": suggest_valley(lrs, mean),
+            "minimum": suggest_minimum(lrs, mean),
+            "robust": suggest_robust(lrs, curves),
+        }
+
+
+def _lr_ramp(start_lr: float, end_lr: float, num_steps: int, mode: str) -> optax.Schedule:
+    if mode == "exponential":
+        return schedules.exponential_decay(start_lr, end_lr / start_lr, num_steps - 1)
+    return schedules.linear(start_lr, end_lr, num_steps - 1)
+
+
+def range_test(
+    model: Any,
+    loss: Callable[[jax.Array, jax.Array], jax.Array],
+    data: tuple[Any, Any],
+    *,
+    optimizer: Callable[..., optax.GradientTransformation] = optax.sgd,
+    optimizer_hparams: Mapping[str, Any] | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exponential",
+    batch_size: int = 64,
+    seeds: Sequence[int] = (0,),
+    beta: float = 0.98,
+    diverge_factor: float = 4.0,
+    validation_data: tuple[Any, Any] | None = None,
+) -> RangeTestResult:
+    r"""Runs the LR range test for several seeds at once, in one compiled program.
+
+    At step :math:`i` the update uses :math:`\eta_i = \eta_s (\eta_e / \eta_s)^{i / (N-1)}`
+    (exponential) or :math:`\eta_s + (\eta_e - \eta_s)\, i / (N-1)` (linear). The recorded
+    loss :math:`\ell_i` is smoothed with bias correction,
+
+    .. math:: m_i = \beta m_{i-1} + (1 - \beta)\ell_i, \qquad \hat\ell_i = m_i / (1 - \beta^{i+1})
+
+    and a run diverges at the first step where :math:`\hat\ell_i > c \min_{j \le i} \hat\ell_j`
+    (or the loss is not finite); that point and all later ones are masked from suggestions.
+
+    Args:
+      model: a :class:`lrjax.sweep.Model`, an ``(init, apply)`` pair or a Flax module.
+      loss: ``loss(outputs, targets) -> per-example losses``.
+      data: ``(x, y)`` training arrays; batches are drawn as in :func:`lrjax.sweep.train`.
+      optimizer: an optax optimizer factory taking ``learning_rate``.
+      optimizer_hparams: other hyperparameters of ``optimizer``; a value with one entry per
+        run (shape ``(R,)``) differs between runs, so optimizers settings are vectorized too.
+      start_lr: :math:`\eta_s > 0`.
+      end_lr: :math:`\eta_e > \eta_s`.
+      num_steps: :math:`N \ge 2`.
+      mode: ``"exponential"`` or ``"linear"``.
+      batch_size: examples per step, in ``[1, len(x)]``.
+      seeds: one run per seed (parameter initialisation and batch order).
+      beta: :math:`\beta \in [0, 1)`, the smoothing factor.
+      diverge_factor: :math:`c > 1`.
+      validation_data: if given, ``(x, y)`` of a held-out batch whose loss after each update
+        is recorded instead of the training loss.
+
+    Returns:
+      A :class:`RangeTestResult`.
+
+    References:
+      Smith, Cyclical Learning Rates for Training Neural Networks, arXiv:1506.01186, 2017;
+      fastai ``Learner.lr_find``.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if not isinstance(num_steps, int) or num_steps < 2:
+        raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    if not diverge_factor > 1.0:
+        raise ValueError(f"diverge_factor must be > 1, got {diverge_factor}")
+    x, y = (np.asarray(a) for a in data)
+    if len(x) != len(y):
+        raise ValueError(f"data must hold as many inputs as targets, got {len(x)} and {len(y)}")
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= len(x):
+        raise ValueError(f"batch_size must be an integer in [1, {len(x)}], got {batch_size!r}")
+    seeds = np.asarray(seeds, np.int32).reshape(-1)
+    if seeds.size < 1:
+        raise ValueError("seeds must hold at least one seed, got none")
+    runs = seeds.size
+    hparams = {}
+    for name, value in (optimizer_hparams or {}).items():
+        value = np.asarray(value, np.float32)
+        if value.shape not in ((), (runs,)):
+            raise ValueError(
+                f"optimizer_hparams[{name!r}] must be a scalar or have one entry per seed "
+                f"({runs}), got shape {value.shape}"
+            )
+        hparams[name] = np.broadcast_to(value, (runs,))
+
+    model = _as_model(model, x[:batch_size])
+    ramp = _lr_ramp(start_lr, end_lr, num_steps, mode)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    val = None if validation_data is None else tuple(jnp.asarray(a) for a in validation_data)
+
+    def one_run(seed, run_hparams):
+        tx = optax.inject_hyperparams(optimizer, hyperparam_dtype=jnp.float32)(
+            learning_rate=ramp, **run_hparams
+        )
+        params = model.init(jax.random.key(seed))
+
+        def mean_loss(p, xb, yb):
+            return jnp.mean(loss(model.apply(p, xb), yb))
+
+        def step(carry, i):
+            params, opt_state, avg, best, alive = carry
+            idx = batch_indices(seed, i, x.shape[0], batch_size)
+            raw, grads = jax.value_and_grad(mean_loss)(params, x[idx], y[idx])
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            if val is not None:
+                raw = mean_loss(params, *val)
+            avg = beta * avg + (1.0 - beta) * raw
+            smoothed = avg / (1.0 - beta ** (i + 1).astype(jnp.float32))
+            best = jnp.minimum(best, smoothed)
+            alive = alive & jnp.isfinite(smoothed) & (smoothed <= diverge_factor * best)
+            lr = opt_state.hyperparams["learning_rate"]
+            return (params, opt_state, avg, best, alive), (lr, raw, smoothed, alive)
+
+        zero = jnp.zeros((), jnp.float32)
+        carry = (params, tx.init(params), zero, jnp.asarray(jnp.inf), jnp.asarray(True))
+        _, records = jax.lax.scan(step, carry, jnp.arange(num_steps))
+        return records
+
+    lrs, raw, smoothed, valid = jax.jit(jax.vmap(one_run))(jnp.asarray(seeds), hparams)
+    valid = np.asarray(valid)
+    return RangeTestResult(
+        learning_rates=np.asarray(lrs[0]),
+        loss=np.asarray(raw),
+        smoothed=np.asarray(smoothed),
+        valid=valid,
+        diverged_at=np.where(valid.all(axis=1), num_steps, np.argmin(valid, axis=1)),
+        seeds=seeds,
+    )

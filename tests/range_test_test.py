@@ -1,0 +1,189 @@
+"""The LR range test: divergence on a known quadratic, suggestions, smoothing, vectorization."""
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lrjax import range_test as rt
+from lrjax.sweep import Model
+
+CURVATURE = 10.0  # SGD on this quadratic diverges exactly for lr > 2 / CURVATURE
+
+
+def quadratic_problem(num=256, dim=4, seed=0):
+    """Loss 0.5 L |w - y|^2 per example, so the batch-mean loss has curvature L in w."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((num, dim), np.float32)
+    y = (1.0 + 0.3 * rng.standard_normal((num, dim))).astype(np.float32)
+    model = Model(
+        init=lambda key: {"w": jnp.zeros(dim, jnp.float32)},
+        apply=lambda p, x: jnp.broadcast_to(p["w"], x.shape),
+    )
+
+    def loss(out, target):
+        return 0.5 * CURVATURE * jnp.sum((out - target) ** 2, axis=-1)
+
+    return model, loss, (x, y)
+
+
+@functools.cache
+def quadratic_result(seeds=(0, 1, 2), **kwargs):
+    model, loss, data = quadratic_problem()
+    settings = dict(start_lr=1e-4, end_lr=10.0, num_steps=400, batch_size=32)
+    return rt.range_test(model, loss, data, seeds=seeds, **{**settings, **kwargs})
+
+
+def test_divergence_detected_within_factor_two_above_two_over_curvature():
+    result = quadratic_result()
+    critical = 2.0 / CURVATURE
+    assert np.all(result.diverged_at < result.learning_rates.size)
+    assert np.all(result.divergence_lr > critical), result.divergence_lr
+    assert np.all(result.divergence_lr < 2 * critical), result.divergence_lr
+
+
+def test_learning_rates_follow_the_ramp():
+    result = quadratic_result()
+    i = np.arange(400)
+    np.testing.assert_allclose(result.learning_rates, 1e-4 * (1e5) ** (i / 399), rtol=2e-5)
+    linear = quadratic_result(mode="linear", end_lr=0.5)
+    np.testing.assert_allclose(linear.learning_rates, 1e-4 + (0.5 - 1e-4) * i / 399, rtol=1e-5)
+
+
+def test_smoothing_and_divergence_mask_follow_their_definitions():
+    result = quadratic_result()
+    for raw, smoothed, valid in zip(result.loss, result.smoothed, result.valid, strict=True):
+        avg, best, alive = 0.0, np.inf, True
+        expected_smoothed, expected_valid = [], []
+        for i, value in enumerate(raw.astype(np.float64)):
+            avg = 0.98 * avg + 0.02 * value
+            s = avg / (1 - 0.98 ** (i + 1))
+            best = min(best, s)
+            alive = alive and np.isfinite(s) and s <= 4 * best
+            expected_smoothed.append(s)
+            expected_valid.append(alive)
+        np.testing.assert_array_equal(valid, expected_valid)
+        ok = np.array(expected_valid)
+        np.testing.assert_allclose(smoothed[ok], np.array(expected_smoothed)[ok], rtol=1e-5)
+
+
+def test_vectorized_over_seeds_equals_separate_runs():
+    together = quadratic_result(seeds=(0, 1, 2))
+    for k, seed in enumerate((0, 1, 2)):
+        alone = quadratic_result(seeds=(seed,))
+        np.testing.assert_allclose(together.loss[k], alone.loss[0], rtol=1e-6)
+        np.testing.assert_array_equal(together.diverged_at[k], alone.diverged_at[0])
+
+
+def test_optimizer_hyperparameters_vectorize_per_run():
+    model, loss, data = quadratic_problem()
+    common = dict(start_lr=1e-4, end_lr=1.0, num_steps=50, batch_size=32)
+    both = rt.range_test(
+        model, loss, data, optimizer=optax.sgd, seeds=(0, 0),
+        optimizer_hparams={"momentum": [0.0, 0.9]}, **common,
+    )  # fmt: skip
+    plain = rt.range_test(model, loss, data, optimizer=optax.sgd, seeds=(0,), **common)
+    np.testing.assert_allclose(both.loss[0], plain.loss[0], rtol=1e-6)
+    assert not np.allclose(both.loss[1], plain.loss[0])
+
+
+def test_validation_mode_records_held_out_loss_after_each_update():
+    model, loss, (x, y) = quadratic_problem()
+    held_out = (x[:8], y[:8] + 0.5)
+    result = rt.range_test(
+        model, loss, (x, y), start_lr=1e-3, end_lr=1e-2, num_steps=3, batch_size=256,
+        validation_data=held_out,
+    )  # fmt: skip
+    # Full-batch SGD on w from 0: w1 = lr0 * L * mean(y); held-out loss of w1 by hand.
+    w1 = 1e-3 * CURVATURE * y.astype(np.float64).mean(axis=0)
+    expected = np.mean(0.5 * CURVATURE * np.sum((w1 - held_out[1]) ** 2, axis=-1))
+    np.testing.assert_allclose(result.loss[0, 0], expected, rtol=1e-5)
+
+
+def test_suggestions_on_the_quadratic_are_below_divergence():
+    result = quadratic_result()
+    suggestions = result.suggestions()
+    assert set(suggestions) == {"steepest", "valley", "minimum", "robust"}
+    for name, lr in suggestions.items():
+        assert 1e-4 <= lr < 2.0 / CURVATURE, (name, lr)
+
+
+# Synthetic curves with known answers.
+
+LRS = np.logspace(-5, 0, 51)
+
+
+def test_steepest_finds_the_steepest_log_slope():
+    log_lr = np.log10(LRS)
+    losses = 2.0 - np.tanh(2.0 * (log_lr + 2.5))  # steepest at lr = 10 ** -2.5
+    assert rt.suggest_steepest(LRS, losses) == pytest.approx(10**-2.5, rel=0.13)
+
+
+def test_minimum_is_a_tenth_of_the_argmin():
+    losses = (np.log10(LRS) + 1.5) ** 2
+    assert rt.suggest_minimum(LRS, losses) == pytest.approx(10**-1.5 / 10, rel=1e-9)
+
+
+def fastai_valley_literal(lrs, losses):
+    """fastai's valley, transcribed loop for loop as the reference."""
+    n = len(losses)
+    max_start, max_end = 0, 0
+    lds = [1] * n
+    for i in range(1, n):
+        for j in range(0, i):
+            if (losses[i] < losses[j]) and (lds[i] < lds[j] + 1):
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    return lrs[max_start + int(sections) + int(sections / 2)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_valley_matches_fastai_definition(seed):
+    rng = np.random.default_rng(seed)
+    bowl = (np.log10(LRS) + 2.0) ** 2 / 4.0
+    losses = bowl + 0.2 * rng.standard_normal(LRS.size)
+    assert rt.suggest_valley(LRS, losses) == fastai_valley_literal(LRS, losses)
+
+
+def test_robust_ignores_a_lucky_seed_near_the_cliff():
+    base = (np.log10(LRS) + 2.0) ** 2  # every seed's minimum at 1e-2
+    lucky = base.copy()
+    lucky[40:] = -1.0  # one seed looks great at high LRs where the others blow up
+    others = base.copy()
+    others[40:] = 50.0
+    curves = np.stack([lucky, others, others])
+    assert rt.suggest_minimum(LRS, curves[0]) == pytest.approx(1e-2)  # one seed is fooled
+    assert rt.suggest_robust(LRS, curves) == pytest.approx(1e-3, rel=1e-6)
+    assert rt.suggest_robust(LRS, base[None]) == rt.suggest_minimum(LRS, base)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(start_lr=1.0, end_lr=0.1), "start_lr < end_lr"),
+        (dict(start_lr=0.0), "start_lr < end_lr"),
+        (dict(num_steps=1), "num_steps must be an integer >= 2"),
+        (dict(mode="cosine"), "mode must be one of"),
+        (dict(beta=1.0), r"beta must be in \[0, 1\)"),
+        (dict(diverge_factor=1.0), "diverge_factor must be > 1"),
+        (dict(batch_size=1000), r"batch_size must be an integer in \[1, 256\]"),
+        (dict(seeds=()), "seeds must hold at least one seed"),
+        (dict(optimizer_hparams={"momentum": [0.1, 0.2, 0.3]}), "one entry per seed"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    model, loss, data = quadratic_problem()
+    with pytest.raises(ValueError, match=match):
+        rt.range_test(model, loss, data, **kwargs)
+
+
+def test_suggestion_inputs_are_checked():
+    with pytest.raises(ValueError, match="at least 2 points"):
+        rt.suggest_minimum([0.1], [1.0])
+    with pytest.raises(ValueError, match="must be 1-D and match"):
+        rt.suggest_minimum([0.1, 0.2], [1.0, 2.0, 3.0])
