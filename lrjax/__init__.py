@@ -1,6 +1,7 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
+from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
 from lrjax.plateau import PlateauState, ReduceOnPlateau, reduce_on_plateau
 from lrjax.schedules import (
     SCHEDULES,
@@ -44,12 +45,15 @@ __all__ = [
     "PlateauState",
     "ReduceOnPlateau",
     "SWAState",
+    "SnapshotEvaluation",
     "clip",
     "constant",
     "cosine_decay",
     "cosine_with_hard_restarts",
     "cyclic",
     "ema_update",
+    "ensemble_probabilities",
+    "evaluate_snapshots",
     "exponential_decay",
     "get",
     "inverse_sqrt",
