@@ -225,8 +225,13 @@ def linear(
     transition_begin = _check_int(transition_begin, "transition_begin", 0)
 
     def schedule(step):
-        frac = jnp.clip((_as_step(step) - transition_begin) / transition_steps, 0.0, 1.0)
-        return _f32(init_value) + (_f32(end_value) - _f32(init_value)) * frac
+        done = jnp.clip(_as_step(step) - transition_begin, 0.0, transition_steps)
+        start, end = _f32(init_value), _f32(end_value)
+        # Interpolate from the nearer end, so values near either end (such as a decay's last,
+        # tiny LRs) keep full relative precision instead of cancelling in 1 - t/n.
+        from_start = start + (end - start) * (done / transition_steps)
+        from_end = end + (start - end) * ((transition_steps - done) / transition_steps)
+        return jnp.where(2 * done < transition_steps, from_start, from_end)
 
     return schedule
 
@@ -485,29 +490,29 @@ def optimal(alpha: float, t0: float | None = None) -> Schedule:
     .. math:: \eta_t = \frac{1}{\alpha\,(t_0 + t)}
 
     scikit-learn writes :math:`1 / (\alpha (t_0 + t_{sk} - 1))` with its 1-based
-    :math:`t_{sk} = t + 1`. When ``t0`` is ``None`` it is scikit-learn's heuristic for its
-    default hinge loss, chosen so that the first update uses a typical step size:
+    :math:`t_{sk} = t + 1`. When ``t0`` is ``None`` it is scikit-learn's heuristic, chosen so
+    that the first update uses a typical step size :math:`\eta_{init}`:
 
     .. math::
         w_{typ} = \alpha^{-1/4}, \quad
-        \eta_{init} = \frac{w_{typ}}{\max(1, w_{typ})}, \quad
+        \eta_{init} = \frac{w_{typ}}{\max(1, \ell'(-w_{typ}, 1))} = w_{typ}, \quad
         t_0 = \frac{1}{\eta_{init}\,\alpha}
 
-    (scikit-learn's :math:`\eta_{init}` divides by ``max(1, loss.dloss(1, -typw))``, which is
-    :math:`w_{typ}` for the hinge loss; pass ``t0`` explicitly for other losses.)
+    (the loss derivative :math:`\ell'(-w_{typ}, 1)` is negative for every scikit-learn SGD
+    loss, so the maximum is 1).
 
     Args:
       alpha: :math:`\alpha`, the L2 regularisation strength (traceable).
-      t0: :math:`t_0` (traceable), or ``None`` for the hinge-loss heuristic.
+      t0: :math:`t_0` (traceable), or ``None`` for scikit-learn's heuristic.
 
     Returns:
       The schedule.
 
     Examples:
       >>> import lrjax
-      >>> schedule = lrjax.optimal(alpha=1e-4)  # w_typ = 10, eta_init = 1, t0 = 1e4
-      >>> [round(float(schedule(t)), 6) for t in (0, 10_000)]
-      [1.0, 0.5]
+      >>> schedule = lrjax.optimal(alpha=1e-4)  # w_typ = eta_init = 10, t0 = 1000
+      >>> [round(float(schedule(t)), 6) for t in (0, 1000)]
+      [10.0, 5.0]
 
     References:
       Matches scikit-learn ``SGDClassifier(learning_rate="optimal")``; Bottou, Stochastic
@@ -517,8 +522,7 @@ def optimal(alpha: float, t0: float | None = None) -> Schedule:
     def schedule(step):
         a = _f32(alpha)
         if t0 is None:
-            typw = a**-0.25
-            start = 1.0 / (typw / jnp.maximum(1.0, typw) * a)
+            start = 1.0 / (a**-0.25 * a)
         else:
             start = _f32(t0)
         return 1.0 / (a * (start + _as_step(step)))
@@ -1620,7 +1624,9 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "wsd": warmup_stable_decay,
     "snapshot_ensemble": snapshot_ensemble,
     "tanh": tanh_decay,
+    "one_cycle_momentum": one_cycle_momentum,
 }
+_BY_NAME = {**SCHEDULES, **{factory.__name__: factory for factory in SCHEDULES.values()}}
 
 # Arguments that are durations (or sequences of them) and so may be given as fractions.
 _DURATION_ARGS = frozenset(
@@ -1643,6 +1649,9 @@ _DURATION_ARGS = frozenset(
 def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule:
     """Builds a schedule by name, with durations as steps or fractions of ``total_steps``.
 
+    ``name`` is a short key of :data:`SCHEDULES` (``"cosine"``, ``"wsd"``, ...) or the
+    factory's own name (``"cosine_decay"``, ``"warmup_stable_decay"``, ...).
+
     Every duration argument (``warmup_steps``, ``decay_steps``, ``step_size``, ``milestones``,
     ...) may be an int number of steps or a float fraction of ``total_steps``, converted with
     :func:`to_steps`. ``total_steps`` is also passed on to factories that take it.
@@ -1662,9 +1671,9 @@ def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule
       >>> [round(float(schedule(t)), 6) for t in (499, 500, 750)]
       [1.0, 0.1, 0.01]
     """
-    if name not in SCHEDULES:
-        raise ValueError(f"name must be one of {sorted(SCHEDULES)}, got {name!r}")
-    factory = SCHEDULES[name]
+    if name not in _BY_NAME:
+        raise ValueError(f"name must be one of {sorted(_BY_NAME)}, got {name!r}")
+    factory = _BY_NAME[name]
     for key, value in kwargs.items():
         if key not in _DURATION_ARGS or value is None:
             continue
