@@ -1,0 +1,33 @@
+"""Experiment configs: one module per part of the study, run in the order of `PARTS`.
+
+Each module `experiments/configs/<part>.py` defines `get_config(quick: bool = False) -> dict`,
+a JSON-serializable dict with at least:
+
+  part:   the part's name (its results go to `results/<part>/`);
+  title:  the heading of its report section;
+  runner: the module whose `run(config, out_dir) -> str` does the work, writes its files into
+          `out_dir` and returns the body of its Markdown report section;
+  quick:  whether this is the small smoke-test version.
+
+The docstring of each config states the command to run it, the expected runtime and the
+expected result.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Default order of `make experiment`; later parts of the study are appended here.
+PARTS: tuple[str, ...] = ("schedules",)
+
+
+def get_config(name: str, *, quick: bool = False) -> dict[str, Any]:
+    """Returns the resolved config of part `name` (full, or the quick smoke-test version)."""
+    if name not in PARTS:
+        raise ValueError(f"config must be one of {', '.join(PARTS)}; got {name!r}")
+    config = importlib.import_module(f"{__name__}.{name}").get_config(quick=quick)
+    for key in ("part", "title", "runner", "quick"):
+        if key not in config:
+            raise ValueError(f"config {name!r} lacks the required key {key!r}")
+    return config

@@ -1,0 +1,80 @@
+"""Writing a part's results: JSON, CSV, Markdown tables and report stitching."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Writes `obj` as indented JSON."""
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Reads a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | os.PathLike, columns: Mapping[str, np.ndarray]) -> None:
+    """Writes equal-length 1-D columns as CSV; floats with 9 significant digits (float32-exact)."""
+    names = list(columns)
+    arrays = [np.asarray(columns[n]) for n in names]
+    if len({a.shape for a in arrays}) > 1 or any(a.ndim != 1 for a in arrays):
+        raise ValueError(f"columns must be 1-D of equal length, got {[a.shape for a in arrays]}")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        for row in zip(*arrays, strict=True):
+            writer.writerow([_fmt_csv(v) for v in row])
+
+
+def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a CSV written by `write_csv` into float64 columns."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], np.array(rows[1:], dtype=np.float64)
+    return {name: body[:, i] for i, name in enumerate(header)}
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; floats are shown with 4 significant digits."""
+    cells = [[_fmt_md(c) for c in row] for row in rows]
+    align = ["---:" if rows and _is_number(rows, i) else "---" for i in range(len(header))]
+    lines = [header, align, *cells]
+    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines) + "\n"
+
+
+def rebase_links(markdown: str, prefix: str) -> str:
+    """Prefixes relative link and image targets, so a part's report reads from its parent."""
+
+    def fix(m: re.Match) -> str:
+        target = m.group(2)
+        if re.match(r"^([a-z]+:|/|#)", target):
+            return m.group(0)
+        return f"{m.group(1)}{prefix.rstrip('/')}/{target})"
+
+    return re.sub(r"(!?\[[^\]]*\]\()([^)\s]+)\)", fix, markdown)
+
+
+def _fmt_csv(v: Any) -> str:
+    if isinstance(v, np.floating):
+        return f"{v:.9g}"
+    return str(v)
+
+
+def _fmt_md(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _is_number(rows: Sequence[Sequence[Any]], i: int) -> bool:
+    return all(isinstance(r[i], int | float | np.number) for r in rows)

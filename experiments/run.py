@@ -1,0 +1,119 @@
+"""Runs the lrjax study: `python -m experiments.run [--config NAME ...] [--quick] [--force]`.
+
+Each part (a config in `experiments/configs/`) writes `results/<part>/` (config.json, its data,
+figures and report.md); `results/report.md` stitches every part's report with figures inline.
+A part whose report.md exists and whose config.json equals the resolved config is skipped
+unless --force. Environment overrides, so `make experiment CONFIG=schedules QUICK=1` works:
+CONFIG (names separated by commas or spaces), QUICK=1, FORCE=1, OUT=DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from experiments import configs, results
+
+REPORT = "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    out = Path(args.out)
+    names = args.config or _split(os.environ.get("CONFIG", "")) or list(configs.PARTS)
+    todo = [configs.get_config(n, quick=args.quick) for n in names]
+    total = time.perf_counter()
+    for i, config in enumerate(todo, 1):
+        part_dir = out / config["part"]
+        prefix = f"[{i}/{len(todo)}] {config['part']}{' (quick)' if config['quick'] else ''}:"
+        if not args.force and is_done(config, part_dir):
+            print(f"{prefix} results exist in {part_dir}/, skipped (--force to re-run)")
+            continue
+        print(f"{prefix} running ...", flush=True)
+        seconds = run_part(config, part_dir)
+        print(f"{prefix} done in {seconds:.1f} s -> {part_dir / REPORT}", flush=True)
+    report = stitch(out)
+    print(f"report: {report} ({time.perf_counter() - total:.1f} s in all)")
+    return 0
+
+
+def is_done(config: dict[str, Any], part_dir: Path) -> bool:
+    """Whether `part_dir` holds a finished run of exactly this config."""
+    done = (part_dir / REPORT).exists() and (part_dir / "config.json").exists()
+    return done and results.read_json(part_dir / "config.json") == config
+
+
+def run_part(config: dict[str, Any], part_dir: Path) -> float:
+    """Runs one part into a clean `part_dir`; report.md is written last, marking it finished."""
+    if part_dir.exists():
+        shutil.rmtree(part_dir)
+    part_dir.mkdir(parents=True)
+    results.write_json(part_dir / "config.json", config)
+    start = time.perf_counter()
+    body = importlib.import_module(config["runner"]).run(config, part_dir)
+    seconds = time.perf_counter() - start
+    command = f"make experiment CONFIG={config['part']}{' QUICK=1' if config['quick'] else ''}"
+    header = [
+        f"## {config['title']}{' (quick)' if config['quick'] else ''}",
+        "",
+        f"`{command}` · {seconds:.1f} s on {_machine()} · config in "
+        f"`experiments/configs/{config['part']}.py`",
+        "",
+    ]
+    (part_dir / REPORT).write_text("\n".join([*header, body.rstrip(), ""]))
+    return seconds
+
+
+def stitch(out: Path) -> Path:
+    """Writes `out/report.md` from the finished parts' reports, in the order of `PARTS`."""
+    parts = [p for p in configs.PARTS if (out / p / REPORT).exists()]
+    sections = [results.rebase_links((out / p / REPORT).read_text(), p) for p in parts]
+    contents = "\n".join(f"- [{p}]({p}/{REPORT})" for p in parts)
+    text = "# lrjax experiment report\n\n" + contents + "\n\n" + "\n".join(sections)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT).write_text(text)
+    return out / REPORT
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.run", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        type=_split,
+        help=f"parts to run, repeatable or comma-separated; default: {', '.join(configs.PARTS)}",
+    )
+    p.add_argument("--out", default=os.environ.get("OUT", "results"), help="results folder")
+    p.add_argument("--force", action="store_true", default=_flag("FORCE"), help="re-run parts")
+    p.add_argument("--quick", action="store_true", default=_flag("QUICK"), help="smoke-test size")
+    args = p.parse_args(argv)
+    args.config = [n for group in args.config for n in group] if args.config else None
+    return args
+
+
+def _split(names: str) -> list[str]:
+    return [n for n in names.replace(",", " ").split() if n]
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _machine() -> str:
+    import jax
+
+    backend = f"{jax.default_backend()} ({os.cpu_count()} cores)"
+    return f"{platform.machine()} {backend}, jax {jax.__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

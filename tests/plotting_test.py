@@ -1,0 +1,85 @@
+"""Tests for lrjax.plotting: every function draws recorded arrays and writes a PNG."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lrjax import plotting
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+STEPS = np.arange(101)
+COSINE = 0.5 * (1 + np.cos(np.pi * STEPS / 100))
+EXPONENTIAL = 0.01 ** (STEPS / 100)
+
+
+def assert_png(path):
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert path.stat().st_size > 1000
+
+
+def test_plot_schedule_returns_axes_and_saves_png(tmp_path):
+    ax = plotting.plot_schedule(STEPS, COSINE, label="cosine")
+    assert isinstance(ax, Axes)
+    assert [line.get_label() for line in ax.get_lines()] == ["cosine"]
+    np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), COSINE)
+    assert ax.get_xlabel() and ax.get_ylabel() == "learning rate"
+    path = plotting.save(ax, tmp_path / "sub" / "cosine.png")
+    assert_png(tmp_path / "sub" / "cosine.png")
+    assert path == str(tmp_path / "sub" / "cosine.png")
+
+
+def test_plot_schedule_draws_into_given_axes_with_log_y():
+    ax = plotting.new_axes()
+    assert plotting.plot_schedule(STEPS, EXPONENTIAL, ax=ax, log_y=True) is ax
+    assert ax.get_yscale() == "log"
+    assert ax.get_legend() is None  # no label, no legend
+
+
+def test_plot_schedules_legend_secondary_marks_and_zoom(tmp_path):
+    ax = plotting.plot_schedules(
+        STEPS,
+        {"cosine": COSINE, "exponential": EXPONENTIAL},
+        title="two",
+        log_y=True,
+        secondary={"momentum": 0.9 + 0.05 * COSINE},
+        vlines=[25, 50],
+        vlines_label="snapshot",
+        zoom=(0, 20),
+        legend_below=True,
+    )
+    assert ax.get_title() == "two"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["cosine", "exponential", "snapshot", "momentum"]
+    twins = [a for a in ax.figure.axes if a is not ax and a.get_ylabel() == "momentum"]
+    assert len(twins) == 1
+    plotting.save(ax.figure, tmp_path / "two.png")
+    assert_png(tmp_path / "two.png")
+
+
+def test_plot_gallery_lays_out_panels_and_hides_empty_cells(tmp_path):
+    panels = {f"family {i}": {"cosine": COSINE, "exponential": EXPONENTIAL} for i in range(5)}
+    fig = plotting.plot_gallery(STEPS, panels, ncols=3, log_y=["family 1"], title="gallery")
+    assert isinstance(fig, Figure)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == list(panels)
+    assert [ax.get_yscale() for ax in visible] == ["linear", "log", "linear", "linear", "linear"]
+    assert len(fig.axes) == 6
+    plotting.save(fig, tmp_path / "gallery.png", dpi=50)
+    assert_png(tmp_path / "gallery.png")
+
+
+def test_mismatched_arrays_raise():
+    with pytest.raises(ValueError, match=r"steps and values must be 1-D of equal length"):
+        plotting.plot_schedule(STEPS, COSINE[:-1])
+    with pytest.raises(ValueError, match=r"ncols must be >= 1, got 0"):
+        plotting.plot_gallery(STEPS, {"a": {"c": COSINE}}, ncols=0)
+
+
+def test_import_lrjax_does_not_import_matplotlib():
+    # matplotlib is an optional extra: the core package must import without it.
+    code = "import sys, lrjax; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
