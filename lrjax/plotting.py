@@ -32,7 +32,14 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra 
         "lrjax.plotting needs matplotlib; install the extra: pip install 'lrjax[experiments]'"
     ) from e
 
-__all__ = ["new_axes", "plot_gallery", "plot_schedule", "plot_schedules", "save"]
+__all__ = [
+    "new_axes",
+    "plot_gallery",
+    "plot_range_test",
+    "plot_schedule",
+    "plot_schedules",
+    "save",
+]
 
 _LR_LABEL = "learning rate"
 _STEP_LABEL = "step (optimizer update count)"
@@ -218,6 +225,77 @@ def plot_gallery(
         fig.suptitle(title, fontsize="x-large")
     fig.supxlabel(_STEP_LABEL)
     return fig
+
+
+def plot_range_test(
+    learning_rates: ArrayLike,
+    loss: ArrayLike,
+    smoothed: ArrayLike,
+    valid: ArrayLike,
+    *,
+    suggestions: Mapping[str, float] | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Draws an LR range test: raw and smoothed loss against a log-x learning rate.
+
+    Takes the arrays of a :class:`lrjax.range_test.RangeTestResult` (``result.learning_rates``,
+    ``result.loss``, ``result.smoothed``, ``result.valid``). Each run's raw loss is drawn
+    faintly, the mean smoothed loss over runs as a line with a band from the lowest to the
+    highest run, each run's divergence point as a cross, and each suggestion as a dashed
+    vertical line with its value in the legend. Points after a run diverged are not drawn.
+
+    Args:
+      learning_rates: ``(N,)`` the LR of each step.
+      loss: ``(R, N)`` raw losses of R runs (seeds).
+      smoothed: ``(R, N)`` smoothed losses.
+      valid: ``(R, N)`` False after a run diverged.
+      suggestions: optional ``{name: lr}`` to mark.
+      ax: Axes to draw into; a new figure is made when None.
+      title: optional title.
+
+    Returns:
+      The Axes drawn into.
+    """
+    lrs = np.asarray(learning_rates, dtype=float)
+    loss, smoothed = np.atleast_2d(loss).astype(float), np.atleast_2d(smoothed).astype(float)
+    valid = np.atleast_2d(valid).astype(bool)
+    if not (loss.shape == smoothed.shape == valid.shape and loss.shape[1:] == lrs.shape):
+        raise ValueError(
+            f"loss, smoothed and valid must all have shape (runs, {lrs.size}), got "
+            f"{loss.shape}, {smoothed.shape} and {valid.shape}"
+        )
+    ax = new_axes() if ax is None else ax
+    for raw, ok in zip(loss, valid, strict=True):
+        ax.plot(lrs[ok], raw[ok], color="0.6", alpha=0.35, linewidth=0.8)
+    common = valid.all(axis=0)
+    ax.plot(lrs[common], smoothed[:, common].mean(axis=0), color="C0",
+            label=f"smoothed loss (mean of {len(loss)})")  # fmt: skip
+    if len(loss) > 1:
+        alive = valid.any(axis=0)  # columns where some run is still valid
+        band = np.where(valid, smoothed, np.nan)[:, alive]
+        ax.fill_between(lrs[alive], np.nanmin(band, axis=0), np.nanmax(band, axis=0),
+                        color="C0", alpha=0.2, label="seed range")  # fmt: skip
+    label = "divergence"
+    for k, ok in enumerate(valid):
+        if not ok.all():
+            at = int(np.argmin(ok))
+            ax.plot(lrs[at], smoothed[k, max(at - 1, 0)], "x", color="C3", label=label)
+            label = None
+    for (name, lr), color in zip(
+        (suggestions or {}).items(), itertools.cycle(["C1", "C2", "C4", "C5", "C6"]), strict=False
+    ):
+        ax.axvline(lr, color=color, linestyle="--", linewidth=1.0, label=f"{name}: {lr:.2g}")
+    finite = smoothed[:, common]
+    if finite.size:
+        low, high = np.nanmin(finite), np.nanmax(finite)
+        ax.set_ylim(low - 0.05 * (high - low), high + 0.25 * (high - low))
+    ax.set_xscale("log")
+    _style(ax, log_y=False, xlabel="learning rate", ylabel="loss")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small")
+    return ax
 
 
 def save(fig: Figure | Axes, path: str | os.PathLike, *, dpi: float = 110) -> str:

@@ -1,5 +1,6 @@
 """Tests for lrjax.plotting: every function draws recorded arrays and writes a PNG."""
 
+import os
 import subprocess
 import sys
 
@@ -83,3 +84,24 @@ def test_import_lrjax_does_not_import_matplotlib():
     # matplotlib is an optional extra: the core package must import without it.
     code = "import sys, lrjax; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plot_range_test_draws_log_x_with_suggestions_and_divergence(tmp_path):
+    lrs = np.logspace(-4, 0, 50)
+    smoothed = np.stack([(np.log10(lrs) + 2) ** 2, (np.log10(lrs) + 2.2) ** 2])
+    valid = np.ones_like(smoothed, dtype=bool)
+    valid[1, 45:] = False
+    ax = plotting.plot_range_test(
+        lrs, smoothed + 0.1, smoothed, valid, suggestions={"minimum": 1e-3, "valley": 3e-3}
+    )
+    assert ax.get_xscale() == "log"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "divergence" in labels
+    assert any(label.startswith("minimum: 0.001") for label in labels)
+    path = plotting.save(ax, tmp_path / "range_test.png")
+    assert os.path.getsize(path) > 1000
+
+
+def test_plot_range_test_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="must all have shape"):
+        plotting.plot_range_test(np.ones(3), np.ones((1, 3)), np.ones((1, 4)), np.ones((1, 3)))
