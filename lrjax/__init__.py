@@ -1,7 +1,10 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
+from lrjax import data, models
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
+from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
+from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier
 from lrjax.plateau import PlateauState, ReduceOnPlateau, reduce_on_plateau
 from lrjax.schedules import (
     SCHEDULES,
@@ -41,16 +44,22 @@ from lrjax.schedules import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNN1D",
+    "CNN2D",
+    "MLP",
     "SCHEDULES",
+    "Dataset",
     "PlateauState",
     "ReduceOnPlateau",
     "SWAState",
     "SnapshotEvaluation",
+    "TransformerClassifier",
     "clip",
     "constant",
     "cosine_decay",
     "cosine_with_hard_restarts",
     "cyclic",
+    "data",
     "ema_update",
     "ensemble_probabilities",
     "evaluate_snapshots",
@@ -61,6 +70,11 @@ __all__ = [
     "invscaling",
     "join",
     "linear",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_mnist1d",
+    "models",
     "multistep_decay",
     "one_cycle",
     "one_cycle_momentum",

@@ -1,0 +1,215 @@
+"""Small Flax (``flax.linen``) classifiers for the learning-rate studies.
+
+Every model maps a batch of inputs to logits, ``model.apply(params, x) -> (batch, num_classes)``,
+and is a pure function of its parameters: no batch-norm statistics, no dropout, no other
+mutable collections, so ``init``/``apply`` can be ``jit``-ed and ``vmap``-ed over a leading
+member axis of parameters as the sweep engine does. Normalisation, where there is any, is
+LayerNorm, which has no state.
+
+* :class:`MLP` — dense ReLU network on flattened inputs.
+* :class:`CNN1D` — the MNIST-1D paper's small 1-D CNN (5,210 parameters).
+* :class:`CNN2D` — conv-pool-conv-pool-dense for 28×28 (or 8×8) images.
+* :class:`TransformerClassifier` — a small pre-LN encoder over patches of a sequence, the
+  kind of model the "linear warmup then decay" recipe (BERT) was made for.
+
+Parameter counts in the docstrings are for the default configuration and are checked by
+``tests/models_test.py``; :func:`param_count` counts any pytree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["CNN1D", "CNN2D", "MLP", "TransformerClassifier", "param_count"]
+
+
+def param_count(params) -> int:
+    """Number of scalars in a pytree of arrays (e.g. ``model.init(key, x)``).
+
+    Examples:
+      >>> import jax
+      >>> params = MLP(hidden=(8,), num_classes=3).init(jax.random.key(0), jnp.zeros((1, 4)))
+      >>> param_count(params)  # 4*8+8 + 8*3+3
+      67
+    """
+    return sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree.leaves(params))
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron with ReLU: flatten, ``len(hidden)`` dense layers, a linear head.
+
+    In: ``(batch, *features)`` (flattened, e.g. ``(batch, 40)`` for MNIST-1D or
+    ``(batch, 28, 28)``). Out: logits ``(batch, num_classes)``.
+
+    Default, on MNIST-1D (40 → 256 → 256 → 10): 78,858 parameters. The MNIST-1D paper's MLP
+    is ``MLP(hidden=(100, 100))``: 15,210 parameters.
+
+    Attributes:
+      hidden: widths of the hidden layers.
+      num_classes: number of logits.
+    """
+
+    hidden: Sequence[int] = (256, 256)
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0], -1)
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(self.num_classes)(x)
+
+
+class CNN1D(nn.Module):
+    """The MNIST-1D paper's 1-D CNN: three strided ReLU convolutions, flatten, linear head.
+
+    Layers (PyTorch's ``ConvBase`` in the mnist1d repository): conv 25 channels, kernel 5,
+    stride 2; conv 25, kernel 3, stride 2; conv 25, kernel 3, stride 2; each padded by 1 on
+    both sides, so a length-40 signal becomes 19 → 10 → 5 positions × 25 channels = 125
+    features; then a dense layer to the logits.
+
+    In: ``(batch, length)`` or ``(batch, length, channels)``. Out: ``(batch, num_classes)``.
+
+    Default, on MNIST-1D (length 40): 5,210 parameters, as in the paper.
+
+    Attributes:
+      channels: output channels of each convolution.
+      kernel_sizes: kernel size of each convolution.
+      strides: stride of each convolution.
+      padding: zero padding on each side of each convolution.
+      num_classes: number of logits.
+
+    References:
+      Greydanus, "Scaling down deep learning", arXiv:2011.14439, 2020.
+    """
+
+    channels: Sequence[int] = (25, 25, 25)
+    kernel_sizes: Sequence[int] = (5, 3, 3)
+    strides: Sequence[int] = (2, 2, 2)
+    padding: int = 1
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if not len(self.channels) == len(self.kernel_sizes) == len(self.strides):
+            raise ValueError(
+                "channels, kernel_sizes and strides must have the same length, got "
+                f"{len(self.channels)}, {len(self.kernel_sizes)}, {len(self.strides)}"
+            )
+        if x.ndim == 2:
+            x = x[..., None]
+        for c, k, s in zip(self.channels, self.kernel_sizes, self.strides, strict=True):
+            x = nn.relu(nn.Conv(c, (k,), strides=(s,), padding=[(self.padding, self.padding)])(x))
+        x = x.reshape(x.shape[0], -1)
+        return nn.Dense(self.num_classes)(x)
+
+
+class CNN2D(nn.Module):
+    """Small 2-D CNN: [3×3 conv, ReLU, 2×2 max pool] per stage, then dense ReLU, linear head.
+
+    Convolutions are "SAME"-padded, so each stage halves height and width (28 → 14 → 7;
+    8 → 4 → 2).
+
+    In: ``(batch, height, width)`` or ``(batch, height, width, channels)``.
+    Out: ``(batch, num_classes)``.
+
+    Default: 206,922 parameters on 28×28×1 (MNIST), 22,602 on 8×8×1 (scikit-learn digits).
+
+    Attributes:
+      features: output channels of each conv stage.
+      hidden: width of the dense layer before the head.
+      num_classes: number of logits.
+    """
+
+    features: Sequence[int] = (16, 32)
+    hidden: int = 128
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim == 3:
+            x = x[..., None]
+        for f in self.features:
+            x = nn.relu(nn.Conv(f, (3, 3), padding="SAME")(x))
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        x = nn.relu(nn.Dense(self.hidden)(x))
+        return nn.Dense(self.num_classes)(x)
+
+
+class _EncoderBlock(nn.Module):
+    """Pre-LN transformer block: ``x + MHSA(LN(x))``, then ``x + MLP(LN(x))``."""
+
+    num_heads: int
+    mlp_dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = nn.LayerNorm()(x)
+        x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(h, h)
+        h = nn.LayerNorm()(x)
+        h = nn.Dense(x.shape[-1])(nn.gelu(nn.Dense(self.mlp_dim)(h)))
+        return x + h
+
+
+class TransformerClassifier(nn.Module):
+    """Small pre-LN transformer encoder over patches of a sequence, mean-pooled to logits.
+
+    The sequence is cut into non-overlapping patches of ``patch_size`` positions; each patch
+    (all its channels) is linearly embedded to ``dim``, a learned positional embedding is
+    added, then ``depth`` pre-LN blocks (multi-head self-attention, GELU MLP of width
+    ``mlp_ratio * dim``, residuals), a final LayerNorm, the mean over tokens and a linear head.
+    No dropout, so there is no RNG or state at ``apply`` time.
+
+    In: ``(batch, length)`` or ``(batch, length, channels)`` with ``length`` a multiple of
+    ``patch_size`` (an image ``(batch, H, W)`` reads as H positions of W channels).
+    Out: ``(batch, num_classes)``.
+
+    Default, on MNIST-1D (length 40 → 10 tokens of 4 values): 68,682 parameters.
+
+    Attributes:
+      patch_size: sequence positions per token.
+      dim: token width.
+      depth: number of encoder blocks.
+      num_heads: attention heads (must divide ``dim``).
+      mlp_ratio: MLP width as a multiple of ``dim``.
+      num_classes: number of logits.
+
+    References:
+      Vaswani et al., "Attention is all you need", 2017; pre-LN as in Xiong et al.,
+      "On layer normalization in the transformer architecture", ICML 2020; patch embedding
+      as in Dosovitskiy et al., ViT, ICLR 2021.
+    """
+
+    patch_size: int = 4
+    dim: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    mlp_ratio: int = 2
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim == 2:
+            x = x[..., None]
+        batch, length, channels = x.shape
+        if length % self.patch_size:
+            raise ValueError(
+                f"sequence length {length} must be a multiple of patch_size={self.patch_size}"
+            )
+        if self.dim % self.num_heads:
+            raise ValueError(f"num_heads={self.num_heads} must divide dim={self.dim}")
+        tokens = length // self.patch_size
+        x = x.reshape(batch, tokens, self.patch_size * channels)
+        x = nn.Dense(self.dim, name="embed")(x)
+        pos = self.param("pos_embed", nn.initializers.normal(0.02), (tokens, self.dim))
+        x = x + pos[None]
+        for i in range(self.depth):
+            x = _EncoderBlock(self.num_heads, self.mlp_ratio * self.dim, name=f"block{i}")(x)
+        x = nn.LayerNorm()(x)
+        return nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=1))
