@@ -187,3 +187,36 @@ def test_suggestion_inputs_are_checked():
         rt.suggest_minimum([0.1], [1.0])
     with pytest.raises(ValueError, match="must be 1-D and match"):
         rt.suggest_minimum([0.1, 0.2], [1.0, 2.0, 3.0])
+
+
+@functools.cache
+def parallel_result(seeds=(0, 1)):
+    model, loss, (x, y) = quadratic_problem()
+    return rt.parallel_range_test(
+        model, loss, (x, y), (x[:64], y[:64]), start_lr=1e-3, end_lr=1.0, num_lrs=13,
+        num_steps=60, batch_size=32, seeds=seeds, progress=False,
+    )  # fmt: skip
+
+
+def test_parallel_range_test_flags_exactly_the_lrs_above_two_over_curvature():
+    result = parallel_result()
+    unstable = result.learning_rates > 2.0 / CURVATURE
+    np.testing.assert_array_equal(result.diverged, np.broadcast_to(unstable, result.diverged.shape))
+    assert np.all(np.isnan(result.final_loss[:, unstable]))
+    suggestion = result.suggestion()
+    assert 1e-3 < suggestion < 2.0 / CURVATURE
+
+
+def test_parallel_range_test_members_equal_their_own_runs():
+    together = parallel_result(seeds=(0, 1))
+    alone = parallel_result(seeds=(1,))
+    ok = ~together.diverged[1]
+    np.testing.assert_allclose(together.final_loss[1, ok], alone.final_loss[0, ok], rtol=1e-5)
+
+
+def test_parallel_range_test_bad_arguments():
+    model, loss, data = quadratic_problem()
+    with pytest.raises(ValueError, match="num_lrs must be an integer >= 2"):
+        rt.parallel_range_test(model, loss, data, data, num_lrs=1)
+    with pytest.raises(ValueError, match="start_lr < end_lr"):
+        rt.parallel_range_test(model, loss, data, data, start_lr=1.0, end_lr=1.0)
