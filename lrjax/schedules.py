@@ -890,9 +890,16 @@ def one_cycle_momentum(
 ) -> Schedule:
     r"""The momentum (or Adam :math:`\beta_1`) schedule that mirrors :func:`one_cycle`.
 
-    Momentum moves inversely to the LR over the same phases as :func:`one_cycle`, through the
-    values :math:`(m_{max}, m_{base}, m_{max})` (three-phase:
-    :math:`(m_{max}, m_{base}, m_{max}, m_{max})`), with the same annealing rule. Feed it to
+    Momentum moves inversely to the LR over the same phases :math:`[e_{i-1}, e_i]` as
+    :func:`one_cycle`, with :math:`q = (t - e_{i-1}) / (e_i - e_{i-1})` clipped to
+    :math:`[0, 1]`:
+
+    .. math::
+        m_t = a_{i+1} + (a_i - a_{i+1})\frac{1 + \cos(\pi q)}{2}
+        \quad\text{or}\quad a_i + (a_{i+1} - a_i)\, q \ \ (\text{linear})
+
+    through the values :math:`a = (m_{max}, m_{base}, m_{max})` (three-phase:
+    :math:`(m_{max}, m_{base}, m_{max}, m_{max})`). Feed it to
     ``optax.inject_hyperparams(optax.sgd)(learning_rate=..., momentum=...)``.
 
     Args:
