@@ -78,3 +78,53 @@ def _fmt_md(v: Any) -> str:
 
 def _is_number(rows: Sequence[Sequence[Any]], i: int) -> bool:
     return all(isinstance(r[i], int | float | np.number) for r in rows)
+
+
+def write_jsonl(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Writes one JSON object per line; NumPy arrays become lists, non-finite floats `null`."""
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Reads a file written by `write_jsonl`."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+
+
+def member_rows(
+    result: Any, labels: Sequence[Mapping[str, Any]], digits: int = 5
+) -> list[dict[str, Any]]:
+    """Per-member, per-step metrics of a `lrjax.sweep.SweepResult`, one row per member.
+
+    Each row holds the member's `labels`, its training loss and learning rate at every step,
+    the evaluation steps and each evaluation metric there, and whether/when it diverged. Floats
+    keep `digits` significant digits.
+    """
+    rows = []
+    for k, label in enumerate(labels):
+        row = dict(label)
+        row["loss"] = _round(result.loss[k], digits)
+        row["learning_rate"] = _round(result.learning_rate[k], digits)
+        row["eval_steps"] = np.asarray(result.eval_steps).tolist()
+        for name, values in result.eval_metrics.items():
+            row[f"val_{name}"] = _round(values[k], digits)
+        row["diverged_step"] = int(result.diverged_step[k])
+        rows.append(row)
+    return rows
+
+
+def _round(values: np.ndarray, digits: int) -> list[float | None]:
+    return [float(f"{v:.{digits}g}") if np.isfinite(v) else None for v in np.asarray(values)]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()] if v.ndim else _jsonable(v.item())
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, float | np.floating):
+        return float(v) if np.isfinite(v) else None
+    if isinstance(v, np.integer | np.bool_):
+        return v.item()
+    return v

@@ -28,20 +28,42 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     out = Path(args.out)
     names = args.config or _split(os.environ.get("CONFIG", "")) or list(configs.PARTS)
-    todo = [configs.get_config(n, quick=args.quick) for n in names]
+    todo = execution_order([configs.get_config(n, quick=args.quick) for n in names])
     total = time.perf_counter()
+    ran: set[str] = set()
     for i, config in enumerate(todo, 1):
         part_dir = out / config["part"]
         prefix = f"[{i}/{len(todo)}] {config['part']}{' (quick)' if config['quick'] else ''}:"
-        if not args.force and is_done(config, part_dir):
+        stale = ran.intersection(config.get("reads", ()))
+        if not args.force and not stale and is_done(config, part_dir):
             print(f"{prefix} results exist in {part_dir}/, skipped (--force to re-run)")
             continue
         print(f"{prefix} running ...", flush=True)
         seconds = run_part(config, part_dir)
+        ran.add(config["part"])
         print(f"{prefix} done in {seconds:.1f} s -> {part_dir / REPORT}", flush=True)
     report = stitch(out)
     print(f"report: {report} ({time.perf_counter() - total:.1f} s in all)")
     return 0
+
+
+def execution_order(todo: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`todo` reordered so that each part runs after the parts it `reads` (when also in `todo`).
+
+    Otherwise the order is kept; the report keeps the order of `PARTS` either way.
+    """
+    pending, done, order = list(todo), set(), []
+    names = {c["part"] for c in todo}
+    while pending:
+        for config in pending:
+            if all(r in done or r not in names for r in config.get("reads", ())):
+                break
+        else:
+            raise ValueError(f"parts read each other in a cycle: {[c['part'] for c in pending]}")
+        pending.remove(config)
+        done.add(config["part"])
+        order.append(config)
+    return order
 
 
 def is_done(config: dict[str, Any], part_dir: Path) -> bool:

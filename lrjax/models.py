@@ -77,12 +77,20 @@ class CNN1D(nn.Module):
 
     Default, on MNIST-1D (length 40): 5,210 parameters, as in the paper.
 
+    ``conv="slices"`` computes each convolution as a sum of ``kernel_size`` matmuls over
+    strided slices of the input, with the same parameters (names, shapes, initializers) and the
+    same outputs to float32 rounding. Under ``jax.vmap`` over stacked parameters, as the sweep
+    engine trains members, XLA's CPU backend turns ``lax.conv`` into a grouped convolution that
+    runs about 25x slower than the MLP per FLOP; the slice form stays a batched matmul (about 5x
+    faster than ``"lax"`` for a 64-member sweep on 2 CPU cores, measured for issue 5).
+
     Attributes:
       channels: output channels of each convolution.
       kernel_sizes: kernel size of each convolution.
       strides: stride of each convolution.
       padding: zero padding on each side of each convolution.
       num_classes: number of logits.
+      conv: ``"lax"`` (``flax.linen.Conv``) or ``"slices"`` (see above).
 
     References:
       Greydanus, "Scaling down deep learning", arXiv:2011.14439, 2020.
@@ -93,9 +101,12 @@ class CNN1D(nn.Module):
     strides: Sequence[int] = (2, 2, 2)
     padding: int = 1
     num_classes: int = 10
+    conv: str = "lax"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.conv not in ("lax", "slices"):
+            raise ValueError(f"conv must be 'lax' or 'slices', got {self.conv!r}")
         if not len(self.channels) == len(self.kernel_sizes) == len(self.strides):
             raise ValueError(
                 "channels, kernel_sizes and strides must have the same length, got "
@@ -103,10 +114,40 @@ class CNN1D(nn.Module):
             )
         if x.ndim == 2:
             x = x[..., None]
-        for c, k, s in zip(self.channels, self.kernel_sizes, self.strides, strict=True):
-            x = nn.relu(nn.Conv(c, (k,), strides=(s,), padding=[(self.padding, self.padding)])(x))
+        for i, (c, k, s) in enumerate(
+            zip(self.channels, self.kernel_sizes, self.strides, strict=True)
+        ):
+            if self.conv == "lax":
+                conv = nn.Conv(c, (k,), strides=(s,), padding=[(self.padding, self.padding)])
+            else:
+                conv = _SliceConv1D(c, k, s, self.padding, name=f"Conv_{i}")
+            x = nn.relu(conv(x))
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(self.num_classes)(x)
+
+
+class _SliceConv1D(nn.Module):
+    """``nn.Conv`` (1-D, symmetric zero padding, no dilation) as a sum of strided-slice matmuls.
+
+    Same parameters as ``nn.Conv``: ``kernel`` ``(k, in, out)`` (LeCun normal) and ``bias``.
+    """
+
+    features: int
+    kernel_size: int
+    stride: int
+    padding: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        x = jnp.pad(x, ((0, 0), (self.padding, self.padding), (0, 0)))
+        positions = (x.shape[1] - self.kernel_size) // self.stride + 1
+        span = self.stride * (positions - 1) + 1
+        # Output position i sees inputs stride*i + j, j < kernel_size: one slice per tap j.
+        out = sum(x[:, j : j + span : self.stride] @ kernel[j] for j in range(self.kernel_size))
+        return out + bias[None, None, :]
 
 
 class CNN2D(nn.Module):

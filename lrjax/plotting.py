@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike
 
 try:
     import matplotlib
+    import matplotlib.patches
     from matplotlib import transforms
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -34,8 +35,13 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra 
 
 __all__ = [
     "new_axes",
+    "plot_curves",
     "plot_gallery",
+    "plot_heatmap",
+    "plot_lr_ranges",
+    "plot_lr_sweep",
     "plot_range_test",
+    "plot_scaling",
     "plot_schedule",
     "plot_schedules",
     "save",
@@ -295,6 +301,272 @@ def plot_range_test(
     if title:
         ax.set_title(title)
     ax.legend(fontsize="small")
+    return ax
+
+
+def _band(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max over axis 0 of the finite entries (NaN where a column has none)."""
+    ok = np.isfinite(v)
+    count = ok.sum(axis=0)
+    mean = np.where(count > 0, np.where(ok, v, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+    lo = np.where(count > 0, np.where(ok, v, np.inf).min(axis=0), np.nan)
+    hi = np.where(count > 0, np.where(ok, v, -np.inf).max(axis=0), np.nan)
+    return mean, lo, hi
+
+
+def _line_styles(n: int):
+    """(color, linestyle) for n curves: 10 colors solid, then the same colors dashed, ..."""
+    styles = ["-", "--", ":", "-."]
+    return [(f"C{i % 10}", styles[(i // 10) % len(styles)]) for i in range(n)]
+
+
+def plot_lr_sweep(
+    learning_rates: ArrayLike,
+    curves: Mapping[str, ArrayLike],
+    *,
+    ax: Axes | None = None,
+    ylabel: str = "validation accuracy",
+    title: str | None = None,
+    best: str | None = "max",
+    marks: Mapping[str, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+    legend_fontsize: str | float = "small",
+) -> Axes:
+    """Draws a score against a log-x learning-rate grid, one line per label, with seed bands.
+
+    Args:
+      learning_rates: ``(L,)`` the LR grid.
+      curves: label -> scores ``(S, L)`` of S seeds (or ``(L,)``); the line is the mean over
+        seeds, the band spans the lowest to the highest seed. Non-finite scores (diverged runs)
+        are left out of the line and band.
+      ax: Axes to draw into; a new figure is made when None.
+      ylabel: y axis label.
+      title: optional title.
+      best: ``"max"`` or ``"min"`` marks each line's best mean with a dot; None marks nothing.
+      marks: optional ``{name: lr}`` drawn as dashed vertical lines with their value.
+      ylim: optional y limits.
+      legend_fontsize: legend font size.
+
+    Returns:
+      The Axes drawn into.
+    """
+    lrs = np.asarray(learning_rates, dtype=float)
+    ax = new_axes() if ax is None else ax
+    for (label, values), (color, ls) in zip(curves.items(), _line_styles(len(curves)), strict=True):
+        v = np.atleast_2d(np.asarray(values, dtype=float))
+        if v.shape[1:] != lrs.shape:
+            raise ValueError(
+                f"curves[{label!r}] must have shape (seeds, {lrs.size}), got {v.shape}"
+            )
+        mean, lo, hi = _band(v)
+        ok = np.isfinite(mean)
+        ax.plot(lrs, mean, ls, color=color, marker=".", label=label, linewidth=1.4)
+        if len(v) > 1 and ok.any():
+            ax.fill_between(lrs[ok], lo[ok], hi[ok], color=color, alpha=0.15, linewidth=0)
+        if best is not None and ok.any():
+            masked = np.where(ok, mean if best == "max" else -mean, -np.inf)
+            i = int(np.argmax(masked))
+            ax.plot(lrs[i], mean[i], "o", color=color, markersize=7, markeredgecolor="k")
+    for (name, lr), color in zip(
+        (marks or {}).items(), itertools.cycle(["k", "C3", "C2", "C4"]), strict=False
+    ):
+        ax.axvline(lr, color=color, linestyle="--", linewidth=1.0, label=f"{name}: {lr:.2g}")
+    ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    _style(ax, log_y=False, xlabel="peak learning rate", ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    if curves or marks:
+        ax.legend(fontsize=legend_fontsize)
+    return ax
+
+
+def plot_curves(
+    steps: ArrayLike,
+    curves: Mapping[str, ArrayLike],
+    *,
+    ax: Axes | None = None,
+    xlabel: str = _STEP_LABEL,
+    ylabel: str = "training loss",
+    title: str | None = None,
+    log_y: bool = False,
+    smooth: int = 1,
+    drawstyle: str = "default",
+    ylim: tuple[float, float] | None = None,
+    legend_fontsize: str | float = "small",
+) -> Axes:
+    """Draws recorded curves against steps (or trials), one line per label, with seed bands.
+
+    Args:
+      steps: ``(T,)`` x values shared by all curves.
+      curves: label -> values ``(S, T)`` of S seeds (or ``(T,)``); mean line, min-max band.
+      ax: Axes to draw into; a new figure is made when None.
+      xlabel: x axis label.
+      ylabel: y axis label.
+      title: optional title.
+      log_y: logarithmic y axis.
+      smooth: width of a centred moving average applied for display (1 = none), e.g. for
+        per-batch training losses.
+      drawstyle: matplotlib drawstyle, e.g. ``"steps-post"`` for best-so-far curves.
+      ylim: optional y limits.
+      legend_fontsize: legend font size.
+
+    Returns:
+      The Axes drawn into.
+    """
+    x = np.asarray(steps)
+    ax = new_axes() if ax is None else ax
+    for (label, values), (color, ls) in zip(curves.items(), _line_styles(len(curves)), strict=True):
+        v = np.atleast_2d(np.asarray(values, dtype=float))
+        if v.shape[1:] != x.shape:
+            raise ValueError(f"curves[{label!r}] must have shape (seeds, {x.size}), got {v.shape}")
+        if smooth > 1:
+            kernel = np.ones(smooth) / smooth
+            v = np.stack([np.convolve(row, kernel, mode="same") for row in v])
+            # Edges of a "same" convolution average in zeros: drop them.
+            v[:, : smooth // 2] = np.nan
+            v[:, v.shape[1] - smooth // 2 :] = np.nan
+        mean, lo, hi = _band(v)
+        ax.plot(x, mean, ls, color=color, label=label, linewidth=1.3, drawstyle=drawstyle)
+        if len(v) > 1:
+            step = "post" if "steps" in drawstyle else None
+            ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0, step=step)
+    _style(ax, log_y=log_y, xlabel=xlabel, ylabel=ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    if curves:
+        ax.legend(fontsize=legend_fontsize)
+    return ax
+
+
+def plot_lr_ranges(
+    ranges: Mapping[str, tuple[float, float, float]],
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    xlabel: str = "learning rate",
+) -> Axes:
+    """Draws one horizontal log-x segment per label: a range of good LRs and the best LR in it.
+
+    Args:
+      ranges: label -> ``(low, best, high)`` learning rates, drawn top to bottom in order; the
+        width in decades is written at the right end.
+      ax: Axes to draw into; a new figure is made when None.
+      title: optional title.
+      xlabel: x axis label.
+
+    Returns:
+      The Axes drawn into.
+    """
+    ax = new_axes() if ax is None else ax
+    for i, (low, best, high) in enumerate(ranges.values()):
+        y = -i
+        ax.plot([low, high], [y, y], color=f"C{i % 10}", linewidth=4, solid_capstyle="butt")
+        ax.plot([best], [y], "o", color="k", markersize=4)
+        ax.annotate(f" {math.log10(high / low):.2f}", (high, y), va="center", fontsize="x-small")
+    ax.set_yticks([-i for i in range(len(ranges))], list(ranges), fontsize="small")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.grid(True, axis="x", which="major", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def plot_scaling(
+    batch_sizes: ArrayLike,
+    measured: ArrayLike,
+    predictions: Mapping[str, ArrayLike],
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Draws the measured best LR per batch size against scaling-rule predictions (log-log).
+
+    Args:
+      batch_sizes: ``(B,)`` batch sizes.
+      measured: ``(B,)`` best learning rate measured at each batch size.
+      predictions: rule name -> ``(B,)`` predicted learning rates (dashed lines).
+      ax: Axes to draw into; a new figure is made when None.
+      title: optional title.
+
+    Returns:
+      The Axes drawn into.
+    """
+    ax = new_axes() if ax is None else ax
+    b = np.asarray(batch_sizes, dtype=float)
+    ax.plot(b, np.asarray(measured, dtype=float), "o-", color="k", label="measured best LR")
+    for (name, values), color in zip(
+        predictions.items(), itertools.cycle(["C0", "C1", "C2", "C3"]), strict=False
+    ):
+        ax.plot(b, np.asarray(values, dtype=float), "--", color=color, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(b, [f"{int(v)}" for v in b])
+    _style(ax, log_y=True, xlabel="batch size", ylabel="best peak learning rate")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_heatmap(
+    values: ArrayLike,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    *,
+    ax: Axes | None = None,
+    xlabel: str = "learning rate",
+    ylabel: str = "batch size",
+    cbar_label: str = "validation accuracy",
+    title: str | None = None,
+    marks: Sequence[tuple[int, int]] = (),
+    fmt: str = "{:.2f}",
+    vmin: float | None = None,
+) -> Axes:
+    """Draws a 2-D grid of scores with each cell's value written in it.
+
+    Args:
+      values: ``(R, C)`` scores; non-finite cells (diverged) are grey and marked "div".
+      row_labels: R labels (y axis, top to bottom).
+      col_labels: C labels (x axis).
+      ax: Axes to draw into; a new figure is made when None.
+      xlabel, ylabel, cbar_label, title: labels.
+      marks: ``(row, col)`` cells to outline (e.g. the best LR of each row).
+      fmt: format of the cell text.
+      vmin: lower end of the color scale (default: the lowest finite value).
+
+    Returns:
+      The Axes drawn into.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(
+            f"values must have shape ({len(row_labels)}, {len(col_labels)}), got {v.shape}"
+        )
+    ax = new_axes() if ax is None else ax
+    masked = np.ma.masked_invalid(v)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.8")
+    image = ax.imshow(masked, cmap=cmap, aspect="auto", vmin=vmin)
+    ax.figure.colorbar(image, ax=ax, label=cbar_label)
+    low, high = image.get_clim()
+    for (r, c), value in np.ndenumerate(v):
+        text = fmt.format(value) if np.isfinite(value) else "div"
+        light = np.isfinite(value) and value < low + 0.6 * (high - low)
+        ax.text(c, r, text, ha="center", va="center", fontsize="x-small",
+                color="w" if light else "k")  # fmt: skip
+    for r, c in marks:
+        ax.add_patch(matplotlib.patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False,
+                                                  edgecolor="C3", linewidth=2.0))  # fmt: skip
+    ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     return ax
 
 

@@ -379,30 +379,44 @@ def range_test(
 
 @dataclasses.dataclass(frozen=True)
 class ParallelRangeTestResult:
-    """Loss after a short fixed budget for each learning rate of a log grid, per seed.
+    """Evaluation after a short fixed budget for each learning rate of a grid, per seed.
 
     Attributes:
       learning_rates: ``(K,)`` the grid.
       final_loss: ``(S, K)`` evaluation loss after the budget (``nan`` where a run diverged).
+      final_metrics: ``{name: (S, K)}`` every evaluation metric after the budget.
       diverged: ``(S, K)`` runs frozen by the engine's divergence test.
       seeds: ``(S,)``.
-      sweep: the underlying :class:`lrjax.sweep.SweepResult` (members ordered seed-major).
+      sweep: the underlying :class:`lrjax.sweep.SweepResult` (members seed-major,
+        ``k = s * K + l``).
     """
 
     learning_rates: np.ndarray
     final_loss: np.ndarray
+    final_metrics: dict[str, np.ndarray]
     diverged: np.ndarray
     seeds: np.ndarray
     sweep: sweep.SweepResult
 
     def suggestion(self) -> float:
         """The LR with the lowest mean final loss among those where no seed diverged."""
-        ok = ~self.diverged.any(axis=0)
+        ok = ~self.diverged.any(axis=0) & np.isfinite(self.final_loss).all(axis=0)
         if not ok.any():
             raise ValueError("every learning rate diverged for some seed; lower end_lr")
         mean = np.full(ok.shape, np.inf)
         mean[ok] = self.final_loss[:, ok].mean(axis=0)
         return float(self.learning_rates[int(np.argmin(mean))])
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConstantLearningRate:
+    """``optimizer_kwargs`` of the parallel test; equal settings compare (and hash) equal, so a
+    repeated test reuses the engine's compiled programs, which are cached on this object."""
+
+    fixed: tuple[tuple[str, Any], ...]
+
+    def __call__(self, hparams: Mapping[str, jax.Array]) -> dict[str, Any]:
+        return {"learning_rate": hparams["learning_rate"], **dict(self.fixed)}
 
 
 def parallel_range_test(
@@ -416,70 +430,80 @@ def parallel_range_test(
     start_lr: float = 1e-5,
     end_lr: float = 1.0,
     num_lrs: int = 16,
+    learning_rates: Sequence[float] | None = None,
     num_steps: int = 100,
     batch_size: int = 64,
     seeds: Sequence[int] = (0,),
+    metrics: Mapping[str, Callable[[jax.Array, jax.Array], jax.Array]] | None = None,
     **train_kwargs: Any,
 ) -> ParallelRangeTestResult:
     r"""Trains every LR of a log grid for a short budget, all in ONE vectorized run.
 
-    The grid is :math:`\eta_k = \eta_s (\eta_e / \eta_s)^{k / (K - 1)}`. Each
-    (seed, LR) pair is a member of one :func:`lrjax.sweep.train` program with a constant
-    learning rate; each seed has its own initialisation and batch order. The curve of
-    evaluation loss after ``num_steps`` against LR answers the question the classic test only
-    approximates: which constant LR trains best for this budget. Unlike the classic test, no LR
-    is judged on parameters that earlier, smaller LRs produced.
+    The grid is :math:`\eta_k = \eta_s (\eta_e / \eta_s)^{k / (K - 1)}` (or the given
+    ``learning_rates``). Each (seed, LR) pair is a member of one :func:`lrjax.sweep.train`
+    program with a constant learning rate; each seed has its own initialisation and batch order.
+    The curve of evaluation loss after ``num_steps`` against LR answers the question the classic
+    test only approximates, which constant LR trains best for this budget, because no LR is
+    judged on parameters that earlier, smaller LRs produced.
 
     Args:
       model: as for :func:`lrjax.sweep.train`.
-      loss: ``loss(outputs, targets) -> per-example losses``; also the evaluation metric.
+      loss: ``loss(outputs, targets) -> per-example losses``; also the ``"loss"`` metric.
       data: ``(x, y)`` training arrays.
-      eval_data: ``(x, y)`` held-out arrays for the final loss.
+      eval_data: ``(x, y)`` held-out arrays scored after the budget.
       optimizer: an optax optimizer factory taking ``learning_rate``.
       optimizer_hparams: other (shared) keyword arguments of ``optimizer``.
       start_lr: :math:`\eta_s > 0`.
       end_lr: :math:`\eta_e > \eta_s`.
       num_lrs: :math:`K \ge 2`.
+      learning_rates: an explicit increasing grid instead of ``start_lr``/``end_lr``/``num_lrs``.
       num_steps: the training budget of every member.
       batch_size: examples per step.
       seeds: one repetition of the grid per seed.
+      metrics: extra evaluation metrics ``{name: fn(outputs, targets) -> per-example}``.
       **train_kwargs: passed to :func:`lrjax.sweep.train` (``divergence_factor``,
         ``progress``, ``devices``, ...).
 
     Returns:
       A :class:`ParallelRangeTestResult`.
     """
-    if not 0 < start_lr < end_lr:
-        raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
-    if not isinstance(num_lrs, int) or num_lrs < 2:
-        raise ValueError(f"num_lrs must be an integer >= 2, got {num_lrs!r}")
+    if learning_rates is None:
+        if not 0 < start_lr < end_lr:
+            raise ValueError(
+                f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}"
+            )
+        if not isinstance(num_lrs, int) or num_lrs < 2:
+            raise ValueError(f"num_lrs must be an integer >= 2, got {num_lrs!r}")
+        learning_rates = np.geomspace(start_lr, end_lr, num_lrs)
+    lrs = np.asarray(learning_rates, np.float32).reshape(-1)
+    if lrs.size < 2 or np.any(lrs <= 0) or np.any(np.diff(lrs) <= 0):
+        raise ValueError(f"learning_rates must be > 0, increasing, with >= 2 entries, got {lrs}")
     seeds = np.asarray(seeds, np.int32).reshape(-1)
     if seeds.size < 1:
         raise ValueError("seeds must hold at least one seed, got none")
-    lrs = np.geomspace(start_lr, end_lr, num_lrs).astype(np.float32)
-    fixed = dict(optimizer_hparams or {})
-    member_seeds = np.repeat(seeds, num_lrs)
+    member_seeds = np.repeat(seeds, lrs.size)
     result = sweep.train(
         model,
         loss,
         data,
         optimizer=optimizer,
         hparams={"learning_rate": np.tile(lrs, seeds.size)},
-        optimizer_kwargs=lambda h: {"learning_rate": h["learning_rate"], **fixed},
+        optimizer_kwargs=_ConstantLearningRate(tuple(sorted((optimizer_hparams or {}).items()))),
         num_steps=num_steps,
         batch_size=batch_size,
         seeds=member_seeds,
         data_seeds=member_seeds,
         eval_data=eval_data,
-        metrics={"loss": loss},
+        metrics={"loss": loss, **(metrics or {})},
         **train_kwargs,
     )
-    shape = (seeds.size, num_lrs)
+    shape = (seeds.size, lrs.size)
     diverged = result.diverged.reshape(shape)
-    final = result.eval_metrics["loss"][:, -1].reshape(shape)
+    final = {name: v[:, -1].reshape(shape) for name, v in result.eval_metrics.items()}
     return ParallelRangeTestResult(
         learning_rates=lrs,
-        final_loss=np.where(diverged, np.nan, final),
+        final_loss=np.where(diverged, np.nan, final["loss"]),
+        final_metrics=final,
         diverged=diverged,
         seeds=seeds,
         sweep=result,

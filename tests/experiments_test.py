@@ -89,7 +89,7 @@ def test_environment_overrides(monkeypatch):
 
 
 def test_unknown_config_is_rejected():
-    with pytest.raises(ValueError, match=r"config must be one of schedules; got 'nope'"):
+    with pytest.raises(ValueError, match=r"config must be one of schedules, .*; got 'nope'"):
         configs.get_config("nope")
 
 
@@ -123,3 +123,124 @@ def test_markdown_table_and_rebase_links():
     assert results.rebase_links(md, "part") == (
         "![x](part/fig.png) [csv](part/values.csv) [web](https://a.b/c) [top](#top)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Smoke test of the study's parts 2-5 and 8, quick size, one results folder.
+
+STUDY_PARTS = ["range_test", "schedule_comparison", "optimizers", "batch_size", "search"]
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    assert run.main(["--config", ",".join(STUDY_PARTS), "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def _is_png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("part", STUDY_PARTS)
+def test_study_part_writes_its_files_and_images_resolve(study_run, part):
+    d = study_run / part
+    config = configs.get_config(part, quick=True)
+    assert results.read_json(d / "config.json") == config
+    assert results.read_json(d / "summary.json")
+    report = (d / "report.md").read_text()
+    assert report.startswith(f"## {config['title']} (quick)")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert images
+    for target in images:
+        assert _is_png(d / target), target
+    assert any(d.glob("*.jsonl")) or any(d.glob("*.csv"))
+
+
+def test_parts_run_after_the_parts_they_read():
+    todo = [configs.get_config(p, quick=True) for p in STUDY_PARTS]
+    order = [c["part"] for c in run.execution_order(todo)]
+    assert order.index("schedule_comparison") < order.index("range_test")
+    assert order[2:] == STUDY_PARTS[2:]
+
+
+def test_schedule_comparison_summary_matches_its_records(study_run):
+    d = study_run / "schedule_comparison"
+    config = configs.get_config("schedule_comparison", quick=True)
+    mlp = results.read_json(d / "summary.json")["models"]["mlp"]
+    assert set(mlp["families"]) == set(config["families"]) and len(config["families"]) >= 10
+    rows = results.read_jsonl(d / "metrics_mlp.jsonl")
+    assert len(rows) == len(config["families"]) * len(config["peak_lrs"]["mlp"])
+    for name, fam in mlp["families"].items():
+        assert fam["best_lr"] in config["peak_lrs"]["mlp"]
+        assert 0.0 <= fam["test_acc_mean"] <= 1.0
+        mine = [r for r in rows if r["family"] == name and r["peak_lr"] == fam["best_lr"]]
+        # Chosen on validation: the best LR's final validation accuracy is the highest.
+        val = {r["peak_lr"]: r["val_accuracy"][-1] for r in rows if r["family"] == name}
+        assert mine[0]["val_accuracy"][-1] == max(val.values())
+    constant = next(r for r in rows if r["family"] == "constant")
+    np.testing.assert_allclose(constant["learning_rate"], constant["peak_lr"], rtol=1e-5)
+    cosine = next(r for r in rows if r["family"] == "cosine")
+    assert cosine["learning_rate"][0] == pytest.approx(cosine["peak_lr"], rel=1e-5)
+    assert cosine["learning_rate"][-1] < 1e-3 * cosine["peak_lr"]
+    assert mlp["ranking"][0] == mlp["best_family"]
+    table = (d / "table_mlp.md").read_text().splitlines()
+    assert len(table) == 2 + len(config["families"])
+
+
+def test_range_test_suggestions_and_missing_reference(study_run):
+    summary = results.read_json(study_run / "range_test" / "summary.json")
+    assert set(summary["classic"]["suggestions"]) == {"steepest", "valley", "minimum", "robust"}
+    assert summary["parallel"]["suggestion"] in summary["parallel"]["learning_rates"]
+    # The quick schedule comparison trains the MLP only, so there is no CNN best LR to compare.
+    assert summary["part3_reference"] is None
+    assert "not compared" in (study_run / "range_test" / "report.md").read_text()
+
+
+def test_range_test_table_compares_with_part3():
+    from experiments import range_test
+
+    ref = {"constant_lr": 0.1, "best_family": "cosine", "best_family_lr": 0.316}
+    table = range_test._table({"steepest": 1.0, "parallel (min val loss)": 0.1}, ref)
+    assert "| steepest | 1 | +1.00 | +0.50 |" in table
+    assert "| parallel (min val loss) | 0.1 | +0.00 | -0.50 |" in table
+
+
+def test_optimizers_summary(study_run):
+    config = configs.get_config("optimizers", quick=True)
+    summary = results.read_json(study_run / "optimizers" / "summary.json")["optimizers"]
+    assert list(summary) == [o["name"] for o in config["optimizers"]]
+    for per in summary.values():
+        assert list(per) == config["schedules"]
+        for s in per.values():
+            assert s["width_decades"] >= 0.0
+            assert s["range"][0] <= s["best_lr"] <= s["range"][1]
+
+
+def test_batch_size_summary(study_run):
+    config = configs.get_config("batch_size", quick=True)
+    summary = results.read_json(study_run / "batch_size" / "summary.json")
+    assert summary["batch_sizes"] == config["batch_sizes"]
+    assert all(lr in config["learning_rates"] for lr in summary["best_lr"])
+    assert np.isfinite(summary["scaling"]["slope"])
+    assert summary["members"] == len(config["batch_sizes"]) * len(config["learning_rates"])
+
+
+def test_search_summary(study_run):
+    pytest.importorskip("optuna")
+    config = configs.get_config("search", quick=True)
+    summary = results.read_json(study_run / "search" / "summary.json")["methods"]
+    assert list(summary) == config["methods"]
+    trials = results.read_jsonl(study_run / "search" / "trials.jsonl")
+    n = config["rounds"] * config["batch"]
+    assert len(trials) == n * len(config["methods"])
+    grid = [t for t in trials if t["method"] == "grid"]
+    assert sorted((t["lr"], t["warmup"], t["wd"]) for t in grid) == sorted(
+        (a, b, c)
+        for a in config["grid"]["lr"]
+        for b in config["grid"]["warmup"]
+        for c in config["grid"]["wd"]
+    )
+    for m in summary.values():
+        assert len(m["best_so_far"]) == n
+        assert np.all(np.diff(m["best_so_far"]) >= 0)

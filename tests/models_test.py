@@ -128,3 +128,21 @@ def test_bad_configs_raise():
 def test_param_count_counts_scalars():
     assert models.param_count({"a": jnp.zeros((2, 3)), "b": [jnp.zeros(4), jnp.float32(1)]}) == 11
     assert isinstance(models.MLP(), nn.Module)
+
+
+@pytest.mark.parametrize(
+    "config", [{}, {"channels": (4, 4), "kernel_sizes": (5, 3), "strides": (2, 1), "padding": 2}]
+)
+def test_cnn1d_slices_matches_lax_conv(config):
+    x = _inputs((40,), batch=4)
+    lax_model = models.CNN1D(**config)
+    slices_model = models.CNN1D(**config, conv="slices")
+    params = lax_model.init(_key(0), x)
+    same = slices_model.init(_key(0), x)
+    assert jax.tree.structure(params) == jax.tree.structure(same)
+    jax.tree.map(np.testing.assert_array_equal, params, same)
+    np.testing.assert_allclose(
+        slices_model.apply(params, x), lax_model.apply(params, x), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match=r"conv must be 'lax' or 'slices', got 'fft'"):
+        models.CNN1D(conv="fft").init(_key(0), x)

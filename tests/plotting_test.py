@@ -105,3 +105,24 @@ def test_plot_range_test_draws_log_x_with_suggestions_and_divergence(tmp_path):
 def test_plot_range_test_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="must all have shape"):
         plotting.plot_range_test(np.ones(3), np.ones((1, 3)), np.ones((1, 4)), np.ones((1, 3)))
+
+
+def test_study_plots_draw_bands_ranges_heatmaps_and_scaling(tmp_path):
+    lrs = np.array([1e-3, 1e-2, 1e-1])
+    ax = plotting.plot_lr_sweep(
+        lrs,
+        {"a": [[0.5, 0.8, np.nan], [0.6, 0.7, np.nan]], "b": [0.4, 0.5, 0.3]},
+        marks={"suggestion": 1e-2},
+    )
+    assert ax.get_xscale() == "log" and len(ax.collections) == 1  # one seed band
+    ax = plotting.plot_curves(np.arange(10), {"x": np.ones((2, 10))}, smooth=3, log_y=True)
+    assert ax.get_yscale() == "log"
+    ax = plotting.plot_heatmap(np.array([[0.1, np.nan], [0.5, 0.6]]), ["16", "32"], ["a", "b"],
+                               marks=[(1, 1)])  # fmt: skip
+    assert [t.get_text() for t in ax.texts] == ["0.10", "div", "0.50", "0.60"]
+    ax = plotting.plot_lr_ranges({"sgd": (0.01, 0.1, 1.0)})
+    assert ax.texts[0].get_text().strip() == "2.00"
+    ax = plotting.plot_scaling([16, 32], [0.1, 0.2], {"linear": [0.1, 0.2]})
+    assert plotting.save(ax, tmp_path / "s.png").endswith("s.png")
+    with pytest.raises(ValueError, match=r"curves\['a'\] must have shape \(seeds, 3\)"):
+        plotting.plot_lr_sweep(lrs, {"a": [1.0, 2.0]})

@@ -9,6 +9,10 @@ a JSON-serializable dict with at least:
           `out_dir` and returns the body of its Markdown report section;
   quick:  whether this is the small smoke-test version.
 
+Optionally `reads`: parts whose results this part reads (e.g. the range test compares its
+suggestions with the schedule comparison's best LR); `make experiment` runs those first and
+re-runs this part whenever one of them was re-run.
+
 The docstring of each config states the command to run it, the expected runtime and the
 expected result.
 """
@@ -19,7 +23,15 @@ import importlib
 from typing import Any
 
 # Default order of `make experiment`; later parts of the study are appended here.
-PARTS: tuple[str, ...] = ("schedules",)
+PARTS: tuple[str, ...] = (
+    "schedules",
+    "range_test",
+    "schedule_comparison",
+    "optimizers",
+    "batch_size",
+    # 6 snapshot ensembles / SWA and 7 reduce-on-plateau go here.
+    "search",
+)
 
 
 def get_config(name: str, *, quick: bool = False) -> dict[str, Any]:
