@@ -1,6 +1,6 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
-from lrjax import data, models
+from lrjax import data, models, sweep
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
@@ -40,6 +40,7 @@ from lrjax.schedules import (
     warmup_linear_decay,
     warmup_stable_decay,
 )
+from lrjax.sweep import Model, SweepResult, schedule_family_switch
 
 __version__ = "0.1.0"
 
@@ -49,10 +50,12 @@ __all__ = [
     "MLP",
     "SCHEDULES",
     "Dataset",
+    "Model",
     "PlateauState",
     "ReduceOnPlateau",
     "SWAState",
     "SnapshotEvaluation",
+    "SweepResult",
     "TransformerClassifier",
     "clip",
     "constant",
@@ -85,6 +88,7 @@ __all__ = [
     "reduce_on_plateau",
     "repeat",
     "scale",
+    "schedule_family_switch",
     "sgdr",
     "snapshot_ensemble",
     "snapshot_steps",
@@ -92,6 +96,7 @@ __all__ = [
     "swa_init",
     "swa_schedule",
     "swa_update",
+    "sweep",
     "tanh_decay",
     "to_steps",
     "warmup",

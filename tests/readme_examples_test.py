@@ -1,0 +1,97 @@
+"""The README's engine examples, verbatim, on small random data (kept in sync by hand)."""
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+import lrjax
+from lrjax import sweep
+
+rng = np.random.default_rng(0)
+x_train = rng.normal(size=(256, 40)).astype(np.float32)
+y_train = (x_train[:, :10].argmax(axis=1)).astype(np.int32)
+x_test = rng.normal(size=(64, 40)).astype(np.float32)
+y_test = (x_test[:, :10].argmax(axis=1)).astype(np.int32)
+
+
+# README example (a): an lrjax schedule in a hand-written Flax NNX training loop.
+class MLP(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(40, 64, rngs=rngs)
+        self.out = nnx.Linear(64, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jax.nn.relu(self.hidden(x)))
+
+
+def readme_flax_loop():
+    schedule = lrjax.warmup_cosine_decay(peak_value=0.1, warmup_steps=10, total_steps=100)
+    model = MLP(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(schedule, momentum=0.9), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, optimizer, x, y):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = []
+    for step in range(100):
+        i = (step * 32) % len(x_train)
+        losses.append(float(train_step(model, optimizer, x_train[i : i + 32], y_train[i : i + 32])))
+    return model, optimizer, schedule, losses
+
+
+# README example (b): a vmapped sweep of 16 peak learning rates x seeds, in one compiled run.
+def readme_sweep():
+    def optimizer_kwargs(hp):  # one member's optimizer arguments, from its traced hyperparameters
+        return {"learning_rate": lrjax.warmup_cosine_decay(hp["peak"], 10, 100), "momentum": 0.9}
+
+    result = sweep.train(
+        sweep.Model.from_nnx(MLP), optax.softmax_cross_entropy_with_integer_labels,
+        (x_train, y_train), optimizer=optax.sgd, optimizer_kwargs=optimizer_kwargs,
+        hparams={"peak": np.logspace(-3, 0, 16)}, seeds=np.arange(16),
+        num_steps=100, batch_size=32, eval_data=(x_test, y_test), eval_every=25,
+    )  # fmt: skip
+    best = np.nanargmin(result.eval_metrics["loss"][:, -1])
+    return result, best
+
+
+def test_flax_loop_example_uses_the_schedule():
+    _, optimizer, schedule, losses = readme_flax_loop()
+    assert int(optimizer.step[...]) == 100
+    assert losses[-1] < losses[0]
+    assert schedule(10) == np.float32(0.1)  # the peak, at the end of the warmup
+
+
+def test_sweep_example_trains_every_member():
+    result, best = readme_sweep()
+    assert result.loss.shape == (16, 100)
+    assert result.eval_metrics["loss"].shape == (16, 5)
+    np.testing.assert_array_equal(result.eval_steps, [0, 25, 50, 75, 100])
+    # The learning rate in the results is each member's schedule.
+    peaks = np.logspace(-3, 0, 16).astype(np.float32)
+    np.testing.assert_allclose(result.learning_rate[:, 10], peaks, rtol=1e-6)
+    assert result.eval_metrics["loss"][best, -1] < result.eval_metrics["loss"][best, 0]
+    # Member `best` equals the same model trained alone.
+    alone = sweep.train(
+        sweep.Model.from_nnx(MLP),
+        optax.softmax_cross_entropy_with_integer_labels,
+        (x_train, y_train),
+        optimizer=optax.sgd,
+        optimizer_kwargs=lambda hp: {
+            "learning_rate": lrjax.warmup_cosine_decay(hp["peak"], 10, total_steps=100),
+            "momentum": 0.9,
+        },
+        hparams={"peak": peaks[best : best + 1]},
+        seeds=[best],
+        num_steps=100,
+        batch_size=32,
+        vectorize=False,
+        progress=False,
+    )
+    np.testing.assert_allclose(alone.loss[0], result.loss[best], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,764 @@
+"""Tests for lrjax.sweep: the vectorized engine against independent single-member optax loops."""
+
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen, nnx
+
+from lrjax import schedules, sweep
+
+N, D_IN, D_HID, D_OUT = 64, 4, 8, 3
+STEPS, BATCH, CHUNK = 12, 8, 5  # 3 chunks, the last one partial
+RTOL, ATOL = 1e-5, 1e-6  # float32, a dozen steps: the vmapped program reorders reductions
+
+
+def mlp_init(key):
+    # Pseudo-random weights hashed from the key's bits: threefry takes seconds to compile on CPU,
+    # and these tests compile many programs. (The Flax tests below use jax.random initializers.)
+    seed = jax.random.key_data(key)[-1].astype(jnp.float32)
+
+    def weights(shape, salt):
+        i = jnp.arange(np.prod(shape), dtype=jnp.float32).reshape(shape)
+        return jnp.sin(i * 12.9898 + seed * 78.233 + salt) / np.sqrt(shape[0])
+
+    return {
+        "w1": weights((D_IN, D_HID), 0.0),
+        "b1": jnp.zeros((D_HID,)),
+        "w2": weights((D_HID, D_OUT), 1.0),
+        "b2": jnp.zeros((D_OUT,)),
+    }
+
+
+def mlp_apply(params, x):
+    h = jnp.tanh(x @ params["w1"] + params["b1"][None, :])
+    return h @ params["w2"] + params["b2"][None, :]
+
+
+MODEL = sweep.Model(mlp_init, mlp_apply)
+LOSS = optax.softmax_cross_entropy_with_integer_labels
+
+
+def make_data(seed, n):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D_IN)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+    return x, y
+
+
+DATA = make_data(0, N)
+EVAL = make_data(1, 32)
+
+
+@functools.partial(jax.jit, static_argnames=("make_tx", "apply"))
+def reference_step(params, state, xb, yb, hp, make_tx, apply):
+    tx = make_tx(**hp)
+    loss, grads = jax.value_and_grad(lambda p: jnp.mean(LOSS(apply(p, xb), yb)))(params)
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam computes f32 ** int32 count
+        updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state, loss
+
+
+indices = jax.jit(sweep.batch_indices, static_argnums=(2, 3))
+
+
+def reference(make_tx, hp, *, seed=0, data_seed=0, steps=STEPS, member_batch=None, model=None):
+    """Plain optax: one member, ``make_tx(**hp)``, a jitted step, a Python loop; no lrjax engine.
+
+    The hyperparameters are traced arguments of one jitted step per ``make_tx``, so references
+    for many members share a compiled step.
+    """
+    model = model or MODEL
+    x, y = DATA
+    params = jax.jit(model.init)(jax.random.key(seed))
+    with jax.numpy_dtype_promotion("standard"):
+        state = make_tx(**hp).init(params)
+    hp = {k: jnp.float32(v) for k, v in hp.items()}
+    losses = []
+    for t in range(steps):
+        idx = np.asarray(indices(data_seed, t, len(x), BATCH))[:member_batch]
+        params, state, loss = reference_step(
+            params, state, x[idx], y[idx], hp, make_tx=make_tx, apply=model.apply
+        )
+        losses.append(float(loss))
+    return np.array(losses), params
+
+
+def assert_member_matches(result, k, ref_losses, ref_params, params_atol=ATOL):
+    np.testing.assert_allclose(result.loss[k], ref_losses, rtol=RTOL, atol=ATOL)
+    for got, want in zip(
+        jax.tree.leaves(result.member_params(k)), jax.tree.leaves(ref_params), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=params_atol)
+
+
+# -----------------------------------------------------------------------------------------------
+# A sweep over optimizer x schedule family x peak LR x seed, in one run per optimizer.
+
+FAMILIES = ("warmup_cosine", "step", "one_cycle", "wsd")
+
+
+def family_schedules(peak):
+    return [
+        schedules.warmup_cosine_decay(peak, warmup_steps=3, total_steps=STEPS),
+        schedules.step_decay(peak, step_size=4, gamma=0.5),
+        schedules.one_cycle(STEPS, peak),
+        schedules.warmup_stable_decay(peak, STEPS, warmup_steps=2, decay_steps=4),
+    ]
+
+
+def sweep_kwargs(name):
+    def momentum_kwargs(hp):
+        lr = sweep.schedule_family_switch(hp["family"], family_schedules(hp["peak"]))
+        return {"learning_rate": lr, "momentum": hp["momentum"]}
+
+    def adam_kwargs(hp):
+        lr = sweep.schedule_family_switch(hp["family"], family_schedules(hp["peak"]))
+        return {"learning_rate": lr, "b1": hp["b1"]}
+
+    return {"sgd": (optax.sgd, momentum_kwargs), "adam": (optax.adam, adam_kwargs)}[name]
+
+
+HPARAMS = {
+    "sgd": {
+        "peak": np.array([0.3, 0.1, 0.5, 0.2], np.float32),
+        "family": np.array([0, 1, 2, 3], np.int32),
+        "momentum": np.array([0.9, 0.5, 0.0, 0.8], np.float32),
+    },
+    "adam": {
+        "peak": np.array([0.01, 0.03, 0.02, 0.05], np.float32),
+        "family": np.array([3, 2, 1, 0], np.int32),
+        "b1": np.array([0.9, 0.8, 0.95, 0.7], np.float32),
+    },
+}
+SEEDS = np.array([0, 1, 2, 0], np.int32)
+
+
+def family_sgd(family, peak, momentum):
+    return optax.sgd(family_schedules(peak)[family], momentum=momentum)
+
+
+def family_adam(family, peak, b1):
+    return optax.adam(family_schedules(peak)[family], b1=b1)
+
+
+# One make_tx per (optimizer, family), made once so the reference step compiles once for each.
+FAMILY_TX = {
+    (name, f): functools.partial(fn, f)
+    for name, fn in (("sgd", family_sgd), ("adam", family_adam))
+    for f in range(len(FAMILIES))
+}
+
+
+def reference_member(name, k):
+    hp = {key: v[k].item() for key, v in HPARAMS[name].items()}
+    family = hp.pop("family")
+    return FAMILY_TX[name, family], hp, family_schedules(hp["peak"])[family]
+
+
+@pytest.fixture(scope="module", params=["sgd", "adam"])
+def family_sweep(request):
+    optimizer, kwargs = sweep_kwargs(request.param)
+    result = sweep.train(
+        MODEL,
+        LOSS,
+        DATA,
+        optimizer=optimizer,
+        optimizer_kwargs=kwargs,
+        hparams=HPARAMS[request.param],
+        seeds=SEEDS,
+        num_steps=STEPS,
+        batch_size=BATCH,
+        eval_data=EVAL,
+        eval_every=CHUNK,
+        metrics={"loss": LOSS, "accuracy": sweep.accuracy},
+        progress=False,
+    )
+    return request.param, result
+
+
+def test_vmapped_members_equal_separate_runs(family_sweep):
+    name, result = family_sweep
+    assert result.loss.shape == (4, STEPS)
+    for k in range(4):
+        make_tx, hp, _ = reference_member(name, k)
+        ref_losses, ref_params = reference(make_tx, hp, seed=int(SEEDS[k]))
+        # Adam divides by sqrt(v): gradients of ~1e-9 that differ in their last bits (the
+        # vmapped matmul sums in another order) move a parameter by up to ~lr in sign, so its
+        # parameters are compared at a tolerance scaled by the learning rate.
+        atol = 1e-4 * hp["peak"] if name == "adam" else ATOL
+        assert_member_matches(result, k, ref_losses, ref_params, params_atol=atol)
+    assert not result.diverged.any()
+    np.testing.assert_array_equal(result.diverged_step, -1)
+
+
+def test_logged_learning_rate_is_the_schedule(family_sweep):
+    name, result = family_sweep
+    steps = np.arange(STEPS)
+    for k in range(4):
+        _, _, lr = reference_member(name, k)
+        want = np.array([float(lr(t)) for t in steps], np.float32)
+        np.testing.assert_allclose(result.learning_rate[k], want, rtol=1e-6, atol=0)
+    # the families really differ, so the switch picked different branches
+    assert len({tuple(np.round(r, 6)) for r in result.learning_rate}) == 4
+
+
+def test_eval_metrics_match_final_params(family_sweep):
+    _, result = family_sweep
+    np.testing.assert_array_equal(result.eval_steps, [0, 5, 10, 12])
+    x, y = EVAL
+    for k in range(4):
+        out = mlp_apply(result.member_params(k), x)
+        np.testing.assert_allclose(
+            result.eval_metrics["loss"][k, -1], np.mean(LOSS(out, y)), rtol=RTOL
+        )
+        np.testing.assert_allclose(
+            result.eval_metrics["accuracy"][k, -1], np.mean(sweep.accuracy(out, y)), rtol=RTOL
+        )
+
+
+def test_grad_norm_is_logged(family_sweep):
+    _, result = family_sweep
+    x, y = DATA
+    idx = np.asarray(sweep.batch_indices(0, 0, N, BATCH))
+    params = jax.jit(mlp_init)(jax.random.key(int(SEEDS[0])))
+    grads = jax.jit(jax.grad(lambda p: jnp.mean(LOSS(mlp_apply(p, x[idx]), y[idx]))))(params)
+    want = np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(grads)))
+    np.testing.assert_allclose(result.grad_norm[0, 0], want, rtol=RTOL)
+
+
+# -----------------------------------------------------------------------------------------------
+# Small constant-LR SGD sweeps share one compiled program through the module-level cache.
+
+
+def sgd_train(learning_rates, **kwargs):
+    options = dict(num_steps=STEPS, batch_size=BATCH, eval_every=CHUNK, progress=False)
+    options.update(kwargs)
+    return sweep.train(
+        MODEL,
+        LOSS,
+        DATA,
+        optimizer=optax.sgd,
+        hparams={"learning_rate": np.asarray(learning_rates, np.float32)},
+        **options,
+    )
+
+
+def test_absurd_learning_rate_is_frozen_and_others_unchanged():
+    result = sgd_train([0.1, 1e3, 0.05, 0.2])
+    assert result.diverged.tolist() == [False, True, False, False]
+    diverged_at = int(result.diverged_step[1])
+    assert 0 <= diverged_at < STEPS
+    assert np.isnan(result.loss[1, diverged_at + 1 :]).all()
+    assert np.isnan(result.learning_rate[1, diverged_at + 1 :]).all()
+    assert all(np.isfinite(leaf[1]).all() for leaf in jax.tree.leaves(result.params))
+    np.testing.assert_array_equal(result.diverged_step[[0, 2, 3]], -1)
+
+    # Same shapes, a sane member in its place: the others are bit-identical.
+    sane = sgd_train([0.1, 0.3, 0.05, 0.2])
+    assert not sane.diverged.any()
+    for k in (0, 2, 3):
+        np.testing.assert_array_equal(result.loss[k], sane.loss[k])
+        for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(sane.params), strict=True):
+            np.testing.assert_array_equal(a[k], b[k])
+
+    # Without the member at all: the others match separate runs.
+    for k, lr in ((0, 0.1), (2, 0.05), (3, 0.2)):
+        assert_member_matches(result, k, *reference(optax.sgd, {"learning_rate": lr}))
+
+
+def test_divergence_factor_flags_a_loss_jump():
+    # A small factor flags the growing loss of a too-large but finite learning rate.
+    strict = sgd_train([0.05, 30.0, 0.1, 0.2], divergence_factor=1.5)
+    assert strict.diverged.tolist() == [False, True, False, False]
+    at = strict.diverged_step[1]
+    assert np.isfinite(strict.loss[1, : at + 1]).all()
+    assert strict.loss[1, at] > 1.5 * strict.loss[1, 0]
+    assert (strict.loss[1, :at] <= 1.5 * strict.loss[1, 0]).all()
+    # With no ratio test, only non-finite values freeze a member.
+    off = sgd_train([0.05, 30.0, 0.1, 0.2], divergence_factor=None)
+    np.testing.assert_array_equal(off.loss[1, :at], strict.loss[1, :at])
+    assert off.diverged_step[1] != at
+    np.testing.assert_array_equal(off.loss[0], strict.loss[0])
+
+
+def test_batch_size_masking_equals_training_on_the_smaller_batch():
+    result = sgd_train([0.2, 0.2, 0.3, 0.1], batch_sizes=[BATCH, 5, 3, 1])
+    for k, (lr, b) in enumerate([(0.2, BATCH), (0.2, 5), (0.3, 3), (0.1, 1)]):
+        assert_member_matches(
+            result, k, *reference(optax.sgd, {"learning_rate": lr}, member_batch=b)
+        )
+    assert not np.allclose(result.loss[0], result.loss[1])
+
+
+def test_per_member_data_order_and_init_seeds():
+    result = sgd_train([0.2, 0.2, 0.2, 0.2], seeds=[0, 0, 3, 3], data_seeds=[0, 7, 7, 1])
+    for k, (seed, data_seed) in enumerate([(0, 0), (0, 7), (3, 7), (3, 1)]):
+        assert_member_matches(
+            result, k, *reference(optax.sgd, {"learning_rate": 0.2}, seed=seed, data_seed=data_seed)
+        )
+
+
+def test_shared_batch_when_data_seed_is_scalar():
+    result = sgd_train([0.2, 0.2, 0.2, 0.2], seeds=[5, 5, 5, 5], data_seeds=4)
+    np.testing.assert_array_equal(result.loss[0], result.loss[3])
+    assert_member_matches(
+        result, 0, *reference(optax.sgd, {"learning_rate": 0.2}, seed=5, data_seed=4)
+    )
+
+
+def test_compiles_once_for_a_whole_sweep():
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        first = sgd_train([0.1, 0.2, 0.3, 0.4], eval_every=4, eval_data=EVAL)
+        assert compiles.count("jit(chunk)") == 1  # 3 chunks of 4 steps, one program
+        compiles.clear()
+        # New values for everything a member may vary: nothing compiles.
+        second = sgd_train(
+            [1.0, 0.5, 0.01, 0.02],
+            eval_every=4,
+            eval_data=EVAL,
+            seeds=[1, 2, 3, 4],
+            batch_sizes=[8, 7, 6, 5],
+        )
+        assert compiles == []
+        assert second.metadata["num_compiles"] == 0
+        assert not np.allclose(first.loss, second.loss)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def assert_same_sweep(a, b):
+    np.testing.assert_array_equal(a.diverged_step, b.diverged_step)
+    # Different group sizes are differently shaped programs, so XLA may round differently.
+    for x, y in zip(
+        jax.tree.leaves((a.loss, a.learning_rate, a.params)),
+        jax.tree.leaves((b.loss, b.learning_rate, b.params)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(x, y, rtol=RTOL, atol=ATOL)
+
+
+def test_grouped_runs_equal_one_group():
+    lrs = [0.1, 0.2, 1e3, 0.4]
+    one = sgd_train(lrs)
+    grouped = sgd_train(lrs, group_size=3)  # two groups of 3, the second padded
+    assert grouped.metadata["num_groups"] == 2
+    assert grouped.loss.shape == (4, STEPS)
+    assert_same_sweep(grouped, one)
+
+
+def test_memory_budget_splits_into_groups():
+    lrs = [0.1, 0.2, 1e3, 0.4]
+    one = sgd_train(lrs)
+    small = sgd_train(lrs, memory_budget=1)  # below anything: one member per group
+    assert small.metadata["num_groups"] == 4
+    assert_same_sweep(small, one)
+    roomy = sgd_train(lrs, memory_budget=1 << 34)
+    assert roomy.metadata["num_groups"] == 1
+
+
+def test_sequential_debug_path_agrees():
+    lrs = [0.1, 0.3]
+    vectorized = sgd_train(lrs, eval_data=EVAL)
+    sequential = sgd_train(lrs, eval_data=EVAL, vectorize=False)
+    np.testing.assert_allclose(sequential.loss, vectorized.loss, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        sequential.learning_rate, vectorized.learning_rate, rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_allclose(
+        sequential.eval_metrics["loss"], vectorized.eval_metrics["loss"], rtol=RTOL, atol=ATOL
+    )
+    for a, b in zip(
+        jax.tree.leaves(sequential.params), jax.tree.leaves(vectorized.params), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    result = sgd_train([0.1, 1e3], eval_data=EVAL)
+    result.save(tmp_path / "sweep")
+    loaded = sweep.SweepResult.load(tmp_path / "sweep")
+    for field in ("loss", "grad_norm", "eval_steps", "diverged", "diverged_step"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(result, field))
+    for group in ("hparams", "opt_hparams", "eval_metrics"):
+        assert getattr(loaded, group).keys() == getattr(result, group).keys()
+        for key, value in getattr(result, group).items():
+            np.testing.assert_array_equal(getattr(loaded, group)[key], value)
+    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(result.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.metadata == result.metadata
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    lrs = [0.1, 0.4, 1e3]
+    full = sgd_train(lrs, eval_data=EVAL, group_size=2)
+
+    class Interrupt(Exception):
+        pass
+
+    def crash_after_second_chunk(info):
+        if info["group"] == 1 and info["step"] >= 2 * CHUNK:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        sgd_train(
+            lrs,
+            eval_data=EVAL,
+            group_size=2,
+            checkpoint_dir=tmp_path,
+            callback=crash_after_second_chunk,
+        )
+    seen = []
+    resumed = sgd_train(
+        lrs, eval_data=EVAL, group_size=2, checkpoint_dir=tmp_path, callback=seen.append
+    )
+    # only the last chunk of the second group ran again
+    assert [(i["group"], i["step"]) for i in seen] == [(1, STEPS)]
+    np.testing.assert_array_equal(resumed.loss, full.loss)
+    np.testing.assert_array_equal(resumed.diverged_step, full.diverged_step)
+    np.testing.assert_array_equal(resumed.eval_metrics["loss"], full.eval_metrics["loss"])
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(full.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    with pytest.raises(ValueError, match=r"checkpoint_dir .* holds a different sweep"):
+        sgd_train([0.1, 0.4, 0.5], group_size=2, eval_data=EVAL, checkpoint_dir=tmp_path)
+
+
+# -----------------------------------------------------------------------------------------------
+# Optimizers out of the box, and Flax models
+
+
+OPTIMIZERS = {  # name: (make_tx with the static flags bound, traced float hyperparameters)
+    "sgd_nesterov": (
+        functools.partial(optax.sgd, nesterov=True),
+        {"learning_rate": 0.1, "momentum": 0.9},
+    ),
+    "adamw": (optax.adamw, {"learning_rate": 0.01, "weight_decay": 0.1}),
+    "rmsprop": (optax.rmsprop, {"learning_rate": 0.01, "momentum": 0.5}),
+    "adagrad": (optax.adagrad, {"learning_rate": 0.1}),
+    "adadelta": (optax.adadelta, {"learning_rate": 1.0, "rho": 0.8}),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizers_out_of_the_box(name):
+    make_tx, kwargs = OPTIMIZERS[name]
+    scales = np.array([1.0, 0.5], np.float32)
+
+    def member_kwargs(hp):
+        return dict(kwargs, learning_rate=kwargs["learning_rate"] * hp["scale"])
+
+    result = sweep.train(
+        MODEL,
+        LOSS,
+        DATA,
+        optimizer=make_tx,
+        optimizer_kwargs=member_kwargs,
+        hparams={"scale": scales},
+        num_steps=6,
+        batch_size=BATCH,
+        progress=False,
+    )
+    for k, s in enumerate(scales):
+        hp = dict(kwargs, learning_rate=kwargs["learning_rate"] * float(s))
+        assert_member_matches(result, k, *reference(make_tx, hp, steps=6))
+        np.testing.assert_allclose(result.learning_rate[k], hp["learning_rate"], rtol=1e-6)
+
+
+class LinenMLP(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        return linen.Dense(D_OUT)(jnp.tanh(linen.Dense(D_HID)(x)))
+
+
+class NnxMLP(nnx.Module):
+    def __init__(self, rngs):
+        self.hidden = nnx.Linear(D_IN, D_HID, rngs=rngs)
+        self.out = nnx.Linear(D_HID, D_OUT, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jnp.tanh(self.hidden(x)))
+
+
+def test_flax_linen_module():
+    module = LinenMLP()
+    result = sweep.train(
+        module, LOSS, DATA, optimizer=optax.sgd, hparams={"learning_rate": np.array([0.1, 0.3])},
+        seeds=[0, 1], num_steps=6, batch_size=BATCH, progress=False,
+    )  # fmt: skip
+    model = sweep.Model.from_linen(module, DATA[0][:1])
+    for k, lr in enumerate([0.1, 0.3]):
+        assert_member_matches(
+            result, k, *reference(optax.sgd, {"learning_rate": lr}, seed=k, steps=6, model=model)
+        )
+
+
+def test_flax_nnx_factory_and_instance():
+    result = sweep.train(
+        sweep.Model.from_nnx(NnxMLP), LOSS, DATA, optimizer=optax.sgd,
+        hparams={"learning_rate": np.array([0.1, 0.3])}, seeds=[0, 1], num_steps=6,
+        batch_size=BATCH, progress=False,
+    )  # fmt: skip
+    for k, lr in enumerate([0.1, 0.3]):
+        model = sweep.Model.from_nnx(NnxMLP(nnx.Rngs(k)))
+        assert_member_matches(
+            result, k, *reference(optax.sgd, {"learning_rate": lr}, steps=6, model=model)
+        )
+    instance = sweep.train(
+        NnxMLP(nnx.Rngs(1)), LOSS, DATA, optimizer=optax.sgd,
+        hparams={"learning_rate": np.array([0.3])}, num_steps=6, batch_size=BATCH,
+        progress=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(instance.loss[0], result.loss[1], rtol=RTOL, atol=ATOL)
+
+
+# -----------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_schedule_family_switch():
+    lo, hi = optax.constant_schedule(1.0), optax.linear_schedule(1.0, 0.0, 10)
+    switched = jax.vmap(lambda i: sweep.schedule_family_switch(i, [lo, hi])(5))(jnp.array([0, 1]))
+    np.testing.assert_allclose(switched, [1.0, 0.5])
+    with pytest.raises(ValueError, match=r"schedule family index must be in \[0, 2\), got 2"):
+        sweep.schedule_family_switch(2, [lo, hi])
+    with pytest.raises(ValueError, match="schedules must hold at least one"):
+        sweep.schedule_family_switch(0, [])
+
+
+def bad(**overrides):
+    args = dict(
+        model=MODEL,
+        loss=LOSS,
+        data=DATA,
+        optimizer=optax.sgd,
+        hparams={"learning_rate": np.array([0.1, 0.2])},
+        num_steps=STEPS,
+        batch_size=BATCH,
+        progress=False,
+    )
+    args.update(overrides)
+    model, loss, data = args.pop("model"), args.pop("loss"), args.pop("data")
+    return sweep.train(model, loss, data, **args)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"hparams": {"learning_rate": np.array([0.1, 0.2]), "momentum": np.array([0.9])}},
+            r"share one leading size K, got hparams\['learning_rate'\]: 2, "
+            r"hparams\['momentum'\]: 1",
+        ),
+        ({"hparams": {"learning_rate": np.zeros((0,))}}, "number of members K must be >= 1, got 0"),
+        ({"hparams": {"learning_rate": 0.1}}, r"hparams\['learning_rate'\] must have a leading"),
+        ({"seeds": [1, 2, 3]}, "seeds: 3"),
+        ({"batch_sizes": [8, 9]}, r"batch_sizes must be in \[1, batch_size=8\], got .* \[8, 9\]"),
+        ({"batch_sizes": [0, 8]}, r"batch_sizes must be in \[1, batch_size=8\]"),
+        ({"batch_size": 65}, r"batch_size must be in \[1, 64\], got 65"),
+        ({"num_steps": 0}, "num_steps must be >= 1, got 0"),
+        ({"num_steps": 3.0}, "num_steps must be a Python int"),
+        ({"eval_every": 0}, "eval_every must be >= 1"),
+        ({"divergence_factor": -1.0}, "divergence_factor must be > 0"),
+        ({"group_size": 0}, "group_size must be >= 1"),
+        (
+            {"loss": lambda out, y: jnp.mean(LOSS(out, y))},
+            r"loss must return one value per example, shape \(8,\)",
+        ),
+        (
+            {"loss": optax.l2_loss},
+            r"loss does not fit the model: model outputs \(8, 3\) float32, targets \(8,\) int32",
+        ),
+        (
+            {"model": sweep.Model(mlp_init, lambda p, x: jnp.sum(x @ p["w1"], axis=1))},
+            r"loss does not fit the model: model outputs \(8,\)",
+        ),
+        ({"model": sweep.Model(mlp_init, lambda p, x: x @ p["w2"])}, "model.apply failed"),
+        ({"model": object()}, "model must be an lrjax.sweep.Model"),
+        ({"data": (DATA[0], DATA[1][:10])}, "must share a leading size N"),
+        ({"eval_data": (EVAL[0][:, :2], EVAL[1])}, "eval_data must match"),
+        (
+            {"optimizer_kwargs": lambda hp: {"learning_rate": hp["learning_rate"], "beta": 1.0}},
+            "optimizer does not accept optimizer_kwargs",
+        ),
+        (
+            {
+                "hparams": {"family": np.array([0, 3])},
+                "optimizer_kwargs": lambda hp: {
+                    "learning_rate": sweep.schedule_family_switch(
+                        hp["family"], [optax.constant_schedule(0.1)] * 3
+                    )
+                },
+            },
+            r"schedule family index must be in \[0, 3\), got 3",
+        ),
+    ],
+)
+def test_bad_input_is_a_clear_error(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        bad(**overrides)
+
+
+# -----------------------------------------------------------------------------------------------
+# Multiple devices and processes (subprocesses: XLA's device count is fixed at startup)
+
+SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import jax, numpy as np, optax
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    from lrjax import sweep
+    from tests.sweep_test import DATA, EVAL, LOSS, MODEL
+
+    assert jax.device_count() == 4, jax.devices()
+    kw = dict(optimizer=optax.sgd, num_steps=9, batch_size=8, eval_every=4, eval_data=EVAL,
+              hparams={"learning_rate": np.array([0.1, 0.2, 0.3, 1e3, 0.5, 0.6], np.float32),
+                       "momentum": np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.0], np.float32)},
+              seeds=[0, 1, 2, 3, 4, 5], progress=False)
+    one = sweep.train(MODEL, LOSS, DATA, devices=jax.devices()[:1], **kw)
+    sharded = sweep.train(MODEL, LOSS, DATA, **kw)
+    grouped = sweep.train(MODEL, LOSS, DATA, group_size=3, **kw)
+    assert sharded.metadata["devices"] == 4 and sharded.loss.shape == (6, 9)
+    assert grouped.metadata["num_groups"] == 2, grouped.metadata
+    assert one.diverged.tolist() == [False, False, False, True, False, False]
+    for other in (sharded, grouped):
+        np.testing.assert_array_equal(other.diverged_step, one.diverged_step)
+        for a, b in zip(jax.tree.leaves((other.loss, other.learning_rate, other.eval_metrics,
+                                         other.params)),
+                        jax.tree.leaves((one.loss, one.learning_rate, one.eval_metrics,
+                                         one.params))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    print("SHARDED OK")
+    """
+)
+
+
+def run_python(script, env_extra, timeout=240):
+    env = dict(os.environ, **env_extra)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_sharded_over_four_devices_equals_one_device():
+    proc = run_python(
+        SHARDED_SCRIPT,
+        {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SHARDED OK" in proc.stdout
+
+
+def test_progress_bar_shows_members_alive_and_best_loss(capsys):
+    sgd_train([0.1, 1e3, 0.05, 0.2], progress=True)
+    err = capsys.readouterr().err
+    assert "step/s" in err or "s/step" in err
+    assert "alive=3/4" in err
+    assert "best_loss=" in err
+
+
+DISTRIBUTED_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    process_id, address, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    jax.distributed.initialize(coordinator_address=address, num_processes=2, process_id=process_id)
+    from tests.sweep_test import DATA, EVAL, LOSS, MODEL, distributed_sweep_kwargs
+    from lrjax import sweep
+    assert jax.device_count() == 4 and jax.local_device_count() == 2, jax.devices()
+    result = sweep.train(MODEL, LOSS, DATA, **distributed_sweep_kwargs())
+    assert result.metadata["process_count"] == 2 and result.metadata["devices"] == 4
+    result.save(f"{out}/process{process_id}")
+    print("DISTRIBUTED OK", process_id)
+    """
+)
+
+
+def distributed_sweep_kwargs():
+    return dict(
+        optimizer=optax.sgd,
+        num_steps=9,
+        batch_size=BATCH,
+        eval_every=4,
+        eval_data=EVAL,
+        hparams={"learning_rate": np.array([0.1, 0.2, 0.3, 1e3, 0.5, 0.6], np.float32)},
+        seeds=[0, 1, 2, 3, 4, 5],
+        progress=False,
+    )
+
+
+@pytest.mark.slow
+def test_two_processes_under_jax_distributed_equal_one_process(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        address = f"localhost:{s.getsockname()[1]}"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", DISTRIBUTED_SCRIPT, str(i), address, str(tmp_path)],
+            env=env,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for i, (p, out) in enumerate(zip(procs, outputs, strict=True)):
+        assert p.returncode == 0, out
+        assert f"DISTRIBUTED OK {i}" in out
+
+    one = sweep.train(MODEL, LOSS, DATA, **distributed_sweep_kwargs())
+    for i in range(2):  # every process holds the whole result
+        got = sweep.SweepResult.load(tmp_path / f"process{i}")
+        np.testing.assert_array_equal(got.diverged_step, one.diverged_step)
+        np.testing.assert_allclose(got.loss, one.loss, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            got.eval_metrics["loss"], one.eval_metrics["loss"], rtol=RTOL, atol=ATOL
+        )
+        for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(one.params), strict=True):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def test_float64_inputs_are_canonicalized():
+    x64, y64 = DATA[0].astype(np.float64), DATA[1].astype(np.int64)
+    result = sweep.train(
+        MODEL, LOSS, (x64, y64), optimizer=optax.sgd,
+        hparams={"learning_rate": [0.1, 0.2, 0.3, 0.4]}, num_steps=STEPS, batch_size=BATCH,
+        eval_every=CHUNK, eval_data=(EVAL[0].astype(np.float64), EVAL[1]), progress=False,
+    )  # fmt: skip
+    np.testing.assert_array_equal(result.loss, sgd_train([0.1, 0.2, 0.3, 0.4]).loss)
