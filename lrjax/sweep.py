@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -43,6 +44,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from lrjax import averaging
 
 PyTree = Any
 Array = jax.Array
@@ -273,6 +276,11 @@ class SweepResult:
         was non-finite or above ``divergence_factor`` times the initial loss, ``-1`` if none.
       params: the final parameters, a pytree of ``[K, ...]`` arrays (frozen at divergence).
       metadata: JSON-serializable run settings and timings.
+      snapshots: with ``snapshot_steps``, the parameters after each of those update counts,
+        a pytree of ``[K, M, ...]`` arrays, captured inside the compiled loop.
+      swa_params: with ``swa_start``, the SWA average of the parameters, ``[K, ...]``;
+        swa_count: ``[K]`` how many parameter sets it averages.
+      ema_params: with ``ema_decay``, the exponential moving average, ``[K, ...]``.
     """
 
     hparams: dict[str, np.ndarray]
@@ -285,6 +293,10 @@ class SweepResult:
     diverged_step: np.ndarray
     params: PyTree
     metadata: dict[str, Any]
+    snapshots: PyTree = None
+    swa_params: PyTree = None
+    swa_count: np.ndarray | None = None
+    ema_params: PyTree = None
 
     @property
     def learning_rate(self) -> np.ndarray:
@@ -302,7 +314,6 @@ class SweepResult:
     def save(self, path: str | os.PathLike) -> None:
         """Writes ``path``.npz (arrays) and ``path``.json (hyperparameters and metadata)."""
         path = os.fspath(path)
-        leaves, treedef = jax.tree.flatten(self.params)
         arrays = {
             "loss": self.loss,
             "grad_norm": self.grad_norm,
@@ -313,14 +324,21 @@ class SweepResult:
         arrays.update({f"hparams/{k}": v for k, v in self.hparams.items()})
         arrays.update({f"opt_hparams/{k}": v for k, v in self.opt_hparams.items()})
         arrays.update({f"eval_metrics/{k}": v for k, v in self.eval_metrics.items()})
-        arrays.update({f"params/{i}": np.asarray(v) for i, v in enumerate(leaves)})
-        np.savez(path + ".npz", **arrays)
-        params_structure = jax.tree.unflatten(treedef, list(range(len(leaves))))
+        if self.swa_count is not None:
+            arrays["swa_count"] = self.swa_count
         meta = {
             "hparams": {k: np.asarray(v).tolist() for k, v in self.hparams.items()},
             "metadata": self.metadata,
-            "params_structure": _jsonable_structure(params_structure),
         }
+        for name in _PARAM_TREES:
+            tree = getattr(self, name)
+            if tree is None:
+                continue
+            leaves, treedef = jax.tree.flatten(tree)
+            arrays.update({f"{name}/{i}": np.asarray(v) for i, v in enumerate(leaves)})
+            structure = jax.tree.unflatten(treedef, list(range(len(leaves))))
+            meta[f"{name}_structure"] = _jsonable_structure(structure)
+        np.savez(path + ".npz", **arrays)
         with open(path + ".json", "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
 
@@ -337,8 +355,11 @@ class SweepResult:
             n = len(prefix) + 1
             return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
 
-        leaves = group("params")
-        params = _rebuild_structure(meta["params_structure"], leaves)
+        trees = {
+            name: _rebuild_structure(meta[f"{name}_structure"], group(name))
+            for name in _PARAM_TREES
+            if f"{name}_structure" in meta
+        }
         return cls(
             hparams=group("hparams"),
             loss=arrays["loss"],
@@ -348,9 +369,14 @@ class SweepResult:
             eval_metrics=group("eval_metrics"),
             diverged=arrays["diverged"],
             diverged_step=arrays["diverged_step"],
-            params=params,
             metadata=meta["metadata"],
+            swa_count=arrays.get("swa_count"),
+            **trees,
         )
+
+
+# Parameter-shaped pytrees of a result, saved leaf by leaf with their structure.
+_PARAM_TREES = ("params", "snapshots", "swa_params", "ema_params")
 
 
 def _jsonable_structure(tree):
@@ -382,6 +408,7 @@ class _Member(NamedTuple):
     seed: Array  # int32, initialization seed
     data_seed: Array  # int32, used only with per-member data order
     batch_size: Array  # int32, effective batch size <= the static max batch size
+    ema_decay: Array  # float32, used only when the EMA is on
 
 
 class _State(NamedTuple):
@@ -390,6 +417,7 @@ class _State(NamedTuple):
     alive: Array  # bool
     diverged_step: Array  # int32, -1 while alive
     initial_loss: Array  # float32, nan before the first step
+    extras: dict[str, Any]  # in-loop trackers: "snapshots", "swa", "ema", "plateau"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -405,6 +433,11 @@ class _Static:
     chunk_steps: int
     shared_data_order: bool
     mesh: Mesh | None
+    snapshot_steps: tuple[int, ...] = ()
+    swa_start: int | None = None
+    swa_every: int = 1
+    ema: bool = False
+    plateau: Any = None  # an lrjax.ReduceOnPlateau
 
 
 def _make_tx(static: _Static, hparams: Mapping[str, Array]) -> optax.GradientTransformation:
@@ -419,7 +452,9 @@ def _member_opt_init(static: _Static, params: PyTree, hparams: Mapping[str, Arra
         return _make_tx(static, hparams).init(params)
 
 
-def _fresh_state(params: PyTree, opt_state: PyTree, k: int | None, put=jnp.asarray) -> _State:
+def _fresh_state(
+    params: PyTree, opt_state: PyTree, extras: dict, k: int | None, put=jnp.asarray
+) -> _State:
     shape = () if k is None else (k,)
     return _State(
         params=params,
@@ -427,7 +462,59 @@ def _fresh_state(params: PyTree, opt_state: PyTree, k: int | None, put=jnp.asarr
         alive=put(np.ones(shape, bool)),
         diverged_step=put(np.full(shape, -1, np.int32)),
         initial_loss=put(np.full(shape, np.nan, np.float32)),
+        extras=extras,
     )
+
+
+def _member_extras_init(static: _Static, params: PyTree) -> dict[str, Any]:
+    """One member's in-loop trackers, built from its initial parameters."""
+    extras = {}
+    if static.snapshot_steps:
+        m = len(static.snapshot_steps)
+        extras["snapshots"] = jax.tree.map(lambda p: jnp.zeros((m, *p.shape), p.dtype), params)
+    if static.swa_start is not None:
+        extras["swa"] = averaging.swa_init(params)
+    if static.ema:
+        extras["ema"] = params
+    if static.plateau is not None:
+        extras["plateau"] = static.plateau.init()
+    return extras
+
+
+def _member_extras_step(static, extras, params, member, step, num_steps):
+    """Advances the trackers after the update at ``step``; ``params`` are the new parameters.
+
+    ``step`` is shared by all members, so under ``vmap`` each ``lax.cond`` stays a real branch:
+    a snapshot copies the parameters only at its own step, not at every step.
+    """
+    extras = dict(extras)
+    n = step + 1  # updates done
+    running = step < num_steps
+    if static.snapshot_steps:
+        hit = jnp.asarray(static.snapshot_steps, jnp.int32) == n
+        slot = jnp.argmax(hit)
+
+        def capture(snapshots):
+            return jax.tree.map(lambda buf, p: buf.at[slot].set(p), snapshots, params)
+
+        extras["snapshots"] = jax.lax.cond(
+            running & jnp.any(hit), capture, lambda s: s, extras["snapshots"]
+        )
+    if static.swa_start is not None:
+        extras["swa"] = jax.lax.cond(
+            running,
+            lambda a: averaging.swa_update(a, params, n, static.swa_start, static.swa_every),
+            lambda a: a,
+            extras["swa"],
+        )
+    if static.ema:
+        extras["ema"] = jax.lax.cond(
+            running,
+            lambda e: averaging.ema_update(e, params, member.ema_decay),
+            lambda e: e,
+            extras["ema"],
+        )
+    return extras
 
 
 def _all_finite(tree: PyTree) -> Array:
@@ -448,6 +535,12 @@ def _member_step(static, state, member, x, y, step, num_steps, divergence_factor
     loss, grads = jax.value_and_grad(objective)(state.params)
     with jax.numpy_dtype_promotion("standard"):  # see _member_opt_init
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    lr_scale = None
+    if static.plateau is not None:
+        # Every optax optimizer applies its learning rate as the last factor of the update, so
+        # scaling the update scales the learning rate the plateau controller reduced.
+        lr_scale = state.extras["plateau"].scale
+        updates = jax.tree.map(lambda u: u * lr_scale.astype(u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
 
@@ -466,13 +559,29 @@ def _member_step(static, state, member, x, y, step, num_steps, divergence_factor
         alive=state.alive & ~(active & bad),
         diverged_step=jnp.where(active & bad, step, state.diverged_step),
         initial_loss=jnp.where(active, initial, state.initial_loss),
+        extras=state.extras,
     )
+    if static.snapshot_steps or static.swa_start is not None or static.ema:
+        extras = _member_extras_step(
+            static, state.extras, new_state.params, member, step, num_steps
+        )
+        new_state = new_state._replace(extras=extras)
     nan = jnp.array(jnp.nan, jnp.float32)
     logs = {"loss": jnp.where(active, loss, nan), "grad_norm": jnp.where(active, grad_norm, nan)}
     for name, value in opt_state.hyperparams.items():
         if jnp.issubdtype(value.dtype, jnp.floating) and value.shape == ():
-            logs[f"opt_hparams/{name}"] = jnp.where(active, value.astype(jnp.float32), nan)
+            value = value.astype(jnp.float32)
+            if name == "learning_rate" and lr_scale is not None:
+                value = value * lr_scale  # the LR the update actually used
+            logs[f"opt_hparams/{name}"] = jnp.where(active, value, nan)
     return new_state, logs
+
+
+def _member_plateau_update(static: _Static, state: _State, metric: Array) -> _State:
+    """Runs one member's plateau controller on an evaluation metric, inside a compiled program."""
+    scheduled_lr = state.opt_state.hyperparams["learning_rate"]  # the last update's, unscaled
+    plateau = static.plateau.update(state.extras["plateau"], metric, scheduled_lr)
+    return state._replace(extras={**state.extras, "plateau": plateau})
 
 
 def _member_eval(model, metrics, params, x, y):
@@ -527,6 +636,20 @@ def _opt_init_program(static: _Static) -> Callable:
         return jax.vmap(functools.partial(_member_opt_init, static))(params, hparams)
 
     return _jit(init, static.mesh, (sh.members, sh.members), sh.members)
+
+
+@functools.lru_cache(maxsize=32)
+def _extras_init_program(static: _Static) -> Callable:
+    sh = _shardings(static.mesh)
+    init = jax.vmap(functools.partial(_member_extras_init, static))
+    return _jit(init, static.mesh, (sh.members,), sh.members)
+
+
+@functools.lru_cache(maxsize=32)
+def _plateau_program(static: _Static) -> Callable:
+    sh = _shardings(static.mesh)
+    update = jax.vmap(functools.partial(_member_plateau_update, static))
+    return _jit(update, static.mesh, (sh.members, sh.members), sh.members, donate_argnums=(0,))
 
 
 @functools.lru_cache(maxsize=32)
@@ -767,6 +890,12 @@ def train(
     progress: bool | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     vectorize: bool = True,
+    snapshot_steps: Sequence[int] = (),
+    swa_start: int | None = None,
+    swa_every: int = 1,
+    ema_decay: Any = None,
+    plateau: Any = None,
+    plateau_metric: str = "loss",
 ) -> SweepResult:
     """Trains K members of a hyperparameter sweep in one compiled program.
 
@@ -820,6 +949,21 @@ def train(
       progress: draw a tqdm progress bar (steps/s, members alive, best loss); default on only
         when stderr is a terminal.
       callback: called on the host after each chunk with ``{"group", "step", "loss", "alive"}``.
+      snapshot_steps: strictly increasing update counts in ``[1, num_steps]``; the parameters
+        after each are captured inside the compiled loop into ``result.snapshots``
+        ``[K, M, ...]`` (snapshot ensembles: :func:`lrjax.snapshot_steps`).
+      swa_start: if given, ``result.swa_params`` is the equal average of the parameters after
+        ``n`` updates for every ``n >= swa_start`` with ``(n - swa_start) % swa_every == 0``
+        (:func:`lrjax.swa_update`), kept inside the compiled loop; use
+        :func:`lrjax.swa_schedule` for the SWA learning rate.
+      swa_every: SWA sampling period in updates, ``>= 1``.
+      ema_decay: if given (a float or ``[K]`` values in ``[0, 1]``, traced), ``result.ema_params``
+        is an exponential moving average of the parameters from their initial values.
+      plateau: an :func:`lrjax.reduce_on_plateau` controller, run independently per member in a
+        compiled program after each evaluation (``eval_data`` needed) on ``plateau_metric``;
+        its scale multiplies the member's scheduled learning rate, and ``result.learning_rate``
+        records the product, the LR the updates used.
+      plateau_metric: name of the evaluation metric the plateau controller watches.
       vectorize: ``False`` trains members one by one with a jitted single-member step in a
         Python loop (no vmap, no scan): the debugging path, same results.
 
@@ -852,6 +996,22 @@ def train(
         raise ValueError(f"divergence_factor must be > 0 or None, got {divergence_factor}")
     if not isinstance(hparams, Mapping):
         raise ValueError(f"hparams must be a mapping of name -> [K] array, got {type(hparams)}")
+    snapshot_steps = tuple(snapshot_steps)
+    for i, n_updates in enumerate(snapshot_steps):
+        _check_int(f"snapshot_steps[{i}]", n_updates, 1, num_steps)
+    if any(b <= a for a, b in itertools.pairwise(snapshot_steps)):
+        raise ValueError(f"snapshot_steps must be strictly increasing, got {list(snapshot_steps)}")
+    snapshot_steps = tuple(int(n_updates) for n_updates in snapshot_steps)
+    if swa_start is not None:
+        swa_start = _check_int("swa_start", swa_start, 1, num_steps)
+    swa_every = _check_int("swa_every", swa_every, 1)
+    if plateau is not None:
+        from lrjax.plateau import ReduceOnPlateau
+
+        if not isinstance(plateau, ReduceOnPlateau):
+            raise ValueError(f"plateau must come from lrjax.reduce_on_plateau, got {plateau!r}")
+        if eval_data is None:
+            raise ValueError("plateau needs eval_data: it watches an evaluation metric")
 
     named = {f"hparams[{k!r}]": _per_member(f"hparams[{k!r}]", v, None) for k, v in hparams.items()}
     named["seeds"] = _per_member("seeds", seeds, np.int32)
@@ -873,11 +1033,17 @@ def train(
             f"batch_sizes must be in [1, batch_size={batch_size}], got values in "
             f"[{bs.min()}, {bs.max()}]"
         )
+    ema = np.zeros((k,), np.float32)
+    if ema_decay is not None:
+        ema = np.broadcast_to(_per_member("ema_decay", ema_decay, np.float32), (k,)).copy()
+        if np.any(~(ema >= 0) | ~(ema <= 1)):
+            raise ValueError(f"ema_decay must be in [0, 1], got {ema_decay!r}")
     members = _Member(
         hparams=hp,
         seed=np.broadcast_to(named["seeds"], (k,)).astype(np.int32),
         data_seed=np.broadcast_to(named["data_seeds"], (k,)).astype(np.int32),
         batch_size=bs,
+        ema_decay=ema,
     )
 
     if not callable(loss):
@@ -885,6 +1051,11 @@ def train(
     model = _as_model(model, x[:1])
     _check_model_and_loss(model, loss, x, y, batch_size)
     metric_items = tuple((metrics or {"loss": loss}).items())
+    if plateau is not None and plateau_metric not in dict(metric_items):
+        raise ValueError(
+            f"plateau_metric must be one of the metrics {[n for n, _ in metric_items]}, "
+            f"got {plateau_metric!r}"
+        )
     if eval_data is not None:
         if not isinstance(eval_data, tuple | list) or len(eval_data) != 2:
             raise ValueError("eval_data must be an (inputs, targets) pair of arrays")
@@ -913,6 +1084,11 @@ def train(
         chunk_steps=eval_every,
         shared_data_order=shared_data_order,
         mesh=mesh,
+        snapshot_steps=snapshot_steps,
+        swa_start=swa_start,
+        swa_every=swa_every,
+        ema=ema_decay is not None,
+        plateau=plateau,
     )
     _check_optimizer_kwargs(static, hp, k)
 
@@ -945,6 +1121,11 @@ def train(
         "batch_sizes": bs.tolist(),
         "divergence_factor": divergence_factor,
         "optimizer": getattr(optimizer, "__name__", repr(optimizer)),
+        "snapshot_steps": list(snapshot_steps),
+        "swa_start": swa_start,
+        "swa_every": swa_every,
+        "ema_decay": None if ema_decay is None else ema.tolist(),
+        "plateau": None if plateau is None else plateau_metric,
     }
     run = _Run(
         static=static,
@@ -961,6 +1142,7 @@ def train(
         num_members=k,
         group_size=group,
         num_groups=num_groups,
+        plateau_metric=plateau_metric,
     )
 
     # 3. Train group after group.
@@ -1004,13 +1186,18 @@ def train(
         diverged_step=final.diverged_step,
         params=final.params,
         metadata=metadata,
+        snapshots=final.extras.get("snapshots"),
+        swa_params=final.extras["swa"].mean if "swa" in final.extras else None,
+        swa_count=final.extras["swa"].count if "swa" in final.extras else None,
+        ema_params=final.extras.get("ema"),
     )
 
 
 def _init_state(static: _Static, members: _Member, size: int, put: Callable) -> _State:
     params = _init_program(static.model, static.mesh)(members.seed)
     opt_state = _opt_init_program(static)(params, members.hparams)
-    return _fresh_state(params, opt_state, size, put)
+    extras = _extras_init_program(static)(params)
+    return _fresh_state(params, opt_state, extras, size, put)
 
 
 def _program_bytes(program: Callable, args: tuple) -> int | None:
@@ -1061,13 +1248,15 @@ def _group_for_budget(static, members, x, y, budget, num_devices) -> int:
 def _sequential_programs(static: _Static):
     def init(member):
         params = static.model.init(jax.random.key(member.seed))
-        return _fresh_state(params, _member_opt_init(static, params, member.hparams), None)
+        opt_state = _member_opt_init(static, params, member.hparams)
+        return _fresh_state(params, opt_state, _member_extras_init(static, params), None)
 
     init = jax.jit(init)
     step = jax.jit(functools.partial(_member_step, static))
+    plateau = jax.jit(functools.partial(_member_plateau_update, static))
     evaluate = jax.jit(functools.partial(_member_eval, static.model, static.metrics))
     indices = jax.jit(batch_indices, static_argnums=(2, 3))
-    return init, step, evaluate, indices
+    return init, step, evaluate, indices, plateau
 
 
 @dataclasses.dataclass
@@ -1086,6 +1275,7 @@ class _Run:
     num_members: int
     group_size: int
     num_groups: int
+    plateau_metric: str = "loss"
     best_loss: float = math.inf
     program_bytes: int | None = None
 
@@ -1159,7 +1349,10 @@ class _Run:
             step += done
             if self.eval_data is not None:
                 index = int(np.searchsorted(self.eval_steps, step))
-                self._evaluate(evaluate, state.params, eval_x, eval_y, evals, index)
+                metrics = self._evaluate(evaluate, state.params, eval_x, eval_y, evals, index)
+                if static.plateau is not None:
+                    metric = metrics[self.plateau_metric]
+                    state = _plateau_program(static)(state, metric)
             if self.checkpoint is not None:
                 self.checkpoint.save(g, step, state, logs, evals)
             self._after_chunk(g, step, done, logs, _to_host(state.alive))
@@ -1169,16 +1362,19 @@ class _Run:
             alive=_to_host(state.alive),
             diverged_step=_to_host(state.diverged_step),
             initial_loss=None,
+            extras=jax.tree.map(_to_host, state.extras),
         )
         return logs, evals, final
 
     @staticmethod
     def _evaluate(evaluate, params, x, y, evals, index):
-        for name, value in evaluate(params, x, y).items():
+        metrics = evaluate(params, x, y)
+        for name, value in metrics.items():
             evals[name][:, index] = _to_host(value)
+        return metrics
 
     def group_sequential(self, g, members):
-        init, step_fn, evaluate, indices = _sequential_programs(self.static)
+        init, step_fn, evaluate, indices, plateau = _sequential_programs(self.static)
         size = members.seed.shape[0]
         n, batch = self.x.shape[0], self.static.batch_size
         x, y = jnp.asarray(self.x), jnp.asarray(self.y)
@@ -1199,6 +1395,8 @@ class _Run:
                 member_logs.append(step_logs)
                 if self.eval_data is not None and step + 1 in self.eval_steps[1:]:
                     member_evals.append(evaluate(state.params, *self.eval_data))
+                    if self.static.plateau is not None:
+                        state = plateau(state, member_evals[-1][self.plateau_metric])
             per_member.append((member_logs, member_evals, state))
         logs = {
             name: np.stack([np.stack([_to_host(s[name]) for s in m[0]]) for m in per_member])
@@ -1209,14 +1407,17 @@ class _Run:
             for i, m in enumerate(per_member):
                 evals[name][i, :] = [float(e[name]) for e in m[1]]
         states = [m[2] for m in per_member]
+
+        def stack(*leaves):
+            return np.stack([_to_host(v) for v in leaves])
+
         final = _State(
-            params=jax.tree.map(
-                lambda *a: np.stack([_to_host(v) for v in a]), *[s.params for s in states]
-            ),
+            params=jax.tree.map(stack, *[s.params for s in states]),
             opt_state=None,
             alive=np.array([bool(s.alive) for s in states]),
             diverged_step=np.array([int(s.diverged_step) for s in states], np.int32),
             initial_loss=None,
+            extras=jax.tree.map(stack, *[s.extras for s in states]),
         )
         self._after_chunk(g, self.num_steps, self.num_steps, logs, final.alive)
         return logs, evals, final

@@ -13,6 +13,7 @@ import optax
 import pytest
 from flax import linen, nnx
 
+import lrjax
 from lrjax import schedules, sweep
 
 N, D_IN, D_HID, D_OUT = 64, 4, 8, 3
@@ -762,3 +763,160 @@ def test_float64_inputs_are_canonicalized():
         eval_every=CHUNK, eval_data=(EVAL[0].astype(np.float64), EVAL[1]), progress=False,
     )  # fmt: skip
     np.testing.assert_array_equal(result.loss, sgd_train([0.1, 0.2, 0.3, 0.4]).loss)
+
+
+# -----------------------------------------------------------------------------------------------
+# In-loop trackers: snapshots, SWA, EMA and reduce-on-plateau (lrjax's research tools).
+
+TRACK_LRS = np.array([0.1, 0.4], np.float32)
+
+
+@functools.cache
+def tracked_run(vectorize=True):
+    return sweep.train(
+        MODEL, LOSS, DATA, optimizer=optax.sgd, hparams={"learning_rate": TRACK_LRS},
+        num_steps=STEPS, batch_size=BATCH, eval_every=CHUNK, progress=False,
+        snapshot_steps=tuple(range(1, STEPS + 1)), swa_start=3, swa_every=2,
+        ema_decay=np.array([0.5, 0.9], np.float32), vectorize=vectorize,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [1, 5, 6, STEPS])  # first step, chunk boundary, last step
+def test_snapshots_are_the_parameters_after_their_update_counts(n):
+    result = tracked_run()
+    for k, lr in enumerate(TRACK_LRS):
+        _, params = reference(optax.sgd, {"learning_rate": lr}, steps=n)
+        for got, want in zip(
+            jax.tree.leaves(result.snapshots), jax.tree.leaves(params), strict=True
+        ):
+            np.testing.assert_allclose(got[k, n - 1], want, rtol=RTOL, atol=ATOL)
+
+
+def test_swa_is_the_average_of_the_sampled_iterates():
+    result = tracked_run()
+    sampled = [n for n in range(1, STEPS + 1) if n >= 3 and (n - 3) % 2 == 0]
+    np.testing.assert_array_equal(result.swa_count, [len(sampled)] * 2)
+    for avg, snaps in zip(
+        jax.tree.leaves(result.swa_params), jax.tree.leaves(result.snapshots), strict=True
+    ):
+        expected = np.mean(np.asarray(snaps, np.float64)[:, [n - 1 for n in sampled]], axis=1)
+        np.testing.assert_allclose(avg, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_ema_follows_its_recursion_from_the_initial_parameters():
+    result = tracked_run()
+    initial = jax.tree.leaves(jax.jit(MODEL.init)(jax.random.key(0)))
+    for k, decay in enumerate([0.5, 0.9]):
+        for ema, snaps, start in zip(
+            jax.tree.leaves(result.ema_params), jax.tree.leaves(result.snapshots), initial,
+            strict=True,
+        ):  # fmt: skip
+            expected = np.asarray(start, np.float64)
+            for n in range(STEPS):
+                expected = decay * expected + (1 - decay) * np.asarray(snaps[k, n], np.float64)
+            np.testing.assert_allclose(ema[k], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_trackers_agree_between_vectorized_and_debug_paths():
+    fast, slow = tracked_run(), tracked_run(vectorize=False)
+    for name in ("snapshots", "swa_params", "ema_params"):
+        for a, b in zip(
+            jax.tree.leaves(getattr(fast, name)), jax.tree.leaves(getattr(slow, name)), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+PLATEAU_EVERY = 2
+
+
+@functools.cache
+def plateau_run(vectorize=True):
+    # A tiny LR leaves the loss flat (a plateau); a large one keeps improving it.
+    return sweep.train(
+        MODEL, LOSS, DATA, optimizer=optax.sgd, hparams={"learning_rate": [1e-7, 0.5]},
+        optimizer_kwargs=lambda hp: {"learning_rate": hp["learning_rate"], "momentum": 0.9},
+        num_steps=STEPS, batch_size=BATCH, eval_data=DATA, eval_every=PLATEAU_EVERY,
+        plateau=PLATEAU, progress=False, vectorize=vectorize,
+    )  # fmt: skip
+
+
+PLATEAU = lrjax.reduce_on_plateau(factor=0.5, patience=1, threshold=1e-3)
+
+
+def expected_plateau_lrs(result, k, base_lr, plateau):
+    """Replays the controller on the recorded evaluation losses: the LR each step should use."""
+    state, scale, lrs = plateau.init(), 1.0, []
+    for metric in result.eval_metrics["loss"][k, 1:]:
+        lrs += [base_lr * scale] * PLATEAU_EVERY
+        state = plateau.update(state, metric, base_lr)
+        scale = float(state.scale)
+    return np.array(lrs[:STEPS], np.float32)
+
+
+def test_plateau_reduces_each_member_independently_and_logs_the_lr_used():
+    result = plateau_run()
+    flat = expected_plateau_lrs(result, 0, 1e-7, PLATEAU)
+    assert flat[-1] < 1e-7 / 2  # the flat member was reduced at least twice
+    np.testing.assert_allclose(result.learning_rate[0], flat, rtol=1e-6)
+    improving = expected_plateau_lrs(result, 1, 0.5, PLATEAU)
+    np.testing.assert_allclose(result.learning_rate[1], improving, rtol=1e-6)
+
+    # Scaling the update equals training with that LR schedule given up front (momentum too).
+    boundaries = [PLATEAU_EVERY * (j + 1) - 1 for j in range(STEPS // PLATEAU_EVERY - 1)]
+    values = flat[::PLATEAU_EVERY]
+    replay = sweep.train(
+        MODEL, LOSS, DATA, optimizer=optax.sgd, hparams={"lr": [0.0]},
+        optimizer_kwargs=lambda hp: {
+            "learning_rate": schedules.piecewise_constant(boundaries, values), "momentum": 0.9},
+        num_steps=STEPS, batch_size=BATCH, progress=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(replay.learning_rate[0], flat, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(replay.params), strict=True):
+        np.testing.assert_allclose(a[0], b[0], rtol=RTOL, atol=1e-9)
+
+    slow = plateau_run(vectorize=False)
+    np.testing.assert_allclose(slow.learning_rate, result.learning_rate, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(snapshot_steps=(5, 3)), "snapshot_steps must be strictly increasing"),
+        (dict(snapshot_steps=(0,)), r"snapshot_steps\[0\] must be in \[1, 12\]"),
+        (dict(snapshot_steps=(13,)), r"snapshot_steps\[0\] must be in \[1, 12\]"),
+        (dict(swa_start=0), r"swa_start must be in \[1, 12\]"),
+        (dict(swa_start=2, swa_every=0), "swa_every must be >= 1"),
+        (dict(ema_decay=1.5), r"ema_decay must be in \[0, 1\]"),
+        (dict(plateau="yes"), "plateau must come from lrjax.reduce_on_plateau"),
+    ],
+)
+def test_tracker_arguments_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sweep.train(
+            MODEL, LOSS, DATA, optimizer=optax.sgd, hparams={"learning_rate": [0.1]},
+            num_steps=STEPS, batch_size=BATCH, progress=False, **kwargs,
+        )  # fmt: skip
+
+
+def test_plateau_needs_eval_data_and_a_known_metric():
+    common = dict(
+        optimizer=optax.sgd, hparams={"learning_rate": [0.1]}, num_steps=STEPS,
+        batch_size=BATCH, progress=False, plateau=lrjax.reduce_on_plateau(),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="plateau needs eval_data"):
+        sweep.train(MODEL, LOSS, DATA, **common)
+    with pytest.raises(ValueError, match="plateau_metric must be one of the metrics"):
+        sweep.train(MODEL, LOSS, DATA, eval_data=EVAL, plateau_metric="accuracy", **common)
+
+
+def test_save_and_load_keep_the_trackers(tmp_path):
+    result = tracked_run()
+    result.save(tmp_path / "tracked")
+    loaded = sweep.SweepResult.load(tmp_path / "tracked")
+    np.testing.assert_array_equal(loaded.swa_count, result.swa_count)
+    for name in ("params", "snapshots", "swa_params", "ema_params"):
+        for a, b in zip(
+            jax.tree.leaves(getattr(loaded, name)), jax.tree.leaves(getattr(result, name)),
+            strict=True,
+        ):  # fmt: skip
+            np.testing.assert_array_equal(a, b)
