@@ -65,3 +65,39 @@ def test_vmaps_over_members():
         member = jax.tree.map(lambda a, k=k: a[k], members)
         alone = lrjax.evaluate_snapshots(linear_apply, member, x, y)
         np.testing.assert_allclose(both.ensemble_loss[k], alone.ensemble_loss, rtol=1e-6)
+
+
+def test_snapshot_ensemble_on_mnist1d_is_no_worse_than_its_best_snapshot():
+    """Six snapshot ensembles (3 peak LRs x 2 seeds) train in one run; snapshots at cycle ends.
+
+    On MNIST-1D the MLP overfits (train accuracy near 100%, test about 65%), each snapshot is
+    overconfident in its own way, and averaging them lowers the test NLL for every member
+    (measured: 0.77-0.98 for the 4-snapshot ensembles vs 0.91-1.03 for their best snapshots).
+    On scikit-learn's digits the same check is not robust: there the ensemble ties its best
+    snapshot and tiny numerical changes decide which wins, so that is not tested.
+    """
+    import optax
+
+    from lrjax import models, study, sweep
+
+    ds = lrjax.load_mnist1d()
+    model = study.classifier(models.MLP(hidden=(100, 100)), ds.x_train[:1])
+    total, cycles = 2000, 4
+    result = sweep.train(
+        model, optax.softmax_cross_entropy_with_integer_labels, (ds.x_train, ds.y_train),
+        optimizer=optax.sgd, hparams={"peak": np.array([0.05, 0.1, 0.2] * 2, np.float32)},
+        optimizer_kwargs=lambda hp: {
+            "learning_rate": lrjax.snapshot_ensemble(hp["peak"], total, cycles), "momentum": 0.9},
+        num_steps=total, batch_size=64, seeds=np.repeat([0, 1], 3),
+        snapshot_steps=lrjax.snapshot_steps(total, cycles), progress=False,
+    )  # fmt: skip
+    assert not result.diverged.any()
+    final = jax.tree.map(lambda s: s[:, -1], result.snapshots)
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(result.params), strict=True):
+        np.testing.assert_array_equal(a, b)  # the last snapshot is the end of training
+    scores = jax.vmap(lambda s: lrjax.evaluate_snapshots(model.apply, s, ds.x_test, ds.y_test))(
+        result.snapshots
+    )
+    for k in range(6):
+        assert scores.ensemble_loss[k, -1] <= scores.single_loss[k].min(), k
+        assert scores.single_accuracy[k].min() > 0.5  # every snapshot is a real model
