@@ -36,6 +36,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra 
 __all__ = [
     "new_axes",
     "plot_curves",
+    "plot_ensemble_sizes",
     "plot_gallery",
     "plot_heatmap",
     "plot_lr_ranges",
@@ -438,6 +439,60 @@ def plot_curves(
     if title:
         ax.set_title(title)
     if curves:
+        ax.legend(fontsize=legend_fontsize)
+    return ax
+
+
+def plot_ensemble_sizes(
+    sizes: ArrayLike,
+    curves: Mapping[str, ArrayLike],
+    baselines: Mapping[str, ArrayLike] | None = None,
+    *,
+    ax: Axes | None = None,
+    xlabel: str = "number of snapshots m",
+    ylabel: str = "test accuracy",
+    title: str | None = None,
+    legend_fontsize: str | float = "x-small",
+) -> Axes:
+    """Draws a score against ensemble size, with baselines as horizontal lines.
+
+    Args:
+      sizes: ``(M,)`` ensemble sizes (e.g. the last ``m = 1..M`` snapshots).
+      curves: label -> scores ``(S, M)`` of S seeds (or ``(M,)``): mean line with markers,
+        min-max band over seeds.
+      baselines: label -> scores ``(S,)`` (or a scalar) of methods without a size: a
+        horizontal line at the mean, a band from the lowest to the highest seed.
+      ax: Axes to draw into; a new figure is made when None.
+      xlabel, ylabel, title: labels.
+      legend_fontsize: legend font size.
+
+    Returns:
+      The Axes drawn into.
+    """
+    x = np.asarray(sizes, dtype=float)
+    ax = new_axes() if ax is None else ax
+    styles = _line_styles(len(curves) + len(baselines or {}))
+    for (label, values), (color, _) in zip(curves.items(), styles, strict=False):
+        v = np.atleast_2d(np.asarray(values, dtype=float))
+        if v.shape[1:] != x.shape:
+            raise ValueError(f"curves[{label!r}] must have shape (seeds, {x.size}), got {v.shape}")
+        mean, lo, hi = _band(v)
+        ax.plot(x, mean, "o-", color=color, label=label, linewidth=1.6, markersize=4)
+        if len(v) > 1:
+            ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
+    for (label, values), (color, _) in zip(
+        (baselines or {}).items(), styles[len(curves) :], strict=True
+    ):
+        v = np.asarray(values, dtype=float).reshape(-1, 1)
+        mean, lo, hi = _band(v)
+        ax.axhline(mean[0], color=color, linestyle="--", linewidth=1.2, label=label)
+        if len(v) > 1 and np.isfinite(mean[0]):
+            ax.axhspan(lo[0], hi[0], color=color, alpha=0.08, linewidth=0)
+    ax.set_xticks(x)
+    _style(ax, log_y=False, xlabel=xlabel, ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    if curves or baselines:
         ax.legend(fontsize=legend_fontsize)
     return ax
 

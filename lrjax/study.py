@@ -1,7 +1,7 @@
 """Building blocks of the learning-rate study (`make experiment`), importable and tested.
 
-* :func:`classifier` wraps a Flax classifier as a :class:`lrjax.sweep.Model` whose init
-  compiles fast on CPU; :func:`make_model` builds the study's models by name.
+* :func:`classifier` wraps a Flax classifier as a :class:`lrjax.sweep.Model`;
+  :func:`make_model` builds the study's models by name.
 * :data:`FAMILIES` and :func:`schedule_family` are the schedule families compared by the
   study, each built from a traced peak learning rate, so a whole family × LR grid is one
   :func:`lrjax.sweep.train` run (with :func:`lrjax.sweep.schedule_family_switch`).
@@ -47,24 +47,14 @@ LOSS = optax.softmax_cross_entropy_with_integer_labels
 
 
 def classifier(module: Any, sample_input: Any) -> sweep.Model:
-    """Wraps a ``flax.linen`` classifier as a :class:`lrjax.sweep.Model` with a fast-compiling init.
+    """Wraps a ``flax.linen`` classifier as a :class:`lrjax.sweep.Model`.
 
-    The engine passes ``jax.random.key(seed)`` (threefry); initializing from it under
-    ``jit(vmap(init))`` compiles about 5x slower on CPU than from an ``"rbg"`` key (measured
-    ~11 s vs ~2 s for the models of :mod:`lrjax.models`). The threefry key's data is re-wrapped
-    as an rbg key, so every seed still gets its own, deterministic parameters.
+    Parameters come from the engine's threefry key of each member's seed. (An ``"rbg"`` key
+    compiles the vmapped init about twice as fast on CPU, but its bits depend on the member's
+    position in the vmapped group, so the same seed would start from different parameters
+    depending on K and the group size; threefry costs 2-4 s of compile per model and is exact.)
     """
-    sample = jnp.asarray(sample_input)
-
-    def init(key):
-        data = jax.random.key_data(key).reshape(-1)
-        rbg = jax.random.wrap_key_data(jnp.tile(data, 4 // data.size), impl="rbg")
-        return module.init(rbg, sample)["params"]
-
-    def apply(params, x):
-        return module.apply({"params": params}, x)
-
-    return sweep.Model(init, apply)
+    return sweep.Model.from_linen(module, np.asarray(sample_input)[:1])
 
 
 def make_model(name: str, sample_input: Any, num_classes: int = 10) -> sweep.Model:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lrjax
-from experiments import configs, gallery, results, run
+from experiments import configs, gallery, plateau, results, run, snapshots
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +126,17 @@ def test_markdown_table_and_rebase_links():
 
 
 # ---------------------------------------------------------------------------------------------
-# Smoke test of the study's parts 2-5 and 8, quick size, one results folder.
+# Smoke test of the study's parts 2-8, quick size, one results folder.
 
-STUDY_PARTS = ["range_test", "schedule_comparison", "optimizers", "batch_size", "search"]
+STUDY_PARTS = [
+    "range_test",
+    "schedule_comparison",
+    "optimizers",
+    "batch_size",
+    "snapshots",
+    "plateau",
+    "search",
+]
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +252,78 @@ def test_search_summary(study_run):
     for m in summary.values():
         assert len(m["best_so_far"]) == n
         assert np.all(np.diff(m["best_so_far"]) >= 0)
+
+
+def test_snapshots_summary_and_curves(study_run):
+    config = configs.get_config("snapshots", quick=True)
+    d = study_run / "snapshots"
+    summary = results.read_json(d / "summary.json")
+    T, M, swa = config["num_steps"], config["num_cycles"], config["swa"]
+    assert summary["snapshot_steps"] == list(lrjax.snapshot_steps(T, M))
+    start = summary["swa_start"]
+    assert summary["swa_count"] == (T - start) // swa["every"] + 1
+    assert set(summary["methods"]) == {key for key, _ in snapshots.METHODS}
+    for m in summary["methods"].values():
+        assert m["best_lr"] in config["peak_lrs"]
+        assert 0.0 <= m["test_acc_mean"] <= 1.0 and m["test_nll_mean"] > 0.0
+    curve = summary["snapshot_curve_test"]
+    assert np.shape(curve["ensemble_acc"]) == (len(config["seeds"]), M)
+    # The ensemble of the last one snapshot is the last snapshot alone.
+    np.testing.assert_allclose(
+        np.asarray(curve["ensemble_nll"])[:, 0], np.asarray(curve["single_nll"])[:, -1], rtol=1e-5
+    )
+    rows = results.read_jsonl(d / "evaluations.jsonl")
+    assert len(rows) == len(snapshots.METHODS) * len(config["peak_lrs"]) * len(config["seeds"])
+    members = results.read_jsonl(d / "metrics.jsonl")
+    snap = next(r for r in members if r["schedule"] == "snapshot")
+    lr = np.asarray(snap["learning_rate"])
+    assert lr[0] == pytest.approx(snap["peak_lr"], rel=1e-5)
+    for n in summary["snapshot_steps"][:-1]:  # each cycle restarts at the peak
+        assert lr[n] == pytest.approx(snap["peak_lr"], rel=1e-5) and lr[n - 1] < lr[n] / 100
+    assert (
+        len(results.read_jsonl(d / "metrics_independent.jsonl"))
+        == len(config["peak_lrs"]) * len(config["seeds"]) * M
+    )
+
+
+def test_snapshots_rejects_unequal_budgets():
+    config = configs.get_config("snapshots", quick=True)
+    with pytest.raises(ValueError, match="num_cycles 7 must divide num_steps 120"):
+        snapshots.check({**config, "num_cycles": 7})
+
+
+def test_plateau_summary_reads_part3_and_records_the_lr_used(study_run):
+    config = configs.get_config("plateau", quick=True)
+    d = study_run / "plateau"
+    summary = results.read_json(d / "summary.json")
+    part3 = results.read_json(study_run / "schedule_comparison" / "summary.json")
+    # Same quick budget as part 3, so its winner is the fixed schedule compared with.
+    assert summary["reference"]["from_part3"]
+    assert summary["reference"]["family"] == part3["models"]["mlp"]["best_family"]
+    assert set(summary["methods"]) == {"plateau", part3["models"]["mlp"]["best_family"], "constant"}
+    p = config["plateau"]
+    for row in results.read_jsonl(d / "metrics_plateau.jsonl"):
+        lr = np.asarray(row["learning_rate"], dtype=float)
+        lr = lr[np.isfinite(lr)]  # cut off where a member diverged
+        # Constant LR times the plateau scale: starts at the initial LR, only ever cut by factor.
+        assert lr[0] == pytest.approx(lr.max()) and np.all(np.diff(lr) <= 1e-9)
+        for t in np.flatnonzero(np.diff(lr) < 0):
+            expected = max(lr[t] * p["factor"], p["min_lr"])
+            assert lr[t + 1] == pytest.approx(expected, rel=1e-4)
+    assert "plateau.png" in (d / "report.md").read_text()
+
+
+def test_plateau_reference_falls_back_with_a_reason(tmp_path):
+    config = configs.get_config("plateau", quick=True)
+    out = tmp_path / "plateau"
+    ref = plateau.reference(config, out)
+    assert ref["family"] == "warmup_cosine" and "no schedule_comparison results" in ref["reason"]
+    (tmp_path / "schedule_comparison").mkdir()
+    summary = {"num_steps": 999, "models": {"mlp": {"best_family": "sgdr", "families": {}}}}
+    results.write_json(tmp_path / "schedule_comparison" / "summary.json", summary)
+    assert "used 999 steps, not 150" in plateau.reference(config, out)["reason"]
+
+
+def test_plateau_reductions_count_lr_cuts():
+    lr = np.array([[1.0, 1.0, 0.5, 0.5, 0.1], [1.0, 1.0, 1.0, 1.0, np.nan]])
+    np.testing.assert_array_equal(plateau.reductions(lr), [2, 0])

@@ -126,3 +126,22 @@ def test_study_plots_draw_bands_ranges_heatmaps_and_scaling(tmp_path):
     assert plotting.save(ax, tmp_path / "s.png").endswith("s.png")
     with pytest.raises(ValueError, match=r"curves\['a'\] must have shape \(seeds, 3\)"):
         plotting.plot_lr_sweep(lrs, {"a": [1.0, 2.0]})
+
+
+def test_plot_ensemble_sizes_draws_curves_with_bands_and_baselines(tmp_path):
+    sizes = np.arange(1, 4)
+    ax = plotting.plot_ensemble_sizes(
+        sizes,
+        {"snapshots": [[0.6, 0.65, 0.7], [0.62, 0.66, 0.69]], "one": [0.6, 0.61, 0.6]},
+        {"cosine": [0.64, 0.66], "swa": 0.67},
+    )
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["snapshots", "one", "cosine", "swa"]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [0.61, 0.655, 0.695])
+    assert ax.get_lines()[2].get_ydata()[0] == pytest.approx(0.65)  # baseline at its mean
+    assert len(ax.collections) == 1 and len(ax.patches) == 1  # one seed band, one baseline band
+    assert list(ax.get_xticks()) == [1, 2, 3]
+    plotting.save(ax, tmp_path / "e.png")
+    assert_png(tmp_path / "e.png")
+    with pytest.raises(ValueError, match=r"curves\['a'\] must have shape \(seeds, 3\)"):
+        plotting.plot_ensemble_sizes(sizes, {"a": [1.0, 2.0]})

@@ -74,3 +74,14 @@ def test_classifier_init_differs_by_seed_and_evaluate_counts_correct():
     assert scores["accuracy"][0] == 1.0 and scores["accuracy"].shape == (2,)
     with pytest.raises(ValueError, match="model must be 'mlp' or 'cnn1d'"):
         study.make_model("resnet", x)
+
+
+def test_classifier_init_depends_only_on_the_seed_not_the_member_position():
+    # Regression: "rbg" keys made a member's initial parameters depend on its position in the
+    # vmapped group, so results changed with K and group_size.
+    model = study.classifier(models.MLP(hidden=(4,), num_classes=3), np.zeros((1, 5), np.float32))
+    stacked = jax.jit(jax.vmap(lambda s: model.init(jax.random.key(s))))(jnp.array([7, 0, 7]))
+    alone = model.init(jax.random.key(7))
+    for many, one in zip(jax.tree.leaves(stacked), jax.tree.leaves(alone), strict=True):
+        np.testing.assert_array_equal(many[0], one)
+        np.testing.assert_array_equal(many[2], one)

@@ -29,7 +29,8 @@ PARTS: tuple[str, ...] = (
     "schedule_comparison",
     "optimizers",
     "batch_size",
-    # 6 snapshot ensembles / SWA and 7 reduce-on-plateau go here.
+    "snapshots",
+    "plateau",
     "search",
 )
 
