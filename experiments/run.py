@@ -4,7 +4,8 @@ Each part (a config in `experiments/configs/`) writes `results/<part>/` (config.
 figures and report.md); `results/report.md` stitches every part's report with figures inline.
 A part whose report.md exists and whose config.json equals the resolved config is skipped
 unless --force. Environment overrides, so `make experiment CONFIG=schedules QUICK=1` works:
-CONFIG (names separated by commas or spaces), QUICK=1, FORCE=1, OUT=DIR.
+CONFIG (names separated by commas or spaces), QUICK=1, FORCE=1, OUT=DIR, DATASET=NAME and
+DATA_DIR=DIR (e.g. `make experiment DATASET=mnist DATA_DIR=~/data/mnist`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     out = Path(args.out)
     names = args.config or _split(os.environ.get("CONFIG", "")) or list(configs.PARTS)
-    todo = execution_order([configs.get_config(n, quick=args.quick) for n in names])
+    todo = execution_order(
+        [
+            configs.get_config(n, quick=args.quick, dataset=args.dataset, data_dir=args.data_dir)
+            for n in names
+        ]
+    )
     total = time.perf_counter()
     ran: set[str] = set()
     for i, config in enumerate(todo, 1):
@@ -117,6 +123,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=os.environ.get("OUT", "results"), help="results folder")
     p.add_argument("--force", action="store_true", default=_flag("FORCE"), help="re-run parts")
     p.add_argument("--quick", action="store_true", default=_flag("QUICK"), help="smoke-test size")
+    p.add_argument(
+        "--dataset",
+        default=os.environ.get("DATASET") or None,
+        help="train on this dataset instead of MNIST-1D: mnist1d, digits, mnist, fashion_mnist",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("DATA_DIR") or None,
+        help="folder of the IDX files for --dataset mnist / fashion_mnist",
+    )
     args = p.parse_args(argv)
     args.config = [n for group in args.config for n in group] if args.config else None
     return args

@@ -327,3 +327,22 @@ def test_plateau_reference_falls_back_with_a_reason(tmp_path):
 def test_plateau_reductions_count_lr_cuts():
     lr = np.array([[1.0, 1.0, 0.5, 0.5, 0.1], [1.0, 1.0, 1.0, 1.0, np.nan]])
     np.testing.assert_array_equal(plateau.reductions(lr), [2, 0])
+
+
+def test_dataset_override_reaches_every_training_part(tmp_path):
+    idx_dir = str(tmp_path / "mnist")
+    for part in configs.PARTS:
+        config = configs.get_config(part, quick=True, dataset="mnist", data_dir=idx_dir)
+        if part == "schedules":
+            assert "dataset" not in config  # the gallery trains nothing
+        else:
+            assert config["dataset"] == "mnist"
+            assert config["dataset_kwargs"] == {"data_dir": idx_dir}
+
+
+def test_dataset_override_trains_on_another_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATASET", "digits")
+    assert run.main(["--config", "plateau", "--quick", "--out", str(tmp_path)]) == 0
+    saved = results.read_json(tmp_path / "plateau" / "config.json")
+    assert saved["dataset"] == "digits"
+    assert (tmp_path / "plateau" / "summary.json").exists()

@@ -35,12 +35,23 @@ PARTS: tuple[str, ...] = (
 )
 
 
-def get_config(name: str, *, quick: bool = False) -> dict[str, Any]:
-    """Returns the resolved config of part `name` (full, or the quick smoke-test version)."""
+def get_config(
+    name: str, *, quick: bool = False, dataset: str | None = None, data_dir: str | None = None
+) -> dict[str, Any]:
+    """Returns the resolved config of part `name` (full, or the quick smoke-test version).
+
+    `dataset` (a name of `lrjax.data.DATASETS`) replaces the built-in MNIST-1D of every part
+    that trains, with `data_dir` for the datasets read from IDX files (`mnist`,
+    `fashion_mnist`); the gallery, which trains nothing, ignores both.
+    """
     if name not in PARTS:
         raise ValueError(f"config must be one of {', '.join(PARTS)}; got {name!r}")
     config = importlib.import_module(f"{__name__}.{name}").get_config(quick=quick)
     for key in ("part", "title", "runner", "quick"):
         if key not in config:
             raise ValueError(f"config {name!r} lacks the required key {key!r}")
+    if dataset is not None and "dataset" in config:
+        config["dataset"] = dataset
+        # The built-in dataset's own arguments (sizes of MNIST-1D) do not apply to another one.
+        config["dataset_kwargs"] = {} if data_dir is None else {"data_dir": str(data_dir)}
     return config
