@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from experiments import results
 from experiments.schedule_comparison import choose, load_data
-from lrjax import plotting, schedules, study, sweep
+from lrjax import plotting, schedules, study
 
 
 def run(config: dict[str, Any], out_dir: str | Path) -> str:
@@ -46,21 +46,17 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
         return {"learning_rate": lr, "momentum": momentum}
 
     start = time.perf_counter()
-    res = sweep.train(
+    res = study.train_members(
         model,
-        study.LOSS,
-        (ds.x_train, ds.y_train),
+        ds,
+        member_seeds=member_seeds,
         optimizer=optax.sgd,
         hparams={"lr": lrs.astype(np.float32)[l_idx]},
         optimizer_kwargs=optimizer_kwargs,
         num_steps=T,
         batch_size=max(bss),
         batch_sizes=np.asarray(bss, np.int32)[b_idx],
-        seeds=member_seeds,
-        data_seeds=member_seeds,
-        eval_data=(ds.x_val, ds.y_val),
         eval_every=config["eval_every"],
-        metrics={"accuracy": sweep.accuracy, "loss": study.LOSS},
     )
     seconds = time.perf_counter() - start
     labels = [

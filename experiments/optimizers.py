@@ -50,10 +50,10 @@ def train_optimizer(config, spec, model, ds) -> dict[str, Any]:
         lr = sweep.schedule_family_switch(hp["schedule"], [candidates[n] for n in names])
         return {"learning_rate": lr, **kwargs}
 
-    res = sweep.train(
+    res = study.train_members(
         model,
-        study.LOSS,
-        (ds.x_train, ds.y_train),
+        ds,
+        member_seeds=member_seeds,
         optimizer=optimizer_factory(spec),
         hparams={
             "schedule": sched_idx.astype(np.int32),
@@ -62,11 +62,7 @@ def train_optimizer(config, spec, model, ds) -> dict[str, Any]:
         optimizer_kwargs=optimizer_kwargs,
         num_steps=T,
         batch_size=config["batch_size"],
-        seeds=member_seeds,
-        data_seeds=member_seeds,
-        eval_data=(ds.x_val, ds.y_val),
         eval_every=config["eval_every"],
-        metrics={"accuracy": sweep.accuracy, "loss": study.LOSS},
     )
     test = study.evaluate(model, res.params, ds.x_test, ds.y_test)
     shape = (n_sched, L, S)

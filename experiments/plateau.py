@@ -67,20 +67,16 @@ def train_plateau(config: dict[str, Any], model: sweep.Model, ds: Any) -> sweep.
     def optimizer_kwargs(hp):
         return {"learning_rate": schedules.constant(hp["lr"]), "momentum": momentum}
 
-    return sweep.train(
+    return study.train_members(
         model,
-        study.LOSS,
-        (ds.x_train, ds.y_train),
+        ds,
+        member_seeds=member_seeds,
         optimizer=optax.sgd,
         hparams={"lr": lrs[l_idx]},
         optimizer_kwargs=optimizer_kwargs,
         num_steps=config["num_steps"],
         batch_size=config["batch_size"],
-        seeds=member_seeds,
-        data_seeds=member_seeds,
-        eval_data=(ds.x_val, ds.y_val),
         eval_every=config["eval_every"],
-        metrics={"accuracy": sweep.accuracy, "loss": study.LOSS},
         plateau=make_plateau(config),
         plateau_metric=config["plateau_metric"],
     )
@@ -99,20 +95,16 @@ def train_fixed(
     def optimizer_kwargs(hp):
         return {"learning_rate": build(hp["family"], hp["peak"]), "momentum": momentum}
 
-    return sweep.train(
+    return study.train_members(
         model,
-        study.LOSS,
-        (ds.x_train, ds.y_train),
+        ds,
+        member_seeds=member_seeds,
         optimizer=optax.sgd,
         hparams={"family": f_idx.astype(np.int32), "peak": lrs[l_idx]},
         optimizer_kwargs=optimizer_kwargs,
         num_steps=config["num_steps"],
         batch_size=config["batch_size"],
-        seeds=member_seeds,
-        data_seeds=member_seeds,
-        eval_data=(ds.x_val, ds.y_val),
         eval_every=config["eval_every"],
-        metrics={"accuracy": sweep.accuracy, "loss": study.LOSS},
     )
 
 

@@ -18,7 +18,7 @@ import optax
 from matplotlib.figure import Figure
 
 from experiments import results
-from lrjax import data, plotting, study, sweep
+from lrjax import data, plotting, study
 
 
 def load_data(config: dict[str, Any]) -> data.Dataset:
@@ -41,10 +41,10 @@ def train_grid(config: dict[str, Any], model_name: str, ds: data.Dataset) -> dic
         return {"learning_rate": build(hp["family"], hp["peak"]), "momentum": momentum}
 
     model = study.make_model(model_name, ds.x_train)
-    res = sweep.train(
+    res = study.train_members(
         model,
-        study.LOSS,
-        (ds.x_train, ds.y_train),
+        ds,
+        member_seeds=member_seeds,
         optimizer=optax.sgd,
         hparams={
             "family": fam_idx.astype(np.int32),
@@ -53,11 +53,7 @@ def train_grid(config: dict[str, Any], model_name: str, ds: data.Dataset) -> dic
         optimizer_kwargs=optimizer_kwargs,
         num_steps=T,
         batch_size=config["batch_size"],
-        seeds=member_seeds,
-        data_seeds=member_seeds,
-        eval_data=(ds.x_val, ds.y_val),
         eval_every=config["eval_every"],
-        metrics={"accuracy": sweep.accuracy, "loss": study.LOSS},
     )
     test = study.evaluate(model, res.params, ds.x_test, ds.y_test)
     labels = [

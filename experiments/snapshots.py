@@ -98,20 +98,16 @@ def train_main(config: dict[str, Any], model: sweep.Model, ds: Any) -> sweep.Swe
     def optimizer_kwargs(hp):
         return {"learning_rate": build(hp["schedule"], hp["peak"]), "momentum": momentum}
 
-    return sweep.train(
+    return study.train_members(
         model,
-        study.LOSS,
-        (ds.x_train, ds.y_train),
+        ds,
+        member_seeds=member_seeds,
         optimizer=optax.sgd,
         hparams={"schedule": m_idx.astype(np.int32), "peak": lrs[l_idx]},
         optimizer_kwargs=optimizer_kwargs,
         num_steps=T,
         batch_size=config["batch_size"],
-        seeds=member_seeds,
-        data_seeds=member_seeds,
-        eval_data=(ds.x_val, ds.y_val),
         eval_every=config["eval_every"],
-        metrics={"accuracy": sweep.accuracy, "loss": study.LOSS},
         snapshot_steps=schedules.snapshot_steps(T, M),
         swa_start=swa_start(config),
         swa_every=config["swa"]["every"],
@@ -130,20 +126,16 @@ def train_independent(config: dict[str, Any], model: sweep.Model, ds: Any) -> sw
     def optimizer_kwargs(hp):
         return {"learning_rate": schedules.cosine_decay(hp["peak"], steps), "momentum": momentum}
 
-    return sweep.train(
+    return study.train_members(
         model,
-        study.LOSS,
-        (ds.x_train, ds.y_train),
+        ds,
+        member_seeds=member_seeds,
         optimizer=optax.sgd,
         hparams={"peak": lrs[l_idx]},
         optimizer_kwargs=optimizer_kwargs,
         num_steps=steps,
         batch_size=config["batch_size"],
-        seeds=member_seeds,
-        data_seeds=member_seeds,
-        eval_data=(ds.x_val, ds.y_val),
         eval_every=min(config["eval_every"], steps),
-        metrics={"accuracy": sweep.accuracy, "loss": study.LOSS},
     )
 
 

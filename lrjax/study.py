@@ -35,6 +35,7 @@ __all__ = [
     "scaling_fit",
     "schedule_family",
     "steps_to_target",
+    "train_members",
     "warmup_cosine_fraction",
 ]
 
@@ -70,6 +71,35 @@ def make_model(name: str, sample_input: Any, num_classes: int = 10) -> sweep.Mod
     else:
         raise ValueError(f"model must be 'mlp' or 'cnn1d', got {name!r}")
     return classifier(module, np.asarray(sample_input)[:1])
+
+
+def train_members(
+    model: sweep.Model,
+    ds: Any,
+    *,
+    member_seeds: Any,
+    optimizer: Callable[..., optax.GradientTransformation] = optax.sgd,
+    **train_kwargs: Any,
+) -> sweep.SweepResult:
+    """One vectorized run under the study's protocol.
+
+    Trains on ``ds``'s training split with cross-entropy; each member's ``member_seeds`` entry
+    seeds both its initialisation and its batch order; validation accuracy and loss are
+    evaluated every ``eval_every`` steps (choices are made on them; test is scored separately,
+    once). ``train_kwargs`` go to :func:`lrjax.sweep.train` (``hparams``, ``optimizer_kwargs``,
+    ``num_steps``, ``batch_size``, ``eval_every``, trackers, ...).
+    """
+    return sweep.train(
+        model,
+        LOSS,
+        (ds.x_train, ds.y_train),
+        optimizer=optimizer,
+        seeds=member_seeds,
+        data_seeds=member_seeds,
+        eval_data=(ds.x_val, ds.y_val),
+        metrics={"accuracy": sweep.accuracy, "loss": LOSS},
+        **train_kwargs,
+    )
 
 
 # --------------------------------------------------------------------------------------------
