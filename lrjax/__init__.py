@@ -1,6 +1,6 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
-from lrjax import data, models, sweep
+from lrjax import data, models, range_test, sweep
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
@@ -84,6 +84,7 @@ __all__ = [
     "optimal",
     "piecewise_constant",
     "polynomial_decay",
+    "range_test",
     "recompute_batch_stats",
     "reduce_on_plateau",
     "repeat",
