@@ -35,9 +35,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
         config["num_steps"],
     )
     B, L, S = len(bss), len(lrs), len(seeds)
-    b_idx, l_idx, s_idx = (
-        a.ravel() for a in np.meshgrid(np.arange(B), np.arange(L), np.arange(S), indexing="ij")
-    )
+    b_idx, l_idx, s_idx = study.member_grid(B, L, S)
     member_seeds = np.asarray(seeds, np.int32)[s_idx]
     momentum, warmup = config["momentum"], config["warmup_fraction"]
 

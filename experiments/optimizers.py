@@ -34,10 +34,7 @@ def train_optimizer(config, spec, model, ds) -> dict[str, Any]:
     lrs, seeds, T = config["learning_rates"], config["seeds"], config["num_steps"]
     names = config["schedules"]
     n_sched, L, S = len(names), len(lrs), len(seeds)
-    sched_idx, lr_idx, seed_idx = (
-        a.ravel()
-        for a in np.meshgrid(np.arange(n_sched), np.arange(L), np.arange(S), indexing="ij")
-    )
+    sched_idx, lr_idx, seed_idx = study.member_grid(n_sched, L, S)
     member_seeds = np.asarray(seeds, np.int32)[seed_idx]
     kwargs = dict(spec.get("kwargs", {}))
     warmup = config["warmup_fraction"]

@@ -60,7 +60,7 @@ def make_plateau(config: dict[str, Any]) -> lrjax.ReduceOnPlateau:
 def train_plateau(config: dict[str, Any], model: sweep.Model, ds: Any) -> sweep.SweepResult:
     """Constant LR × seeds with the plateau controller, one run (members [L, S])."""
     lrs, seeds = np.asarray(config["learning_rates"], np.float32), config["seeds"]
-    l_idx, s_idx = _grid(len(lrs), len(seeds))
+    l_idx, s_idx = study.member_grid(len(lrs), len(seeds))
     member_seeds = np.asarray(seeds, np.int32)[s_idx]
     momentum = config["momentum"]
 
@@ -87,7 +87,7 @@ def train_fixed(
 ) -> sweep.SweepResult:
     """Fixed schedule families × LRs × seeds, one run (members [F, L, S])."""
     lrs, seeds = np.asarray(config["learning_rates"], np.float32), config["seeds"]
-    f_idx, l_idx, s_idx = _grid(len(families), len(lrs), len(seeds))
+    f_idx, l_idx, s_idx = study.member_grid(len(families), len(lrs), len(seeds))
     member_seeds = np.asarray(seeds, np.int32)[s_idx]
     build = study.family_schedules(families, config["num_steps"])
     momentum = config["momentum"]
@@ -138,11 +138,11 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     fixed = train_fixed(config, families, model, ds)
     fixed_s = time.perf_counter() - start
 
-    l_idx, s_idx = _grid(L, S)
+    l_idx, s_idx = study.member_grid(L, S)
     labels = [{"method": "plateau", "learning_rate": lrs[i], "seed": seeds[j]}
               for i, j in zip(l_idx, s_idx, strict=True)]  # fmt: skip
     results.write_jsonl(out / "metrics_plateau.jsonl", results.member_rows(plat, labels))
-    f_idx, l_idx, s_idx = _grid(len(families), L, S)
+    f_idx, l_idx, s_idx = study.member_grid(len(families), L, S)
     labels = [{"method": families[f], "learning_rate": lrs[i], "seed": seeds[j]}
               for f, i, j in zip(f_idx, l_idx, s_idx, strict=True)]  # fmt: skip
     results.write_jsonl(out / "metrics_fixed.jsonl", results.member_rows(fixed, labels))
@@ -209,10 +209,6 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     (out / "table.md").write_text(table)
     _figure(config, out, plat, fixed, families, val, diverged, methods)
     return _report(config, summary, table)
-
-
-def _grid(*sizes: int) -> list[np.ndarray]:
-    return [a.ravel() for a in np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij")]
 
 
 def _label(name: str) -> str:

@@ -31,8 +31,7 @@ def train_grid(config: dict[str, Any], model_name: str, ds: data.Dataset) -> dic
     families, lrs, seeds = config["families"], config["peak_lrs"][model_name], config["seeds"]
     F, L, S = len(families), len(lrs), len(seeds)
     T = config["num_steps"]
-    fam_idx, lr_idx, seed_idx = np.meshgrid(np.arange(F), np.arange(L), np.arange(S), indexing="ij")
-    fam_idx, lr_idx, seed_idx = fam_idx.ravel(), lr_idx.ravel(), seed_idx.ravel()
+    fam_idx, lr_idx, seed_idx = study.member_grid(F, L, S)
     member_seeds = np.asarray(seeds, np.int32)[seed_idx]
     build = study.family_schedules(families, T)
     momentum = config["momentum"]

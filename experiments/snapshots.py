@@ -91,7 +91,7 @@ def train_main(config: dict[str, Any], model: sweep.Model, ds: Any) -> sweep.Swe
     """Snapshot, cosine and SWA schedules × peak LRs × seeds in one run (members [3, L, S])."""
     lrs, seeds = np.asarray(config["peak_lrs"], np.float32), config["seeds"]
     T, M, momentum = config["num_steps"], config["num_cycles"], config["momentum"]
-    m_idx, l_idx, s_idx = _grid(len(SCHEDULES), len(lrs), len(seeds))
+    m_idx, l_idx, s_idx = study.member_grid(len(SCHEDULES), len(lrs), len(seeds))
     member_seeds = np.asarray(seeds, np.int32)[s_idx]
     build = make_schedules(config)
 
@@ -120,7 +120,7 @@ def train_independent(config: dict[str, Any], model: sweep.Model, ds: Any) -> sw
     lrs, seeds = np.asarray(config["peak_lrs"], np.float32), config["seeds"]
     M, momentum = config["num_cycles"], config["momentum"]
     steps = config["num_steps"] // M
-    l_idx = _grid(len(lrs), len(seeds), M)[0]
+    l_idx = study.member_grid(len(lrs), len(seeds), M)[0]
     member_seeds = independent_seeds(config)
 
     def optimizer_kwargs(hp):
@@ -145,7 +145,7 @@ def independent_seeds(config: dict[str, Any]) -> np.ndarray:
     So each ensemble has M distinct inits and data orders, and no two ensembles share a model.
     """
     M = config["num_cycles"]
-    _, s_idx, j_idx = _grid(len(config["peak_lrs"]), len(config["seeds"]), M)
+    _, s_idx, j_idx = study.member_grid(len(config["peak_lrs"]), len(config["seeds"]), M)
     return (np.asarray(config["seeds"], np.int32)[s_idx] * M + j_idx).astype(np.int32)
 
 
@@ -250,13 +250,13 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     scores, curves, diverged = score_methods(config, model, ds, main, indep)
     eval_s = time.perf_counter() - start
 
-    m_idx, l_idx, s_idx = _grid(len(SCHEDULES), L, S)
+    m_idx, l_idx, s_idx = study.member_grid(len(SCHEDULES), L, S)
     labels = [
         {"schedule": SCHEDULES[m], "peak_lr": lrs[lr], "seed": seeds[s]}
         for m, lr, s in zip(m_idx, l_idx, s_idx, strict=True)
     ]
     results.write_jsonl(out / "metrics.jsonl", results.member_rows(main, labels))
-    l_idx, s_idx, j_idx = _grid(L, S, config["num_cycles"])
+    l_idx, s_idx, j_idx = study.member_grid(L, S, config["num_cycles"])
     labels = [
         {"peak_lr": lrs[lr], "seed": seeds[s], "model": int(j), "init_seed": int(seed)}
         for lr, s, j, seed in zip(l_idx, s_idx, j_idx, independent_seeds(config), strict=True)
@@ -323,10 +323,6 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
 def _concat(*trees: Any) -> Any:
     """Parameter pytrees with a leading member axis, concatenated along it."""
     return jax.tree.map(lambda *a: np.concatenate(a), *trees)
-
-
-def _grid(*sizes: int) -> list[np.ndarray]:
-    return [a.ravel() for a in np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij")]
 
 
 def _nan_to_none(values: np.ndarray) -> list[float | None]:

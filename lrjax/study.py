@@ -32,6 +32,7 @@ __all__ = [
     "family_schedules",
     "lr_sensitivity",
     "make_model",
+    "member_grid",
     "scaling_fit",
     "schedule_family",
     "steps_to_target",
@@ -71,6 +72,20 @@ def make_model(name: str, sample_input: Any, num_classes: int = 10) -> sweep.Mod
     else:
         raise ValueError(f"model must be 'mlp' or 'cnn1d', got {name!r}")
     return classifier(module, np.asarray(sample_input)[:1])
+
+
+def member_grid(*sizes: int) -> list[np.ndarray]:
+    """Flat member indices of a full grid, row-major (the last axis varies fastest).
+
+    ``member_grid(F, L, S)`` returns three ``[F * L * S]`` index arrays, so member
+    ``k = (f * L + l) * S + s`` is grid point ``(f, l, s)``, and per-member results reshape
+    to ``[F, L, S]``.
+
+    Examples:
+      >>> [a.tolist() for a in member_grid(2, 3)]
+      [[0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2]]
+    """
+    return [a.ravel() for a in np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij")]
 
 
 def train_members(

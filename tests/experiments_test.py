@@ -128,15 +128,7 @@ def test_markdown_table_and_rebase_links():
 # ---------------------------------------------------------------------------------------------
 # Smoke test of the study's parts 2-8, quick size, one results folder.
 
-STUDY_PARTS = [
-    "range_test",
-    "schedule_comparison",
-    "optimizers",
-    "batch_size",
-    "snapshots",
-    "plateau",
-    "search",
-]
+STUDY_PARTS = [part for part in configs.PARTS if part != "schedules"]
 
 
 @pytest.fixture(scope="module")
