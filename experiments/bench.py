@@ -129,8 +129,7 @@ def run_lrjax(x, y, k, steps, batch, group_size=None):
             hparams={"peak": peaks_for(k)},
             num_steps=steps,
             batch_size=batch,
-            group_size=group_size,
-            progress=False,
+            options=sweep.Options(group_size=group_size, progress=False),
         )
 
     first = train()  # compiles (unless an identical program already ran)

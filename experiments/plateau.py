@@ -77,8 +77,7 @@ def train_plateau(config: dict[str, Any], model: sweep.Model, ds: Any) -> sweep.
         num_steps=config["num_steps"],
         batch_size=config["batch_size"],
         eval_every=config["eval_every"],
-        plateau=make_plateau(config),
-        plateau_metric=config["plateau_metric"],
+        plateau=(make_plateau(config), config["plateau_metric"]),
     )
 
 

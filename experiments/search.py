@@ -170,8 +170,7 @@ def _evaluate(config, model, ds, points, optimizer_kwargs):
         num_steps=config["num_steps"],
         batch_size=config["batch_size"],
         seeds=config["init_seed"],
-        eval_data=(ds.x_val, ds.y_val),
-        metrics={"accuracy": sweep.accuracy},
+        evaluation=sweep.Evaluation((ds.x_val, ds.y_val), metrics={"accuracy": sweep.accuracy}),
     )
     test = study.evaluate(model, res.params, ds.x_test, ds.y_test)["accuracy"]
     return res.eval_metrics["accuracy"][:, -1], test, res.diverged

@@ -108,10 +108,11 @@ def train_main(config: dict[str, Any], model: sweep.Model, ds: Any) -> sweep.Swe
         num_steps=T,
         batch_size=config["batch_size"],
         eval_every=config["eval_every"],
-        snapshot_steps=schedules.snapshot_steps(T, M),
-        swa_start=swa_start(config),
-        swa_every=config["swa"]["every"],
-        ema_decay=config["ema_decay"],
+        trackers={
+            "snapshots": lrjax.Snapshots(schedules.snapshot_steps(T, M)),
+            "swa": lrjax.SWA(swa_start(config), config["swa"]["every"]),
+            "ema": lrjax.EMA(config["ema_decay"]),
+        },
     )
 
 

@@ -1,9 +1,12 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
-from lrjax import data, models, range_test, sweep
+from lrjax import data, engine, feeds, hooks, models, range_test, supervised, sweep
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
+from lrjax.divergence import Guarded, freeze_on_divergence
+from lrjax.engine import Vectorized, step_key, unwrap, vectorize
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
+from lrjax.loop import FitResult, fit
 from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier
 from lrjax.plateau import PlateauState, ReduceOnPlateau, reduce_on_plateau
 from lrjax.schedules import (
@@ -40,23 +43,33 @@ from lrjax.schedules import (
     warmup_linear_decay,
     warmup_stable_decay,
 )
-from lrjax.sweep import Model, SweepResult, schedule_family_switch
+from lrjax.supervised import Model, Supervised
+from lrjax.sweep import SweepResult, schedule_family_switch
+from lrjax.trackers import EMA, SWA, Snapshots, Tracked, track
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CNN1D",
     "CNN2D",
+    "EMA",
     "MLP",
     "SCHEDULES",
+    "SWA",
     "Dataset",
+    "FitResult",
+    "Guarded",
     "Model",
     "PlateauState",
     "ReduceOnPlateau",
     "SWAState",
     "SnapshotEvaluation",
+    "Snapshots",
+    "Supervised",
     "SweepResult",
+    "Tracked",
     "TransformerClassifier",
+    "Vectorized",
     "clip",
     "constant",
     "cosine_decay",
@@ -64,10 +77,15 @@ __all__ = [
     "cyclic",
     "data",
     "ema_update",
+    "engine",
     "ensemble_probabilities",
     "evaluate_snapshots",
     "exponential_decay",
+    "feeds",
+    "fit",
+    "freeze_on_divergence",
     "get",
+    "hooks",
     "inverse_sqrt",
     "inverse_time_decay",
     "invscaling",
@@ -94,12 +112,17 @@ __all__ = [
     "snapshot_ensemble",
     "snapshot_steps",
     "step_decay",
+    "step_key",
+    "supervised",
     "swa_init",
     "swa_schedule",
     "swa_update",
     "sweep",
     "tanh_decay",
     "to_steps",
+    "track",
+    "unwrap",
+    "vectorize",
     "warmup",
     "warmup_cosine_decay",
     "warmup_linear_decay",

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrjax import schedules, sweep
-from lrjax.sweep import _as_model, batch_indices
+from lrjax import _checks, engine, feeds, loop, schedules, supervised, sweep
 
 __all__ = [
     "ParallelRangeTestResult",
@@ -238,10 +237,61 @@ class RangeTestResult:
         }
 
 
+def _lr_range(start_lr: Any, end_lr: Any) -> tuple[float, float]:
+    start_lr = _checks.check_float("start_lr", start_lr)
+    end_lr = _checks.check_float("end_lr", end_lr)
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
+    return start_lr, end_lr
+
+
 def _lr_ramp(start_lr: float, end_lr: float, num_steps: int, mode: str) -> optax.Schedule:
     if mode == "exponential":
         return schedules.exponential_decay(start_lr, end_lr / start_lr, num_steps - 1)
     return schedules.linear(start_lr, end_lr, num_steps - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RampKwargs:
+    """``optimizer_kwargs`` of the classic test: the LR ramp plus each run's own settings."""
+
+    start_lr: float
+    end_lr: float
+    num_steps: int
+    mode: str
+
+    def __call__(self, hparams: Mapping[str, jax.Array]) -> dict[str, Any]:
+        ramp = _lr_ramp(self.start_lr, self.end_lr, self.num_steps, self.mode)
+        return {"learning_rate": ramp, **hparams}
+
+
+def _with_validation_loss(step, task: supervised.Supervised, validation):
+    """The step, reporting the held-out batch's loss after the update instead of the training
+    loss (evaluation mode: running batch statistics, no dropout)."""
+    loss_metric = (("loss", task.loss),)
+
+    def validated(state, batch, member):
+        state, metrics = step(state, batch, member)
+        return state, {**metrics, "loss": task.evaluate(state, validation, loss_metric)["loss"]}
+
+    return validated
+
+
+def _smooth(raw: np.ndarray, beta: float, diverge_factor: float):
+    """Bias-corrected EMA of each run's loss, and whether each point is before divergence."""
+    smoothed = np.empty_like(raw, dtype=np.float64)
+    valid = np.empty(raw.shape, bool)
+    avg = np.zeros(raw.shape[0])
+    best = np.full(raw.shape[0], np.inf)
+    alive = np.ones(raw.shape[0], bool)
+    for i in range(raw.shape[1]):
+        avg = beta * avg + (1.0 - beta) * raw[:, i]
+        smoothed[:, i] = avg / (1.0 - beta ** (i + 1))
+        best = np.minimum(best, smoothed[:, i])
+        with np.errstate(invalid="ignore"):
+            alive &= np.isfinite(smoothed[:, i]) & (smoothed[:, i] <= diverge_factor * best)
+        valid[:, i] = alive
+    return smoothed, valid
 
 
 def range_test(
@@ -272,10 +322,15 @@ def range_test(
     and a run diverges at the first step where :math:`\hat\ell_i > c \min_{j \le i} \hat\ell_j`
     (or the loss is not finite); that point and all later ones are masked from suggestions.
 
+    The runs are members of one :func:`lrjax.vectorize` program (the supervised step of
+    :class:`lrjax.Supervised`), so any model the engine trains works here: linen or nnx
+    modules with batch statistics and dropout included.
+
     Args:
-      model: a :class:`lrjax.sweep.Model`, an ``(init, apply)`` pair or a Flax module.
+      model: a :class:`lrjax.Model`, an ``(init, apply)`` pair or a Flax module.
       loss: ``loss(outputs, targets) -> per-example losses``.
-      data: ``(x, y)`` training arrays; batches are drawn as in :func:`lrjax.sweep.train`.
+      data: ``(x, y)`` training arrays; each run draws its batches in its seed's order
+        (:func:`lrjax.feeds.batch_indices`).
       optimizer: an optax optimizer factory taking ``learning_rate``.
       optimizer_hparams: other hyperparameters of ``optimizer``; a value with one entry per
         run (shape ``(R,)``) differs between runs, so optimizers settings are vectorized too.
@@ -284,11 +339,11 @@ def range_test(
       num_steps: :math:`N \ge 2`.
       mode: ``"exponential"`` or ``"linear"``.
       batch_size: examples per step, in ``[1, len(x)]``.
-      seeds: one run per seed (parameter initialisation and batch order).
+      seeds: one run per seed (parameter initialisation, dropout and batch order).
       beta: :math:`\beta \in [0, 1)`, the smoothing factor.
       diverge_factor: :math:`c > 1`.
       validation_data: if given, ``(x, y)`` of a held-out batch whose loss after each update
-        is recorded instead of the training loss.
+        (evaluation mode) is recorded instead of the training loss.
 
     Returns:
       A :class:`RangeTestResult`.
@@ -297,21 +352,15 @@ def range_test(
       Smith, Cyclical Learning Rates for Training Neural Networks, arXiv:1506.01186, 2017;
       fastai ``Learner.lr_find``.
     """
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
-    if not 0 < start_lr < end_lr:
-        raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
-    if not diverge_factor > 1.0:
-        raise ValueError(f"diverge_factor must be > 1, got {diverge_factor}")
+    _checks.check_choice("mode", mode, _MODES)
+    num_steps = _checks.check_int("num_steps", num_steps, 2)
+    start_lr, end_lr = _lr_range(start_lr, end_lr)
+    beta = _checks.check_float("beta", beta, 0, 1, open_max=True)
+    diverge_factor = _checks.check_float("diverge_factor", diverge_factor, 1, open_min=True)
     x, y = (np.asarray(a) for a in data)
     if len(x) != len(y):
         raise ValueError(f"data must hold as many inputs as targets, got {len(x)} and {len(y)}")
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= len(x):
-        raise ValueError(f"batch_size must be an integer in [1, {len(x)}], got {batch_size!r}")
+    batch_size = _checks.check_int("batch_size", batch_size, 1, len(x))
     seeds = np.asarray(seeds, np.int32).reshape(-1)
     if seeds.size < 1:
         raise ValueError("seeds must hold at least one seed, got none")
@@ -326,46 +375,30 @@ def range_test(
             )
         hparams[name] = np.broadcast_to(value, (runs,))
 
-    model = _as_model(model, x[:batch_size])
-    ramp = _lr_ramp(start_lr, end_lr, num_steps, mode)
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    val = None if validation_data is None else tuple(jnp.asarray(a) for a in validation_data)
-
-    def one_run(seed, run_hparams):
-        tx = optax.inject_hyperparams(optimizer, hyperparam_dtype=jnp.float32)(
-            learning_rate=ramp, **run_hparams
-        )
-        params = model.init(jax.random.key(seed))
-
-        def mean_loss(p, xb, yb):
-            return jnp.mean(loss(model.apply(p, xb), yb))
-
-        def step(carry, i):
-            params, opt_state, avg, best, alive = carry
-            idx = batch_indices(seed, i, x.shape[0], batch_size)
-            raw, grads = jax.value_and_grad(mean_loss)(params, x[idx], y[idx])
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            if val is not None:
-                raw = mean_loss(params, *val)
-            avg = beta * avg + (1.0 - beta) * raw
-            smoothed = avg / (1.0 - beta ** (i + 1).astype(jnp.float32))
-            best = jnp.minimum(best, smoothed)
-            alive = alive & jnp.isfinite(smoothed) & (smoothed <= diverge_factor * best)
-            lr = opt_state.hyperparams["learning_rate"]
-            return (params, opt_state, avg, best, alive), (lr, raw, smoothed, alive)
-
-        zero = jnp.zeros((), jnp.float32)
-        carry = (params, tx.init(params), zero, jnp.asarray(jnp.inf), jnp.asarray(True))
-        _, records = jax.lax.scan(step, carry, jnp.arange(num_steps))
-        return records
-
-    lrs, raw, smoothed, valid = jax.jit(jax.vmap(one_run))(jnp.asarray(seeds), hparams)
-    valid = np.asarray(valid)
+    model = supervised.as_model(model, x[:batch_size])
+    task = supervised.Supervised(
+        model, loss, optimizer, _RampKwargs(start_lr, end_lr, num_steps, mode)
+    )
+    step = task.step
+    if validation_data is not None:
+        validation = tuple(jnp.asarray(feeds._canonical(a)) for a in validation_data)
+        step = _with_validation_loss(step, task, validation)
+    members = supervised.Member(
+        hparams=hparams,
+        seed=seeds,
+        data_seed=seeds,
+        batch_size=np.full(runs, batch_size, np.int32),
+        ema_decay=np.zeros(runs, np.float32),
+        lr_scale=np.ones(runs, np.float32),
+    )
+    feed = feeds.ArrayFeed((x, y), batch_size, seed=lambda m: m.data_seed)
+    out = loop.fit(engine.vectorize(step, task.init), members, feed, num_steps=num_steps)
+    raw = np.asarray(out.metrics["loss"], np.float64)
+    smoothed, valid = _smooth(raw, beta, diverge_factor)
     return RangeTestResult(
-        learning_rates=np.asarray(lrs[0]),
-        loss=np.asarray(raw),
-        smoothed=np.asarray(smoothed),
+        learning_rates=np.asarray(out.metrics["opt_hparams/learning_rate"][0]),
+        loss=raw.astype(np.float32),
+        smoothed=smoothed.astype(np.float32),
         valid=valid,
         diverged_at=np.where(valid.all(axis=1), num_steps, np.argmin(valid, axis=1)),
         seeds=seeds,
@@ -462,21 +495,22 @@ def parallel_range_test(
       seeds: one repetition of the grid per seed.
       metrics: extra evaluation metrics ``{name: fn(outputs, targets) -> per-example}``.
       **train_kwargs: passed to :func:`lrjax.sweep.train` (``divergence_factor``,
-        ``progress``, ``devices``, ...).
+        ``options``, ...).
 
     Returns:
       A :class:`ParallelRangeTestResult`.
     """
     if learning_rates is None:
-        if not 0 < start_lr < end_lr:
-            raise ValueError(
-                f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}"
-            )
-        if not isinstance(num_lrs, int) or num_lrs < 2:
-            raise ValueError(f"num_lrs must be an integer >= 2, got {num_lrs!r}")
+        start_lr, end_lr = _lr_range(start_lr, end_lr)
+        num_lrs = _checks.check_int("num_lrs", num_lrs, 2)
         learning_rates = np.geomspace(start_lr, end_lr, num_lrs)
     lrs = np.asarray(learning_rates, np.float32).reshape(-1)
-    if lrs.size < 2 or np.any(lrs <= 0) or np.any(np.diff(lrs) <= 0):
+    if (
+        lrs.size < 2
+        or not np.all(lrs > 0)
+        or not np.all(np.isfinite(lrs))
+        or np.any(np.diff(lrs) <= 0)
+    ):
         raise ValueError(f"learning_rates must be > 0, increasing, with >= 2 entries, got {lrs}")
     seeds = np.asarray(seeds, np.int32).reshape(-1)
     if seeds.size < 1:
@@ -493,8 +527,7 @@ def parallel_range_test(
         batch_size=batch_size,
         seeds=member_seeds,
         data_seeds=member_seeds,
-        eval_data=eval_data,
-        metrics={"loss": loss, **(metrics or {})},
+        evaluation=sweep.Evaluation(eval_data, metrics={"loss": loss, **(metrics or {})}),
         **train_kwargs,
     )
     shape = (seeds.size, lrs.size)

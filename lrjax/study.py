@@ -94,6 +94,7 @@ def train_members(
     *,
     member_seeds: Any,
     optimizer: Callable[..., optax.GradientTransformation] = optax.sgd,
+    eval_every: int | None = None,
     **train_kwargs: Any,
 ) -> sweep.SweepResult:
     """One vectorized run under the study's protocol.
@@ -111,8 +112,9 @@ def train_members(
         optimizer=optimizer,
         seeds=member_seeds,
         data_seeds=member_seeds,
-        eval_data=(ds.x_val, ds.y_val),
-        metrics={"accuracy": sweep.accuracy, "loss": LOSS},
+        evaluation=sweep.Evaluation(
+            (ds.x_val, ds.y_val), eval_every, {"accuracy": sweep.accuracy, "loss": LOSS}
+        ),
         **train_kwargs,
     )
 

@@ -89,7 +89,8 @@ def test_snapshot_ensemble_on_mnist1d_is_no_worse_than_its_best_snapshot():
         optimizer_kwargs=lambda hp: {
             "learning_rate": lrjax.snapshot_ensemble(hp["peak"], total, cycles), "momentum": 0.9},
         num_steps=total, batch_size=64, seeds=np.repeat([0, 1], 3),
-        snapshot_steps=lrjax.snapshot_steps(total, cycles), progress=False,
+        trackers={"snapshots": lrjax.Snapshots(lrjax.snapshot_steps(total, cycles))},
+        options=sweep.Options(progress=False),
     )  # fmt: skip
     assert not result.diverged.any()
     final = jax.tree.map(lambda s: s[:, -1], result.snapshots)

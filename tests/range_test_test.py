@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from lrjax import range_test as rt
+from lrjax import sweep
 from lrjax.sweep import Model
 
 CURVATURE = 10.0  # SGD on this quadratic diverges exactly for lr > 2 / CURVATURE
@@ -169,8 +170,10 @@ def test_robust_ignores_a_lucky_seed_near_the_cliff():
         (dict(start_lr=0.0), "start_lr < end_lr"),
         (dict(num_steps=1), "num_steps must be an integer >= 2"),
         (dict(mode="cosine"), "mode must be one of"),
-        (dict(beta=1.0), r"beta must be in \[0, 1\)"),
-        (dict(diverge_factor=1.0), "diverge_factor must be > 1"),
+        (dict(beta=1.0), r"beta must be a finite number in \[0, 1\)"),
+        (dict(beta=float("nan")), r"beta must be a finite number in \[0, 1\)"),
+        (dict(diverge_factor=1.0), "diverge_factor must be a finite number > 1"),
+        (dict(start_lr=float("nan")), "start_lr must be a finite number"),
         (dict(batch_size=1000), r"batch_size must be an integer in \[1, 256\]"),
         (dict(seeds=()), "seeds must hold at least one seed"),
         (dict(optimizer_hparams={"momentum": [0.1, 0.2, 0.3]}), "one entry per seed"),
@@ -194,7 +197,7 @@ def parallel_result(seeds=(0, 1)):
     model, loss, (x, y) = quadratic_problem()
     return rt.parallel_range_test(
         model, loss, (x, y), (x[:64], y[:64]), start_lr=1e-3, end_lr=1.0, num_lrs=13,
-        num_steps=60, batch_size=32, seeds=seeds, progress=False,
+        num_steps=60, batch_size=32, seeds=seeds, options=sweep.Options(progress=False),
     )  # fmt: skip
 
 

@@ -55,7 +55,7 @@ def readme_sweep():
         sweep.Model.from_nnx(MLP), optax.softmax_cross_entropy_with_integer_labels,
         (x_train, y_train), optimizer=optax.sgd, optimizer_kwargs=optimizer_kwargs,
         hparams={"peak": np.logspace(-3, 0, 16)}, seeds=np.arange(16),
-        num_steps=100, batch_size=32, eval_data=(x_test, y_test), eval_every=25,
+        num_steps=100, batch_size=32, evaluation=sweep.Evaluation((x_test, y_test), every=25),
     )  # fmt: skip
     best = np.nanargmin(result.eval_metrics["loss"][:, -1])
     return result, best
@@ -91,7 +91,6 @@ def test_sweep_example_trains_every_member():
         seeds=[best],
         num_steps=100,
         batch_size=32,
-        vectorize=False,
-        progress=False,
+        options=sweep.Options(vectorize=False, progress=False),
     )
     np.testing.assert_allclose(alone.loss[0], result.loss[best], rtol=1e-5, atol=1e-6)

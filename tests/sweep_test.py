@@ -1,5 +1,6 @@
 """Tests for lrjax.sweep: the vectorized engine against independent single-member optax loops."""
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -45,6 +46,7 @@ def mlp_apply(params, x):
 
 MODEL = sweep.Model(mlp_init, mlp_apply)
 LOSS = optax.softmax_cross_entropy_with_integer_labels
+QUIET = sweep.Options(progress=False)
 
 
 def make_data(seed, n):
@@ -177,10 +179,8 @@ def family_sweep(request):
         seeds=SEEDS,
         num_steps=STEPS,
         batch_size=BATCH,
-        eval_data=EVAL,
-        eval_every=CHUNK,
-        metrics={"loss": LOSS, "accuracy": sweep.accuracy},
-        progress=False,
+        evaluation=sweep.Evaluation(EVAL, CHUNK, {"loss": LOSS, "accuracy": sweep.accuracy}),
+        options=QUIET,
     )
     return request.param, result
 
@@ -239,16 +239,21 @@ def test_grad_norm_is_logged(family_sweep):
 # Small constant-LR SGD sweeps share one compiled program through the module-level cache.
 
 
-def sgd_train(learning_rates, **kwargs):
-    options = dict(num_steps=STEPS, batch_size=BATCH, eval_every=CHUNK, progress=False)
-    options.update(kwargs)
+def sgd_train(learning_rates, eval_data=None, every=CHUNK, options=None, **kwargs):
+    """Constant-LR SGD in chunks of ``every`` steps (evaluated on ``eval_data`` when given)."""
+    if eval_data is None:
+        options = dataclasses.replace(options or QUIET, chunk_steps=every)
     return sweep.train(
         MODEL,
         LOSS,
         DATA,
         optimizer=optax.sgd,
         hparams={"learning_rate": np.asarray(learning_rates, np.float32)},
-        **options,
+        num_steps=STEPS,
+        batch_size=BATCH,
+        evaluation=None if eval_data is None else sweep.Evaluation(eval_data, every),
+        options=options or QUIET,
+        **kwargs,
     )
 
 
@@ -324,13 +329,13 @@ def test_compiles_once_for_a_whole_sweep():
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        first = sgd_train([0.1, 0.2, 0.3, 0.4], eval_every=4, eval_data=EVAL)
+        first = sgd_train([0.1, 0.2, 0.3, 0.4], every=4, eval_data=EVAL)
         assert compiles.count("jit(chunk)") == 1  # 3 chunks of 4 steps, one program
         compiles.clear()
         # New values for everything a member may vary: nothing compiles.
         second = sgd_train(
             [1.0, 0.5, 0.01, 0.02],
-            eval_every=4,
+            every=4,
             eval_data=EVAL,
             seeds=[1, 2, 3, 4],
             batch_sizes=[8, 7, 6, 5],
@@ -356,7 +361,9 @@ def assert_same_sweep(a, b):
 def test_grouped_runs_equal_one_group():
     lrs = [0.1, 0.2, 1e3, 0.4]
     one = sgd_train(lrs)
-    grouped = sgd_train(lrs, group_size=3)  # two groups of 3, the second padded
+    grouped = sgd_train(
+        lrs, options=sweep.Options(progress=False, group_size=3)
+    )  # two groups of 3, the second padded
     assert grouped.metadata["num_groups"] == 2
     assert grouped.loss.shape == (4, STEPS)
     assert_same_sweep(grouped, one)
@@ -365,17 +372,21 @@ def test_grouped_runs_equal_one_group():
 def test_memory_budget_splits_into_groups():
     lrs = [0.1, 0.2, 1e3, 0.4]
     one = sgd_train(lrs)
-    small = sgd_train(lrs, memory_budget=1)  # below anything: one member per group
+    small = sgd_train(
+        lrs, options=sweep.Options(progress=False, memory_budget=1)
+    )  # below anything: one member per group
     assert small.metadata["num_groups"] == 4
     assert_same_sweep(small, one)
-    roomy = sgd_train(lrs, memory_budget=1 << 34)
+    roomy = sgd_train(lrs, options=sweep.Options(progress=False, memory_budget=1 << 34))
     assert roomy.metadata["num_groups"] == 1
 
 
 def test_sequential_debug_path_agrees():
     lrs = [0.1, 0.3]
     vectorized = sgd_train(lrs, eval_data=EVAL)
-    sequential = sgd_train(lrs, eval_data=EVAL, vectorize=False)
+    sequential = sgd_train(
+        lrs, eval_data=EVAL, options=sweep.Options(progress=False, vectorize=False)
+    )
     np.testing.assert_allclose(sequential.loss, vectorized.loss, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(
         sequential.learning_rate, vectorized.learning_rate, rtol=RTOL, atol=ATOL
@@ -406,37 +417,34 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     lrs = [0.1, 0.4, 1e3]
-    full = sgd_train(lrs, eval_data=EVAL, group_size=2)
+    full = sgd_train(lrs, eval_data=EVAL, options=sweep.Options(progress=False, group_size=2))
 
     class Interrupt(Exception):
         pass
 
     def crash_after_second_chunk(info):
-        if info["group"] == 1 and info["step"] >= 2 * CHUNK:
+        if info["step"] >= 2 * CHUNK:
             raise Interrupt
 
-    with pytest.raises(Interrupt):
-        sgd_train(
-            lrs,
-            eval_data=EVAL,
-            group_size=2,
-            checkpoint_dir=tmp_path,
-            callback=crash_after_second_chunk,
+    def checkpointed(callback):
+        return sweep.Options(
+            progress=False, group_size=2, checkpoint_dir=tmp_path, callback=callback
         )
+
+    with pytest.raises(Interrupt):
+        sgd_train(lrs, eval_data=EVAL, options=checkpointed(crash_after_second_chunk))
     seen = []
-    resumed = sgd_train(
-        lrs, eval_data=EVAL, group_size=2, checkpoint_dir=tmp_path, callback=seen.append
-    )
-    # only the last chunk of the second group ran again
-    assert [(i["group"], i["step"]) for i in seen] == [(1, STEPS)]
+    resumed = sgd_train(lrs, eval_data=EVAL, options=checkpointed(seen.append))
+    # only the last chunk ran again
+    assert [i["step"] for i in seen] == [STEPS]
     np.testing.assert_array_equal(resumed.loss, full.loss)
     np.testing.assert_array_equal(resumed.diverged_step, full.diverged_step)
     np.testing.assert_array_equal(resumed.eval_metrics["loss"], full.eval_metrics["loss"])
     for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(full.params), strict=True):
         np.testing.assert_array_equal(a, b)
 
-    with pytest.raises(ValueError, match=r"checkpoint_dir .* holds a different sweep"):
-        sgd_train([0.1, 0.4, 0.5], group_size=2, eval_data=EVAL, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"checkpoint_dir .* holds a different run"):
+        sgd_train([0.1, 0.4, 0.5], eval_data=EVAL, options=checkpointed(None))
 
 
 # -----------------------------------------------------------------------------------------------
@@ -472,7 +480,7 @@ def test_optimizers_out_of_the_box(name):
         hparams={"scale": scales},
         num_steps=6,
         batch_size=BATCH,
-        progress=False,
+        options=QUIET,
     )
     for k, s in enumerate(scales):
         hp = dict(kwargs, learning_rate=kwargs["learning_rate"] * float(s))
@@ -499,7 +507,7 @@ def test_flax_linen_module():
     module = LinenMLP()
     result = sweep.train(
         module, LOSS, DATA, optimizer=optax.sgd, hparams={"learning_rate": np.array([0.1, 0.3])},
-        seeds=[0, 1], num_steps=6, batch_size=BATCH, progress=False,
+        seeds=[0, 1], num_steps=6, batch_size=BATCH, options=QUIET,
     )  # fmt: skip
     model = sweep.Model.from_linen(module, DATA[0][:1])
     for k, lr in enumerate([0.1, 0.3]):
@@ -512,7 +520,7 @@ def test_flax_nnx_factory_and_instance():
     result = sweep.train(
         sweep.Model.from_nnx(NnxMLP), LOSS, DATA, optimizer=optax.sgd,
         hparams={"learning_rate": np.array([0.1, 0.3])}, seeds=[0, 1], num_steps=6,
-        batch_size=BATCH, progress=False,
+        batch_size=BATCH, options=QUIET,
     )  # fmt: skip
     for k, lr in enumerate([0.1, 0.3]):
         model = sweep.Model.from_nnx(NnxMLP(nnx.Rngs(k)))
@@ -522,7 +530,7 @@ def test_flax_nnx_factory_and_instance():
     instance = sweep.train(
         NnxMLP(nnx.Rngs(1)), LOSS, DATA, optimizer=optax.sgd,
         hparams={"learning_rate": np.array([0.3])}, num_steps=6, batch_size=BATCH,
-        progress=False,
+        options=QUIET,
     )  # fmt: skip
     np.testing.assert_allclose(instance.loss[0], result.loss[1], rtol=RTOL, atol=ATOL)
 
@@ -550,7 +558,7 @@ def bad(**overrides):
         hparams={"learning_rate": np.array([0.1, 0.2])},
         num_steps=STEPS,
         batch_size=BATCH,
-        progress=False,
+        options=QUIET,
     )
     args.update(overrides)
     model, loss, data = args.pop("model"), args.pop("loss"), args.pop("data")
@@ -570,12 +578,16 @@ def bad(**overrides):
         ({"seeds": [1, 2, 3]}, "seeds: 3"),
         ({"batch_sizes": [8, 9]}, r"batch_sizes must be in \[1, batch_size=8\], got .* \[8, 9\]"),
         ({"batch_sizes": [0, 8]}, r"batch_sizes must be in \[1, batch_size=8\]"),
-        ({"batch_size": 65}, r"batch_size must be in \[1, 64\], got 65"),
-        ({"num_steps": 0}, "num_steps must be >= 1, got 0"),
-        ({"num_steps": 3.0}, "num_steps must be a Python int"),
-        ({"eval_every": 0}, "eval_every must be >= 1"),
-        ({"divergence_factor": -1.0}, "divergence_factor must be > 0"),
-        ({"group_size": 0}, "group_size must be >= 1"),
+        ({"batch_size": 65}, r"batch_size must be an integer in \[1, 64\], got 65"),
+        ({"num_steps": 0}, "num_steps must be an integer >= 1, got 0"),
+        ({"num_steps": 3.0}, "num_steps must be an integer >= 1, got 3.0"),
+        (
+            {"evaluation": sweep.Evaluation(EVAL, every=0)},
+            "evaluation.every must be an integer >= 1",
+        ),
+        ({"divergence_factor": -1.0}, "divergence_factor must be a finite number > 0"),
+        ({"divergence_factor": float("nan")}, "divergence_factor must be a finite number > 0"),
+        ({"options": sweep.Options(group_size=0)}, "group_size must be an integer >= 1"),
         (
             {"loss": lambda out, y: jnp.mean(LOSS(out, y))},
             r"loss must return one value per example, shape \(8,\)",
@@ -589,9 +601,12 @@ def bad(**overrides):
             r"loss does not fit the model: model outputs \(8,\)",
         ),
         ({"model": sweep.Model(mlp_init, lambda p, x: x @ p["w2"])}, "model.apply failed"),
-        ({"model": object()}, "model must be an lrjax.sweep.Model"),
+        ({"model": object()}, "model must be an lrjax.Model"),
         ({"data": (DATA[0], DATA[1][:10])}, "must share a leading size N"),
-        ({"eval_data": (EVAL[0][:, :2], EVAL[1])}, "eval_data must match"),
+        (
+            {"evaluation": sweep.Evaluation((EVAL[0][:, :2], EVAL[1]))},
+            "evaluation.data must match",
+        ),
         (
             {"optimizer_kwargs": lambda hp: {"learning_rate": hp["learning_rate"], "beta": 1.0}},
             "optimizer does not accept optimizer_kwargs",
@@ -626,13 +641,14 @@ SHARDED_SCRIPT = textwrap.dedent(
     from tests.sweep_test import DATA, EVAL, LOSS, MODEL
 
     assert jax.device_count() == 4, jax.devices()
-    kw = dict(optimizer=optax.sgd, num_steps=9, batch_size=8, eval_every=4, eval_data=EVAL,
+    kw = dict(optimizer=optax.sgd, num_steps=9, batch_size=8,
+              evaluation=sweep.Evaluation(EVAL, every=4),
               hparams={"learning_rate": np.array([0.1, 0.2, 0.3, 1e3, 0.5, 0.6], np.float32),
                        "momentum": np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.0], np.float32)},
-              seeds=[0, 1, 2, 3, 4, 5], progress=False)
-    one = sweep.train(MODEL, LOSS, DATA, devices=jax.devices()[:1], **kw)
-    sharded = sweep.train(MODEL, LOSS, DATA, **kw)
-    grouped = sweep.train(MODEL, LOSS, DATA, group_size=3, **kw)
+              seeds=[0, 1, 2, 3, 4, 5])
+    one = sweep.train(MODEL, LOSS, DATA, options=sweep.Options(devices=jax.devices()[:1]), **kw)
+    sharded = sweep.train(MODEL, LOSS, DATA, options=sweep.Options(group_size=6), **kw)
+    grouped = sweep.train(MODEL, LOSS, DATA, options=sweep.Options(group_size=3), **kw)
     assert sharded.metadata["devices"] == 4 and sharded.loss.shape == (6, 9)
     assert grouped.metadata["num_groups"] == 2, grouped.metadata
     assert one.diverged.tolist() == [False, False, False, True, False, False]
@@ -673,7 +689,7 @@ def test_sharded_over_four_devices_equals_one_device():
 
 
 def test_progress_bar_shows_members_alive_and_best_loss(capsys):
-    sgd_train([0.1, 1e3, 0.05, 0.2], progress=True)
+    sgd_train([0.1, 1e3, 0.05, 0.2], options=sweep.Options(progress=True))
     err = capsys.readouterr().err
     assert "step/s" in err or "s/step" in err
     assert "alive=3/4" in err
@@ -705,11 +721,10 @@ def distributed_sweep_kwargs():
         optimizer=optax.sgd,
         num_steps=9,
         batch_size=BATCH,
-        eval_every=4,
-        eval_data=EVAL,
+        evaluation=sweep.Evaluation(EVAL, every=4),
         hparams={"learning_rate": np.array([0.1, 0.2, 0.3, 1e3, 0.5, 0.6], np.float32)},
         seeds=[0, 1, 2, 3, 4, 5],
-        progress=False,
+        options=sweep.Options(progress=False, group_size=6),
     )
 
 
@@ -760,7 +775,8 @@ def test_float64_inputs_are_canonicalized():
     result = sweep.train(
         MODEL, LOSS, (x64, y64), optimizer=optax.sgd,
         hparams={"learning_rate": [0.1, 0.2, 0.3, 0.4]}, num_steps=STEPS, batch_size=BATCH,
-        eval_every=CHUNK, eval_data=(EVAL[0].astype(np.float64), EVAL[1]), progress=False,
+        evaluation=sweep.Evaluation((EVAL[0].astype(np.float64), EVAL[1]), every=CHUNK),
+        options=QUIET,
     )  # fmt: skip
     np.testing.assert_array_equal(result.loss, sgd_train([0.1, 0.2, 0.3, 0.4]).loss)
 
@@ -775,9 +791,10 @@ TRACK_LRS = np.array([0.1, 0.4], np.float32)
 def tracked_run(vectorize=True):
     return sweep.train(
         MODEL, LOSS, DATA, optimizer=optax.sgd, hparams={"learning_rate": TRACK_LRS},
-        num_steps=STEPS, batch_size=BATCH, eval_every=CHUNK, progress=False,
-        snapshot_steps=tuple(range(1, STEPS + 1)), swa_start=3, swa_every=2,
-        ema_decay=np.array([0.5, 0.9], np.float32), vectorize=vectorize,
+        num_steps=STEPS, batch_size=BATCH,
+        trackers={"snapshots": lrjax.Snapshots(tuple(range(1, STEPS + 1))),
+                  "swa": lrjax.SWA(start=3, every=2), "ema": lrjax.EMA([0.5, 0.9])},
+        options=sweep.Options(chunk_steps=CHUNK, progress=False, vectorize=vectorize),
     )  # fmt: skip
 
 
@@ -835,8 +852,8 @@ def plateau_run(vectorize=True):
     return sweep.train(
         MODEL, LOSS, DATA, optimizer=optax.sgd, hparams={"learning_rate": [1e-7, 0.5]},
         optimizer_kwargs=lambda hp: {"learning_rate": hp["learning_rate"], "momentum": 0.9},
-        num_steps=STEPS, batch_size=BATCH, eval_data=DATA, eval_every=PLATEAU_EVERY,
-        plateau=PLATEAU, progress=False, vectorize=vectorize,
+        num_steps=STEPS, batch_size=BATCH, evaluation=sweep.Evaluation(DATA, PLATEAU_EVERY),
+        plateau=PLATEAU, options=sweep.Options(progress=False, vectorize=vectorize),
     )  # fmt: skip
 
 
@@ -868,7 +885,7 @@ def test_plateau_reduces_each_member_independently_and_logs_the_lr_used():
         MODEL, LOSS, DATA, optimizer=optax.sgd, hparams={"lr": [0.0]},
         optimizer_kwargs=lambda hp: {
             "learning_rate": schedules.piecewise_constant(boundaries, values), "momentum": 0.9},
-        num_steps=STEPS, batch_size=BATCH, progress=False,
+        num_steps=STEPS, batch_size=BATCH, options=QUIET,
     )  # fmt: skip
     np.testing.assert_allclose(replay.learning_rate[0], flat, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(replay.params), strict=True):
@@ -879,34 +896,36 @@ def test_plateau_reduces_each_member_independently_and_logs_the_lr_used():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "make, match",
     [
-        (dict(snapshot_steps=(5, 3)), "snapshot_steps must be strictly increasing"),
-        (dict(snapshot_steps=(0,)), r"snapshot_steps\[0\] must be in \[1, 12\]"),
-        (dict(snapshot_steps=(13,)), r"snapshot_steps\[0\] must be in \[1, 12\]"),
-        (dict(swa_start=0), r"swa_start must be in \[1, 12\]"),
-        (dict(swa_start=2, swa_every=0), "swa_every must be >= 1"),
-        (dict(ema_decay=1.5), r"ema_decay must be in \[0, 1\]"),
-        (dict(plateau="yes"), "plateau must come from lrjax.reduce_on_plateau"),
+        (lambda: lrjax.Snapshots((5, 3)), "snapshot steps must be strictly increasing"),
+        (lambda: lrjax.Snapshots((0,)), r"snapshot steps\[0\] must be an integer >= 1"),
+        (lambda: lrjax.Snapshots(()), "snapshot steps must hold at least one"),
+        (lambda: lrjax.SWA(start=-1), "swa start must be an integer >= 0"),
+        (lambda: lrjax.SWA(start=2, every=0), "swa every must be an integer >= 1"),
+        (lambda: lrjax.EMA(1.5), r"ema decay must be a finite number in \[0, 1\]"),
+        (lambda: lrjax.EMA([0.5, float("nan")]), r"ema decay\[1\] must be a finite number"),
     ],
 )
-def test_tracker_arguments_are_checked(kwargs, match):
+def test_tracker_arguments_are_checked(make, match):
     with pytest.raises(ValueError, match=match):
-        sweep.train(
-            MODEL, LOSS, DATA, optimizer=optax.sgd, hparams={"learning_rate": [0.1]},
-            num_steps=STEPS, batch_size=BATCH, progress=False, **kwargs,
-        )  # fmt: skip
+        make()
 
 
-def test_plateau_needs_eval_data_and_a_known_metric():
+def test_plateau_needs_an_evaluation_and_a_known_metric():
     common = dict(
         optimizer=optax.sgd, hparams={"learning_rate": [0.1]}, num_steps=STEPS,
-        batch_size=BATCH, progress=False, plateau=lrjax.reduce_on_plateau(),
+        batch_size=BATCH, options=QUIET,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="plateau needs eval_data"):
-        sweep.train(MODEL, LOSS, DATA, **common)
-    with pytest.raises(ValueError, match="plateau_metric must be one of the metrics"):
-        sweep.train(MODEL, LOSS, DATA, eval_data=EVAL, plateau_metric="accuracy", **common)
+    with pytest.raises(ValueError, match=r"plateau must come from lrjax\.reduce_on_plateau"):
+        sweep.train(MODEL, LOSS, DATA, plateau="yes", evaluation=sweep.Evaluation(EVAL), **common)
+    with pytest.raises(ValueError, match="plateau needs an evaluation"):
+        sweep.train(MODEL, LOSS, DATA, plateau=lrjax.reduce_on_plateau(), **common)
+    with pytest.raises(ValueError, match="the plateau metric must be one of the metrics"):
+        sweep.train(
+            MODEL, LOSS, DATA, evaluation=sweep.Evaluation(EVAL),
+            plateau=(lrjax.reduce_on_plateau(), "accuracy"), **common,
+        )  # fmt: skip
 
 
 def test_save_and_load_keep_the_trackers(tmp_path):

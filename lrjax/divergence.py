@@ -1,0 +1,144 @@
+"""Divergence freezing as a layer around one member's step.
+
+A member whose loss or state becomes non-finite, or whose loss grows past ``factor`` times its
+first loss, is frozen: from that step on its state stays at the last good values and its
+metrics read ``nan``. Under ``jax.vmap`` every member decides for itself, so a diverged member
+never changes what the others compute: their arrays are bit-identical to a run without it.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> from lrjax import freeze_on_divergence
+  >>> def step(w, batch, member):
+  ...     w = w * member["growth"]
+  ...     return w, {"loss": w}
+  >>> guarded_step, guarded_init = freeze_on_divergence(step, lambda m: jnp.float32(1.0))
+  >>> state = guarded_init({"growth": jnp.float32(1e3)})
+  >>> for _ in range(3):
+  ...     state, metrics = guarded_step(state, None, {"growth": jnp.float32(1e3)})
+  >>> bool(state.alive), int(state.diverged_step), float(state.state)
+  (False, 1, 1000.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lrjax import _checks
+
+__all__ = ["Guarded", "freeze_on_divergence"]
+
+PyTree = Any
+
+
+class Guarded(NamedTuple):
+    """The state of a guarded member.
+
+    Attributes:
+      state: the wrapped step's state (the last good one once the member diverged).
+      alive: False once the member diverged.
+      diverged_step: the member's step count at which it diverged, ``-1`` while alive.
+      initial_loss: the loss of its first step (``nan`` before it).
+      step: steps this member took (int32).
+    """
+
+    state: PyTree
+    alive: jax.Array
+    diverged_step: jax.Array
+    initial_loss: jax.Array
+    step: jax.Array
+
+    is_lrjax_wrapper = True
+
+
+def _all_finite(tree: PyTree) -> jax.Array:
+    checks = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
+
+
+def guard(state: PyTree) -> Guarded:
+    """Wraps one member's fresh state as a live :class:`Guarded` state."""
+    return Guarded(
+        state=state,
+        alive=jnp.array(True),
+        diverged_step=jnp.array(-1, jnp.int32),
+        initial_loss=jnp.array(jnp.nan, jnp.float32),
+        step=jnp.array(0, jnp.int32),
+    )
+
+
+def freeze_on_divergence(
+    step: Callable,
+    init: Callable | None = None,
+    *,
+    factor: float | None = 100.0,
+    loss: str = "loss",
+) -> tuple[Callable, Callable | None]:
+    r"""Wraps ``(step, init)`` so a diverging member is frozen and flagged.
+
+    At its step :math:`t` with loss :math:`\ell_t` (the metric named ``loss``) and first loss
+    :math:`\ell_0`, a member diverges when
+
+    .. math:: \neg\,\mathrm{finite}(\ell_t) \;\lor\; \neg\,\mathrm{finite}(s_{t+1})
+              \;\lor\; \ell_t > c\,|\ell_0|
+
+    where :math:`s_{t+1}` is every floating-point leaf of the new state. The new state is then
+    discarded: the member keeps :math:`s_t` for the rest of the run. Metrics of that step are
+    kept (they show what went wrong); later ones are ``nan``.
+
+    Args:
+      step: ``step(state, batch, member) -> (state, metrics)``; ``metrics[loss]`` a scalar.
+      init: ``init(member) -> state`` or None.
+      factor: :math:`c > 0` (static); None turns the ratio test off (non-finite values still
+        freeze).
+      loss: the name of the loss in the step's metrics.
+
+    Returns:
+      ``(guarded_step, guarded_init)`` over :class:`Guarded` states (``guarded_init`` is None
+      when ``init`` is; wrap a fresh state with :func:`guard`).
+    """
+    if factor is not None:
+        factor = _checks.check_float("divergence factor", factor, 0.0, open_min=True)
+    limit = jnp.float32(jnp.inf if factor is None else factor)
+
+    def guarded_step(state: Guarded, batch: PyTree, member: PyTree):
+        new_state, metrics = step(state.state, batch, member)
+        if loss not in metrics:
+            raise ValueError(
+                f"freeze_on_divergence needs the step's metrics to hold {loss!r}, got "
+                f"{sorted(metrics)}"
+            )
+        value = jnp.asarray(metrics[loss], jnp.float32)
+        initial = jnp.where(jnp.isnan(state.initial_loss), value, state.initial_loss)
+        bad = ~jnp.isfinite(value) | ~_all_finite(new_state) | (value > limit * jnp.abs(initial))
+        keep = state.alive & ~bad
+
+        def choose(new, old):
+            return jnp.where(keep, new, old)
+
+        nan = jnp.float32(jnp.nan)
+
+        def hide(m):
+            m = jnp.asarray(m)
+            if not jnp.issubdtype(m.dtype, jnp.inexact):
+                return m
+            return jnp.where(state.alive, m, nan.astype(m.dtype))
+
+        guarded = Guarded(
+            state=jax.tree.map(choose, new_state, state.state),
+            alive=state.alive & ~bad,
+            diverged_step=jnp.where(state.alive & bad, state.step, state.diverged_step),
+            initial_loss=jnp.where(state.alive, initial, state.initial_loss),
+            step=state.step + 1,
+        )
+        return guarded, jax.tree.map(hide, dict(metrics))
+
+    guarded_init = None if init is None else (lambda member: guard(init(member)))
+    return guarded_step, guarded_init

@@ -1,0 +1,398 @@
+"""Supervised training of one member, as a step for :func:`lrjax.vectorize`.
+
+:class:`Model` holds a model as pure functions, with or without state (batch statistics) and
+randomness (dropout): plain ``(init, apply)`` pairs, ``flax.linen`` modules (mutable
+collections, ``rngs``) and ``flax.nnx`` modules (``BatchNorm``, ``Dropout``, through
+``nnx.split``/``nnx.merge`` inside the step). :class:`Supervised` is the step researchers write
+for a classifier or regressor: forward in training mode, a per-example loss, the gradient, an
+optax update with the member's hyperparameters injected into the optimizer state. It is what
+:func:`lrjax.sweep.train` and the range tests vectorize.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrjax import engine
+
+__all__ = ["Member", "Model", "State", "Supervised", "accuracy"]
+
+PyTree = Any
+Array = jax.Array
+
+
+def accuracy(logits: Array, labels: Array) -> Array:
+    """Per-example top-1 accuracy (1.0 or 0.0) of ``logits[..., classes]`` against int labels."""
+    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+
+
+# -----------------------------------------------------------------------------------------------
+# Models
+
+
+class Model(NamedTuple):
+    """A model as pure functions.
+
+    Stateless (two functions, as before): ``init(key) -> params`` and
+    ``apply(params, x) -> outputs``.
+
+    With state or randomness (batch statistics, dropout), two more:
+    ``init_state(key) -> state`` and ``apply_train(params, state, x, key) -> (outputs, state)``
+    (training mode: batch statistics from the batch, dropout drawn from ``key``), and ``apply``
+    takes the state: ``apply(params, state, x) -> outputs`` (evaluation mode: running
+    statistics, no dropout).
+
+    Build one from Flax with :meth:`from_linen` or :meth:`from_nnx`.
+    """
+
+    init: Callable[[Array], PyTree]
+    apply: Callable[..., Array]
+    init_state: Callable[[Array], PyTree] | None = None
+    apply_train: Callable[..., tuple[Array, PyTree]] | None = None
+
+    @property
+    def stateful(self) -> bool:
+        return self.init_state is not None
+
+    def train_outputs(self, params, state, x, key) -> tuple[Array, PyTree]:
+        """Outputs in training mode and the updated model state."""
+        if not self.stateful:
+            return self.apply(params, x), state
+        return self.apply_train(params, state, x, key)
+
+    def eval_outputs(self, params, state, x) -> Array:
+        """Outputs in evaluation mode."""
+        return self.apply(params, state, x) if self.stateful else self.apply(params, x)
+
+    @classmethod
+    def from_linen(
+        cls,
+        module: Any,
+        sample_input: Any,
+        *,
+        train_kwargs: Mapping[str, Any] | None = None,
+        eval_kwargs: Mapping[str, Any] | None = None,
+        rng_collections: Sequence[str] = ("dropout",),
+    ) -> Model:
+        """Wraps a ``flax.linen.Module``; ``sample_input`` is a batch used to build variables.
+
+        Trained: the ``params`` collection. Every other collection (``batch_stats``) is model
+        state, updated in training mode (``mutable``). Training and evaluation mode are chosen
+        by keyword arguments of the module's ``__call__``: by default ``train=True/False`` if
+        it takes ``train``, else ``deterministic=False/True`` if it takes ``deterministic``.
+        Each step draws ``rngs`` for ``rng_collections`` from the member's step key.
+        """
+        sample = jnp.asarray(sample_input)
+        default_train, default_eval = _linen_mode_kwargs(module)
+        train_kwargs = dict(default_train if train_kwargs is None else train_kwargs)
+        eval_kwargs = dict(default_eval if eval_kwargs is None else eval_kwargs)
+        rng_collections = tuple(rng_collections)
+
+        def rngs(key):
+            streams = {c: jax.random.fold_in(key, i + 1) for i, c in enumerate(rng_collections)}
+            return {"params": key, **streams}
+
+        def variables(key):
+            return dict(module.init(rngs(key), sample, **eval_kwargs))
+
+        collections = [c for c in jax.eval_shape(variables, jax.random.key(0)) if c != "params"]
+        if not collections and not train_kwargs:
+
+            def init(key):
+                return variables(key)["params"]
+
+            def apply(params, x):
+                return module.apply({"params": params}, x)
+
+            return cls(init, apply)
+
+        def init_params(key):
+            return variables(key)["params"]
+
+        def init_state(key):
+            return {c: v for c, v in variables(key).items() if c != "params"}
+
+        def apply_train(params, state, x, key):
+            streams = {c: jax.random.fold_in(key, i) for i, c in enumerate(rng_collections)}
+            bound = {"params": params, **state}
+            if not state:
+                return module.apply(bound, x, rngs=streams, **train_kwargs), state
+            out, updates = module.apply(bound, x, rngs=streams, mutable=list(state), **train_kwargs)
+            return out, {**state, **updates}
+
+        def apply_eval(params, state, x):
+            return module.apply({"params": params, **state}, x, **eval_kwargs)
+
+        return cls(init_params, apply_eval, init_state, apply_train)
+
+    @classmethod
+    def from_nnx(cls, module_or_factory: Any) -> Model:
+        """Wraps a ``flax.nnx`` model.
+
+        Args:
+          module_or_factory: ``factory(rngs) -> nnx.Module`` (each member is initialized from
+            its own seed), or an ``nnx.Module`` (every member starts from its variables;
+            per-member seeds then only change dropout).
+
+        ``nnx.Param`` variables are trained; batch statistics and other variables are model
+        state; RNG streams are not kept but drawn afresh from the member's step key at every
+        step (so dropout depends only on the member's seed and step). Training mode is
+        ``nnx.view(..., deterministic=False, use_running_average=False)``, evaluation mode the
+        opposite.
+        """
+        from flax import nnx
+
+        if isinstance(module_or_factory, nnx.Module):
+            module = module_or_factory
+            factory = None
+        else:
+            factory = module_or_factory
+            if not callable(factory):
+                raise ValueError(
+                    f"model must be an nnx.Module or a factory(rngs), got {module_or_factory!r}"
+                )
+            module = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
+        graphdef, params, rngs, rest = nnx.split(module, nnx.Param, nnx.RngState, ...)
+        params_pure = nnx.to_pure_dict(params)
+        rest_pure = nnx.to_pure_dict(rest)
+
+        def parts(key):
+            if factory is None:
+                return params_pure, rest_pure
+            _, p, _, r = nnx.split(factory(nnx.Rngs(key)), nnx.Param, nnx.RngState, ...)
+            return nnx.to_pure_dict(p), nnx.to_pure_dict(r)
+
+        def init(key):
+            return jax.tree.map(jnp.asarray, parts(key)[0])
+
+        def fill(template, pure):
+            state = jax.tree.map(lambda v: v, template)
+            nnx.replace_by_pure_dict(state, pure)
+            return state
+
+        def rng_values(key):
+            abstract = nnx.to_pure_dict(rngs)
+            flat, treedef = jax.tree.flatten(abstract)
+
+            def value(i, a):
+                if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+                    return jax.random.fold_in(key, i)
+                return jnp.zeros(a.shape, a.dtype)
+
+            return jax.tree.unflatten(treedef, [value(i, a) for i, a in enumerate(flat)])
+
+        if not jax.tree.leaves(rngs) and not jax.tree.leaves(rest):
+
+            def apply(pure_params, x):
+                return nnx.merge(graphdef, fill(params, pure_params), rngs, rest)(x)
+
+            return cls(init, apply)
+
+        view = functools.partial(nnx.view, raise_if_not_found=False)
+        train_graph = nnx.graphdef(view(module, deterministic=False, use_running_average=False))
+        eval_graph = nnx.graphdef(view(module, deterministic=True, use_running_average=True))
+
+        def init_state(key):
+            return jax.tree.map(jnp.asarray, parts(key)[1])
+
+        def apply_train(pure_params, pure_state, x, key):
+            live = nnx.merge(
+                train_graph,
+                fill(params, pure_params),
+                fill(rngs, rng_values(key)),
+                fill(rest, pure_state),
+            )
+            out = live(x)
+            _, _, _, new_rest = nnx.split(live, nnx.Param, nnx.RngState, ...)
+            return out, nnx.to_pure_dict(new_rest)
+
+        def apply_eval(pure_params, pure_state, x):
+            live = nnx.merge(
+                eval_graph,
+                fill(params, pure_params),
+                fill(rngs, rng_values(jax.random.key(0))),
+                fill(rest, pure_state),
+            )
+            return live(x)
+
+        return cls(init, apply_eval, init_state, apply_train)
+
+
+def _linen_mode_kwargs(module: Any) -> tuple[dict, dict]:
+    try:
+        names = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return {}, {}
+    if "train" in names:
+        return {"train": True}, {"train": False}
+    if "deterministic" in names:
+        return {"deterministic": False}, {"deterministic": True}
+    return {}, {}
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_linen(module: Any, shape: tuple[int, ...], dtype: str) -> Model:
+    return Model.from_linen(module, np.zeros(shape, dtype))
+
+
+def as_model(model: Any, sample_input: Any) -> Model:
+    """A :class:`Model` from a Model, an ``(init, apply)`` pair, or a Flax module or factory.
+
+    ``sample_input`` (a batch of inputs) initializes linen modules. The same hashable linen
+    module gives the same Model, so compiled programs are reused.
+    """
+    if isinstance(model, Model):
+        return model
+    from flax import linen, nnx
+
+    if isinstance(model, linen.Module):
+        sample = np.asarray(sample_input)
+        try:
+            return _cached_linen(model, sample.shape, sample.dtype.str)
+        except TypeError:  # an unhashable module
+            return Model.from_linen(model, sample)
+    if isinstance(model, nnx.Module):
+        return Model.from_nnx(model)
+    if isinstance(model, tuple) and len(model) == 2 and all(map(callable, model)):
+        return Model(*model)
+    raise ValueError(
+        "model must be an lrjax.Model, an (init, apply) pair of functions, a flax.linen.Module "
+        f"or a flax.nnx.Module (or lrjax.Model.from_nnx(factory)), got {type(model).__name__}"
+    )
+
+
+# -----------------------------------------------------------------------------------------------
+# The supervised step
+
+
+class Member(NamedTuple):
+    """What differs between members of a supervised sweep (stacked: a leading axis K).
+
+    Attributes:
+      hparams: ``{name: value}`` the optimizer's hyperparameters (and anything
+        ``optimizer_kwargs`` reads), float32 or int32.
+      seed: int32, initialization seed; dropout keys are ``step_key(seed, step)``.
+      data_seed: int32, the member's data order (when members do not share one).
+      batch_size: int32, the member's batch size (masked inside the largest batch).
+      ema_decay: float32, the member's EMA decay (when an EMA is tracked).
+      lr_scale: float32, a factor on the update (reduce-on-plateau), 1 by default.
+    """
+
+    hparams: dict[str, Array]
+    seed: Array
+    data_seed: Array
+    batch_size: Array
+    ema_decay: Array
+    lr_scale: Array
+
+
+class State(NamedTuple):
+    """One member's training state: parameters, model state (batch statistics), the optax
+    state, and the number of updates done."""
+
+    params: PyTree
+    model_state: PyTree
+    opt_state: PyTree
+    step: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Supervised:
+    """The supervised step of one member: forward, per-example loss, gradient, optax update.
+
+    Attributes:
+      model: a :class:`Model`.
+      loss: ``loss(outputs, targets) -> [batch]`` per-example losses.
+      optimizer: an optax factory, wrapped in ``optax.inject_hyperparams(optimizer,
+        hyperparam_dtype=jnp.float32)`` so its numeric hyperparameters live in its state.
+      optimizer_kwargs: ``fn(member.hparams) -> {kwarg: value}`` (values may be traced scalars
+        or schedules built from them).
+      masked: train member ``k`` on the first ``member.batch_size`` examples of each batch.
+      scaled: multiply each update by ``member.lr_scale`` (reduce-on-plateau).
+
+    ``init(member)`` and ``step(state, batch, member)`` are ready for :func:`lrjax.vectorize`;
+    ``batch = (inputs, targets)``.
+    """
+
+    model: Model
+    loss: Callable[[Array, Array], Array]
+    optimizer: Callable[..., optax.GradientTransformation]
+    optimizer_kwargs: Callable[[Mapping[str, Array]], Mapping[str, Any]]
+    masked: bool = False
+    scaled: bool = False
+
+    def transformation(self, hparams: Mapping[str, Array]) -> optax.GradientTransformation:
+        kwargs = self.optimizer_kwargs(hparams)
+        return optax.inject_hyperparams(self.optimizer, hyperparam_dtype=jnp.float32)(**kwargs)
+
+    def init(self, member: Member) -> State:
+        key = jax.random.key(member.seed)
+        params = self.model.init(key)
+        model_state = self.model.init_state(key) if self.model.stateful else {}
+        # optax's Adam-family bias correction computes `b1 ** count` with an int32 count, which
+        # strict dtype promotion rejects; the optimizer call sites run under standard promotion.
+        with jax.numpy_dtype_promotion("standard"):
+            opt_state = self.transformation(member.hparams).init(params)
+        return State(params, model_state, opt_state, jnp.zeros((), jnp.int32))
+
+    def step(self, state: State, batch: tuple[Array, Array], member: Member):
+        x, y = batch
+        key = engine.step_key(member.seed, state.step)
+        if self.masked:
+            mask = jnp.arange(jnp.shape(y)[0]) < member.batch_size
+            # Masked inputs are zeroed before the forward pass, so a NaN or inf in an example
+            # outside this member's batch cannot reach its loss or gradient (0 * nan = nan).
+            x = jax.tree.map(lambda a: jnp.where(_expand(mask, a), a, jnp.zeros_like(a)), x)
+
+        def objective(params):
+            outputs, model_state = self.model.train_outputs(params, state.model_state, x, key)
+            per_example = self.loss(outputs, y)
+            if self.masked:
+                zero = jnp.zeros_like(per_example)
+                total = jnp.sum(jnp.where(mask, per_example, zero))
+                return total / member.batch_size.astype(per_example.dtype), model_state
+            return jnp.mean(per_example), model_state
+
+        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        with jax.numpy_dtype_promotion("standard"):  # see init
+            tx = self.transformation(member.hparams)
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        if self.scaled:
+            # Every optax optimizer applies its learning rate as the last factor of the update,
+            # so scaling the update scales the learning rate reduce-on-plateau lowered.
+            updates = jax.tree.map(lambda u: u * member.lr_scale.astype(u.dtype), updates)
+        new_state = State(
+            params=optax.apply_updates(state.params, updates),
+            model_state=model_state,
+            opt_state=opt_state,
+            step=state.step + 1,
+        )
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        for name, value in opt_state.hyperparams.items():
+            if jnp.issubdtype(value.dtype, jnp.floating) and value.shape == ():
+                value = value.astype(jnp.float32)
+                if name == "learning_rate" and self.scaled:
+                    value = value * member.lr_scale  # the LR the update actually used
+                metrics[f"opt_hparams/{name}"] = value
+        return new_state, metrics
+
+    def evaluate(
+        self, state: State, data: tuple[Array, Array], metrics: Sequence[tuple[str, Callable]]
+    ) -> dict[str, Array]:
+        """Mean of each per-example metric on ``data = (inputs, targets)``, evaluation mode."""
+        x, y = data
+        outputs = self.model.eval_outputs(state.params, state.model_state, x)
+        return {name: jnp.mean(fn(outputs, y).astype(jnp.float32)) for name, fn in metrics}
+
+
+def _expand(mask: Array, a: Array) -> Array:
+    return mask.reshape(mask.shape + (1,) * (jnp.ndim(a) - 1))
