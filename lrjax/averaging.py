@@ -8,7 +8,7 @@ rate, and :func:`recompute_batch_stats` for models with batch-norm statistics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import jax
@@ -129,53 +129,128 @@ def ema_update(ema: PyTree, params: PyTree, decay: Any) -> PyTree:
 
 
 def recompute_batch_stats(
-    apply_fn: Callable[..., Any], variables: PyTree, batches: Iterable[Any]
+    apply_fn: Any, variables: PyTree, batches: Iterable[Any], *, stacked: bool = False
 ) -> PyTree:
     r"""Recomputes batch-norm statistics for (averaged) weights, PyTorch ``update_bn`` style.
 
     Averaged weights never produced the running means and variances stored with them, so they
     are recomputed as the equal average, over ``batches``, of each batch's statistics under the
     new weights (PyTorch's ``update_bn`` resets the statistics and uses a cumulative average).
+    The model runs in training mode, as ``update_bn`` does (dropout included).
 
-    It works with any module whose ``batch_stats`` follow Flax ``BatchNorm``'s rule
-    :math:`r \leftarrow m r + (1 - m) b` without knowing :math:`m`: running the batch once
-    from :math:`r = 0` gives :math:`(1-m) b` and once from :math:`r = 1` gives
-    :math:`m + (1-m) b`, from which :math:`m` and :math:`b` follow exactly.
-
-    Models without a ``batch_stats`` collection (all models in :mod:`lrjax.models`) need
-    nothing: ``variables`` is returned unchanged.
+    It works with any batch norm following Flax's rule :math:`r \leftarrow m r + (1 - m) b`
+    without knowing :math:`m`: running the batch once from :math:`r = 0` gives
+    :math:`(1-m) b` and once from :math:`r = 1` gives :math:`m + (1-m) b`, from which
+    :math:`m` and :math:`b` follow exactly.
 
     Args:
-      apply_fn: ``apply_fn(variables, x, mutable=["batch_stats"])`` runs the model in training
-        mode and returns ``(outputs, {"batch_stats": ...})`` (bind ``train=True`` yourself).
-      variables: ``{"params": ..., "batch_stats": ...}`` with the averaged parameters.
+      apply_fn: one of
+
+        * a linen ``apply_fn(variables, x, mutable=["batch_stats"])`` running the model in
+          training mode (bind ``train=True`` yourself), with ``variables = {"params": ...,
+          "batch_stats": ...}``;
+        * an :class:`lrjax.Model` with batch statistics (from a linen or an nnx module), with
+          ``variables = {"params": params, **model_state}`` (``result.params`` and
+          ``result.model_state`` of a sweep);
+        * an ``nnx.Module`` (``variables`` is ignored): its ``nnx.BatchStat`` variables are
+          recomputed on a copy, which is returned.
+
+      variables: as above. Without ``"batch_stats"`` (a model without batch norm, like all
+        stateless models) they are returned unchanged.
       batches: the inputs to recompute on (one pass over the training data).
+      stacked: ``variables`` carry a leading member axis (a sweep's K members), each member's
+        statistics recomputed under its own weights on the same batches.
 
     Returns:
-      ``variables`` with recomputed ``batch_stats``.
+      ``variables`` (or the module) with recomputed batch statistics.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> class Net(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x, train=True):
+      ...         return nn.BatchNorm(use_running_average=not train)(nn.Dense(2)(x))
+      >>> variables = Net().init(jax.random.key(0), jnp.ones((4, 3)))
+      >>> new = recompute_batch_stats(Net().apply, variables, [jnp.ones((4, 3))])
+      >>> new["batch_stats"]["BatchNorm_0"]["var"].tolist()  # a constant batch has no variance
+      [0.0, 0.0]
 
     References:
       Izmailov et al., arXiv:1803.05407, 2018; PyTorch ``torch.optim.swa_utils.update_bn``.
     """
-    if "batch_stats" not in variables:
+    from flax import nnx
+
+    from lrjax.supervised import Model
+
+    if isinstance(apply_fn, nnx.Module):
+        return _recompute_nnx(apply_fn, batches)
+    if variables is None or "batch_stats" not in variables:
+        if isinstance(variables, nnx.State):
+            raise ValueError(
+                "variables is an nnx.State: pass the nnx.Module itself as apply_fn "
+                "(its nnx.BatchStat variables are recomputed)"
+            )
         return variables
+    if isinstance(apply_fn, Model):
+        if not apply_fn.stateful:
+            raise ValueError("this lrjax.Model has no batch statistics to recompute")
+        model = apply_fn
 
-    def stats_from(value, x):
-        filled = jax.tree.map(lambda s: jnp.full_like(s, value), variables["batch_stats"])
-        _, updated = apply_fn({**variables, "batch_stats": filled}, x, mutable=["batch_stats"])
-        return updated["batch_stats"]
+        def run(v, stats, x):
+            state = {k: val for k, val in v.items() if k != "params"}
+            key = jax.random.key(0)
+            return model.apply_train(v["params"], {**state, "batch_stats": stats}, x, key)[1][
+                "batch_stats"
+            ]
 
-    @jax.jit
-    def batch_stats(x):
-        from_zero, from_one = stats_from(0.0, x), stats_from(1.0, x)
+    else:
+
+        def run(v, stats, x):
+            return apply_fn({**v, "batch_stats": stats}, x, mutable=["batch_stats"])[1][
+                "batch_stats"
+            ]
+
+    stats = _average_batch_stats(run, variables, variables["batch_stats"], batches, stacked)
+    return {**variables, "batch_stats": stats}
+
+
+def _average_batch_stats(run, variables, template, batches, stacked) -> PyTree:
+    """The equal average over batches of each batch's statistics, by the 0/1 start trick."""
+
+    def from_start(v, value, x):
+        return run(v, jax.tree.map(lambda s: jnp.full_like(s, value), template_of(v)), x)
+
+    def template_of(v):
+        return v["batch_stats"] if isinstance(v, dict) and "batch_stats" in v else template
+
+    def one(v, x):
+        from_zero, from_one = from_start(v, 0.0, x), from_start(v, 1.0, x)
         # from_zero = (1 - m) b and from_one - from_zero = m, so b = from_zero / (1 - m).
         return jax.tree.map(lambda z, o: z / (1.0 - (o - z)), from_zero, from_one)
 
+    batch_stats = jax.jit(jax.vmap(one, in_axes=(0, None)) if stacked else one)
     total, count = None, 0
     for x in batches:
-        stats = batch_stats(x)
+        stats = batch_stats(variables, x)
         total = stats if total is None else jax.tree.map(jnp.add, total, stats)
         count += 1
     if count == 0:
         raise ValueError("batches must hold at least one batch, got none")
-    return {**variables, "batch_stats": jax.tree.map(lambda s: s / count, total)}
+    return jax.tree.map(lambda s: s / count, total)
+
+
+def _recompute_nnx(module: Any, batches: Iterable[Any]) -> Any:
+    from flax import nnx
+
+    graphdef, stats, rest = nnx.split(module, nnx.BatchStat, ...)
+    train_graph = nnx.graphdef(
+        nnx.view(module, deterministic=False, use_running_average=False, raise_if_not_found=False)
+    )
+
+    def run(v, new_stats, x):
+        live = nnx.merge(train_graph, new_stats, v)
+        live(x)
+        return nnx.split(live, nnx.BatchStat, ...)[1]
+
+    recomputed = _average_batch_stats(run, rest, stats, batches, stacked=False)
+    return nnx.merge(graphdef, recomputed, rest)

@@ -59,11 +59,14 @@ __all__ = [
     "MEMBER_AXIS",
     "Vectorized",
     "compile_stats",
+    "concatenate",
+    "is_key",
     "member_slice",
     "num_members",
     "pad_members",
     "step_key",
     "to_host",
+    "unused_members",
     "unwrap",
     "vectorize",
 ]
@@ -96,6 +99,46 @@ def unwrap(state: PyTree) -> PyTree:
     while getattr(type(state), "is_lrjax_wrapper", False):
         state = state.state
     return state
+
+
+def _reads(jaxpr) -> set:
+    """The variables the outputs of a jaxpr depend on (a backward liveness pass: an equation
+    whose results nobody reads does not count, unless it has side effects)."""
+    from jax.extend.core import Literal
+
+    live = {v for v in jaxpr.outvars if not isinstance(v, Literal)}
+    for eqn in reversed(jaxpr.eqns):
+        if eqn.effects or any(v in live for v in eqn.outvars):
+            live.update(v for v in eqn.invars if not isinstance(v, Literal))
+    return live
+
+
+def unused_members(fn: Callable, member: PyTree, *args: Any) -> list[str]:
+    """The floating-point settings of ``member`` that ``fn(member, *args)`` never reads.
+
+    A per-member hyperparameter that neither ``init`` nor ``step`` reads is a silent bug: every
+    member trains the same way. It happens when a value is baked into a static structure, e.g.
+    an ``nnx.Optimizer`` built with ``optax.sgd(member["lr"])`` (its transformation lives in the
+    static graph, taken from one template member); keep such values in the optimizer state
+    with ``optax.inject_hyperparams``.
+
+    Args:
+      fn: ``fn(member, *args)``.
+      member: one member's settings (concrete or abstract).
+      *args: the other arguments (concrete or abstract).
+
+    Returns:
+      ``members[...]`` paths of the float leaves ``fn`` does not read.
+    """
+    closed = jax.make_jaxpr(fn)(member, *args)
+    leaves = jax.tree_util.tree_leaves_with_path(member)
+    invars = closed.jaxpr.invars[: len(leaves)]
+    used = _reads(closed.jaxpr)
+    return [
+        "members" + jax.tree_util.keystr(path)
+        for (path, leaf), var in zip(leaves, invars, strict=True)
+        if jnp.issubdtype(_dtype(leaf), jnp.floating) and var not in used
+    ]
 
 
 def num_members(members: PyTree) -> int:
@@ -138,13 +181,30 @@ def pad_members(tree: PyTree, size: int) -> PyTree:
     return jax.tree.map(pad, tree)
 
 
+def is_key(x: Any) -> bool:
+    """Whether ``x`` is an array of typed PRNG keys (which NumPy cannot hold)."""
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def to_host(x: Array) -> np.ndarray:
-    """A device array as NumPy, gathered from every process of a multi-host run."""
+    """A device array as NumPy, gathered from every process of a multi-host run. Typed PRNG
+    keys stay JAX key arrays (of gathered key data)."""
+    if is_key(x):
+        return jax.random.wrap_key_data(
+            to_host(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+        )
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+def concatenate(parts: Sequence[Any]) -> Any:
+    """Concatenates host arrays (or key arrays) along the member axis."""
+    if is_key(parts[0]):
+        return jnp.concatenate(parts)
+    return np.concatenate([np.asarray(p) for p in parts])
 
 
 _COMPILES = {"seconds": 0.0, "count": 0}
@@ -178,7 +238,7 @@ def _describe(tree: PyTree) -> str:
 
 def _dtype(a: Any) -> np.dtype:
     dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
-    return jax.dtypes.canonicalize_dtype(dtype)
+    return jax.dtypes.canonicalize_dtype(dtype, allow_extended_dtype=True)
 
 
 def _abstract_member(a: Any) -> jax.ShapeDtypeStruct:
@@ -433,7 +493,7 @@ class Vectorized:
                     abstract = jax.eval_shape(single_step, member_state, member, x, data)
                     metrics = _float_nan_like(abstract[1])
                 member_logs.append(jax.tree.map(np.asarray, metrics))
-            states.append(jax.tree.map(np.asarray, member_state))
+            states.append(member_state)
             logs.append(jax.tree.map(lambda *steps: np.stack(steps), *member_logs))
         return _stack(states), _stack(logs)
 
@@ -539,7 +599,12 @@ class Vectorized:
 
 
 def _stack(trees: Sequence[PyTree]) -> PyTree:
-    return jax.tree.map(lambda *leaves: np.stack([np.asarray(v) for v in leaves]), *trees)
+    def stack(*leaves):
+        if is_key(leaves[0]):
+            return jnp.stack(leaves)
+        return np.stack([np.asarray(v) for v in leaves])
+
+    return jax.tree.map(stack, *trees)
 
 
 def vectorize(

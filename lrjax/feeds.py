@@ -355,26 +355,30 @@ def as_feed(
     """A :class:`Feed` from what a user passes as ``data``.
 
     * a :class:`Feed` — itself;
-    * a pytree of arrays (``(x, y)``, a dict) — :class:`ArrayFeed` with ``batch_size`` and
+    * a tuple or dict of arrays (``(x, y)``) — :class:`ArrayFeed` with ``batch_size`` and
       ``seed``;
     * a function ``batch_fn(step)`` — :class:`FunctionFeed`;
-    * an iterator or iterable of batches — :class:`IteratorFeed`.
+    * an iterator, or another iterable (a list of batches) — :class:`IteratorFeed`.
     """
     if isinstance(data, Feed):
         return data
-    leaves = jax.tree.leaves(data)
-    if isinstance(data, tuple | list | Mapping) and leaves and all(map(_is_array, leaves)):
-        if batch_size is None:
-            raise ValueError("batch_size is needed to draw batches from arrays")
-        return ArrayFeed(data, batch_size, seed, on_device)
+    if hasattr(data, "__next__"):
+        return IteratorFeed(data)
+    if callable(data):
+        return FunctionFeed(data)
     if _is_array(data):
         raise ValueError(
-            "data must be an (inputs, targets) pair (or another pytree) of arrays, a function "
-            f"batch_fn(step), or an iterator of batches; got one array of shape {data.shape}"
+            "data must be an (inputs, targets) pair (or another tuple or dict) of arrays, a "
+            "function batch_fn(step), or an iterator of batches; got one array of shape "
+            f"{data.shape}"
         )
-    if callable(data) and not hasattr(data, "__next__"):
-        return FunctionFeed(data)
-    if hasattr(data, "__next__") or hasattr(data, "__iter__"):
+    if isinstance(data, tuple | Mapping):
+        leaves = jax.tree.leaves(data)
+        if leaves and all(map(_is_array, leaves)):
+            if batch_size is None:
+                raise ValueError("batch_size is needed to draw batches from arrays")
+            return ArrayFeed(data, batch_size, seed, on_device)
+    if hasattr(data, "__iter__") and not isinstance(data, tuple | Mapping):
         return IteratorFeed(data)
     raise ValueError(
         "data must be a pytree of arrays, a function batch_fn(step), or an iterator of batches; "

@@ -292,6 +292,7 @@ class Checkpoint:
         self.directory = os.path.abspath(os.fspath(directory))
         self.fingerprint = json.loads(json.dumps(dict(fingerprint or {})))
         self._manager = None
+        self.restored_step: int | None = None  # the step a run resumed from, if it did
 
     def _open(self):
         import orbax.checkpoint as ocp
@@ -381,7 +382,7 @@ class Checkpoint:
             g.set_members(
                 loop, jax.tree.unflatten(structure, [np.asarray(v) for v in member_leaves])
             )
-        loop.step = int(host["step"])
+        loop.step = self.restored_step = int(host["step"])
         loop.feed_position = int(host.get("feed", 0))
         loop.metrics = {k: np.asarray(v) for k, v in host.get("metrics", {}).items()} or None
         hook_states = host.get("hooks", {})

@@ -255,15 +255,14 @@ def fit(
         _call(loop.hooks, "on_chunk_end", loop)
     _call(loop.hooks, "on_end", loop)
 
-    def real(tree, host=False):
+    def real(tree):
         parts = [engine.member_slice(tree(gr), 0, gr.real) for gr in loop.groups]
-        convert = np.asarray if host else engine.to_host
-        return jax.tree.map(lambda *p: np.concatenate([convert(a) for a in p]), *parts)
+        return jax.tree.map(lambda *p: engine.concatenate([engine.to_host(a) for a in p]), *parts)
 
     return FitResult(
         state=real(lambda gr: gr.state),
         metrics=loop.metrics or {},
-        members=real(lambda gr: gr.members_host, host=True),
+        members=real(lambda gr: gr.members_host),
         loop=loop,
     )
 

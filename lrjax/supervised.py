@@ -143,11 +143,11 @@ class Model(NamedTuple):
             its own seed), or an ``nnx.Module`` (every member starts from its variables;
             per-member seeds then only change dropout).
 
-        ``nnx.Param`` variables are trained; batch statistics and other variables are model
-        state; RNG streams are not kept but drawn afresh from the member's step key at every
-        step (so dropout depends only on the member's seed and step). Training mode is
-        ``nnx.view(..., deterministic=False, use_running_average=False)``, evaluation mode the
-        opposite.
+        ``nnx.Param`` variables are trained; the model state is ``{"batch_stats": ...}``
+        (``nnx.BatchStat``) and ``{"other": ...}`` (every other variable); RNG streams are not
+        kept but drawn afresh from the member's step key at every step (so dropout depends only
+        on the member's seed and step). Training mode is ``nnx.view(..., deterministic=False,
+        use_running_average=False)``, evaluation mode the opposite.
         """
         from flax import nnx
 
@@ -161,15 +161,15 @@ class Model(NamedTuple):
                     f"model must be an nnx.Module or a factory(rngs), got {module_or_factory!r}"
                 )
             module = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
-        graphdef, params, rngs, rest = nnx.split(module, nnx.Param, nnx.RngState, ...)
-        params_pure = nnx.to_pure_dict(params)
-        rest_pure = nnx.to_pure_dict(rest)
+        filters = (nnx.Param, nnx.RngState, nnx.BatchStat, ...)
+        graphdef, params, rngs, stats, rest = nnx.split(module, *filters)
+        templates = {"batch_stats": stats, "other": rest}
 
         def parts(key):
-            if factory is None:
-                return params_pure, rest_pure
-            _, p, _, r = nnx.split(factory(nnx.Rngs(key)), nnx.Param, nnx.RngState, ...)
-            return nnx.to_pure_dict(p), nnx.to_pure_dict(r)
+            live = module if factory is None else factory(nnx.Rngs(key))
+            _, p, _, b, r = nnx.split(live, *filters)
+            pure = {"batch_stats": nnx.to_pure_dict(b), "other": nnx.to_pure_dict(r)}
+            return nnx.to_pure_dict(p), pure
 
         def init(key):
             return jax.tree.map(jnp.asarray, parts(key)[0])
@@ -190,10 +190,10 @@ class Model(NamedTuple):
 
             return jax.tree.unflatten(treedef, [value(i, a) for i, a in enumerate(flat)])
 
-        if not jax.tree.leaves(rngs) and not jax.tree.leaves(rest):
+        if not jax.tree.leaves((rngs, stats, rest)):
 
             def apply(pure_params, x):
-                return nnx.merge(graphdef, fill(params, pure_params), rngs, rest)(x)
+                return nnx.merge(graphdef, fill(params, pure_params), rngs, stats, rest)(x)
 
             return cls(init, apply)
 
@@ -204,25 +204,25 @@ class Model(NamedTuple):
         def init_state(key):
             return jax.tree.map(jnp.asarray, parts(key)[1])
 
-        def apply_train(pure_params, pure_state, x, key):
-            live = nnx.merge(
-                train_graph,
+        def merged(graph, pure_params, pure_state, key):
+            return nnx.merge(
+                graph,
                 fill(params, pure_params),
                 fill(rngs, rng_values(key)),
-                fill(rest, pure_state),
+                *(fill(templates[name], pure_state[name]) for name in ("batch_stats", "other")),
             )
+
+        def apply_train(pure_params, pure_state, x, key):
+            live = merged(train_graph, pure_params, pure_state, key)
             out = live(x)
-            _, _, _, new_rest = nnx.split(live, nnx.Param, nnx.RngState, ...)
-            return out, nnx.to_pure_dict(new_rest)
+            _, _, _, new_stats, new_rest = nnx.split(live, *filters)
+            return out, {
+                "batch_stats": nnx.to_pure_dict(new_stats),
+                "other": nnx.to_pure_dict(new_rest),
+            }
 
         def apply_eval(pure_params, pure_state, x):
-            live = nnx.merge(
-                eval_graph,
-                fill(params, pure_params),
-                fill(rngs, rng_values(jax.random.key(0))),
-                fill(rest, pure_state),
-            )
-            return live(x)
+            return merged(eval_graph, pure_params, pure_state, jax.random.key(0))(x)
 
         return cls(init, apply_eval, init_state, apply_train)
 

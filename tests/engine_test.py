@@ -1,0 +1,326 @@
+"""Tests for lrjax.engine (with the layers and the loop): a user's own step, vectorized.
+
+The model has BatchNorm and dropout and is trained by the user's own linen ``TrainState``
+step, fed by an iterator: the engine must equal K separate runs of that step.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax.training import train_state
+
+import lrjax
+from lrjax import engine, hooks
+
+N, D, B, STEPS, CHUNK = 64, 4, 8, 6, 4  # two chunks, the second partial
+RTOL, ATOL = 1e-5, 1e-6
+
+
+class Net(nn.Module):
+    """Dense, BatchNorm, ReLU, dropout, Dense: state and randomness in six lines."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.8)(nn.Dense(8)(x)))
+        x = nn.Dropout(0.5, deterministic=not train)(x)
+        return nn.Dense(3)(x)
+
+
+NET = Net()
+X0 = np.zeros((B, D), np.float32)
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any
+
+
+def init(member):
+    variables = NET.init(jax.random.key(member["seed"]), X0, train=False)
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=member["lr"], momentum=0.9)
+    return TrainState.create(
+        apply_fn=NET.apply, params=variables["params"], tx=tx, batch_stats=variables["batch_stats"]
+    )
+
+
+def step(state, batch, member):
+    """The user's own step for ONE model, as in the Flax examples."""
+    x, y = batch
+    key = lrjax.step_key(member["seed"], state.step)
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, x, train=True,
+            rngs={"dropout": key}, mutable=["batch_stats"],
+        )  # fmt: skip
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, updates["batch_stats"]
+
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads).replace(batch_stats=stats)
+    return state, {"loss": loss, "lr": state.opt_state.hyperparams["learning_rate"]}
+
+
+def make_data(seed=0, n=N):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+
+
+DATA = make_data()
+
+
+def batches(seed=0):
+    """An endless iterator of batches, the same sequence for the same seed."""
+    rng = np.random.default_rng(seed)
+    x, y = DATA
+    while True:
+        idx = rng.integers(0, N, B)
+        yield x[idx], y[idx]
+
+
+def members_of(lrs, seeds):
+    return {"lr": np.asarray(lrs, np.float32), "seed": np.asarray(seeds, np.int32)}
+
+
+PROGRAM = lrjax.vectorize(step, init)
+GUARDED = lrjax.vectorize(*lrjax.freeze_on_divergence(step, init))
+
+
+def separate_run(member, steps=STEPS):
+    """One member alone: the user's jitted step in a Python loop, no lrjax engine."""
+    jitted = jax.jit(step)
+    state = jax.jit(init)(member)
+    losses = []
+    source = batches()
+    for _ in range(steps):
+        state, metrics = jitted(state, next(source), member)
+        losses.append(float(metrics["loss"]))
+    return np.array(losses), state
+
+
+def assert_trees_close(a, b, rtol=RTOL, atol=ATOL):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+MEMBERS = members_of([0.05, 0.2, 0.1], [0, 1, 2])
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return lrjax.fit(PROGRAM, MEMBERS, batches(), num_steps=STEPS, chunk_steps=CHUNK)
+
+
+def test_members_equal_separate_runs_of_the_users_step(fitted):
+    assert fitted.metrics["loss"].shape == (3, STEPS)
+    for k in range(3):
+        losses, state = separate_run(engine.member_slice(MEMBERS, k))
+        np.testing.assert_allclose(fitted.metrics["loss"][k], losses, rtol=RTOL, atol=ATOL)
+        assert_trees_close(engine.member_slice(fitted.state.params, k), state.params)
+        assert_trees_close(engine.member_slice(fitted.state.batch_stats, k), state.batch_stats)
+    # the learning rate each member's update used is its own, read from its optimizer state
+    np.testing.assert_allclose(fitted.metrics["lr"], np.repeat(MEMBERS["lr"][:, None], STEPS, 1))
+
+
+def test_debug_path_agrees(fitted):
+    slow = lrjax.fit(
+        PROGRAM, MEMBERS, batches(), num_steps=STEPS, chunk_steps=CHUNK, vectorize=False
+    )
+    np.testing.assert_allclose(slow.metrics["loss"], fitted.metrics["loss"], rtol=RTOL, atol=ATOL)
+    assert_trees_close(slow.state.params, fitted.state.params)
+
+
+def test_rng_stream_of_a_member_does_not_depend_on_k_or_groups(fitted):
+    # Member 1 of the 3-member run, alone and inside groups of 2 in a 4-member run.
+    alone = lrjax.fit(PROGRAM, members_of([0.2], [1]), batches(), num_steps=STEPS)
+    wide = lrjax.fit(
+        PROGRAM, members_of([0.3, 0.2, 0.05, 0.2], [5, 1, 0, 7]), batches(),
+        num_steps=STEPS, chunk_steps=CHUNK, group_size=2,
+    )  # fmt: skip
+    np.testing.assert_allclose(alone.metrics["loss"][0], fitted.metrics["loss"][1], rtol=RTOL)
+    np.testing.assert_allclose(wide.metrics["loss"][1], fitted.metrics["loss"][1], rtol=RTOL)
+    # Same LR, another seed (other dropout masks and init): a difference far above the tolerance.
+    assert np.abs(wide.metrics["loss"][3] - wide.metrics["loss"][1]).max() > 1e-3
+
+
+def test_a_diverged_member_is_frozen_and_the_others_are_bit_identical():
+    sane = lrjax.fit(GUARDED, members_of([0.05, 0.2, 0.1], [0, 1, 2]), batches(), num_steps=STEPS)
+    wild = lrjax.fit(GUARDED, members_of([0.05, 1e3, 0.1], [0, 1, 2]), batches(), num_steps=STEPS)
+    assert wild.state.alive.tolist() == [True, False, True]
+    at = int(wild.state.diverged_step[1])
+    assert 0 <= at < STEPS and np.isnan(wild.metrics["loss"][1, at + 1 :]).all()
+    frozen = engine.member_slice(wild.state.state.params, 1)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(frozen))
+    for k in (0, 2):
+        np.testing.assert_array_equal(wild.metrics["loss"][k], sane.metrics["loss"][k])
+        pairs = zip(
+            jax.tree.leaves(wild.state.state), jax.tree.leaves(sane.state.state), strict=True
+        )
+        for a, b in pairs:
+            np.testing.assert_array_equal(np.asarray(a)[k], np.asarray(b)[k])
+
+
+def test_chunks_compile_once_and_a_new_sweep_of_the_same_shape_not_at_all(fitted):
+    del fitted  # compiled the program already
+    before = engine.compile_stats()[1]
+    lrjax.fit(PROGRAM, members_of([1.0, 0.5, 0.3], [4, 5, 6]), batches(3), num_steps=STEPS,
+              chunk_steps=CHUNK)  # fmt: skip
+    assert engine.compile_stats()[1] == before
+
+
+# -----------------------------------------------------------------------------------------------
+# Bad input: a named ValueError at the first chunk, never a traceback from deep inside JAX
+
+
+def test_step_returning_the_wrong_structure_is_named():
+    def bad_step(state, batch, member):
+        return state.params, {"loss": jnp.float32(0)}
+
+    program = lrjax.vectorize(bad_step, init)
+    with pytest.raises(ValueError, match="step must return a state with the structure"):
+        lrjax.fit(program, MEMBERS, batches(), num_steps=2)
+
+    def no_metrics(state, batch, member):
+        return state
+
+    with pytest.raises(ValueError, match=r"step must return \(state, metrics\)"):
+        lrjax.fit(lrjax.vectorize(no_metrics, init), MEMBERS, batches(), num_steps=2)
+
+
+def test_a_step_that_changes_a_shape_is_named():
+    def grow(state, batch, member):
+        return {"w": jnp.concatenate([state["w"], state["w"]])}, {}
+
+    program = lrjax.vectorize(grow, lambda m: {"w": jnp.zeros(2)})
+    with pytest.raises(
+        ValueError, match=r"step changed state\['w'\] from \(2,\) float32 to \(4,\)"
+    ):
+        lrjax.fit(program, MEMBERS, batches(), num_steps=2)
+
+
+def test_state_without_the_member_axis_is_named():
+    state = jax.jit(init)(engine.member_slice(MEMBERS, 0))  # one member's state, not stacked
+    xs = jax.tree.map(lambda a: np.stack([a] * 2), next(batches()))
+    with pytest.raises(ValueError, match=r"needs the leading member axis of size K=3"):
+        PROGRAM.run(state, MEMBERS, xs)
+
+
+def test_an_iterator_that_runs_dry_is_named():
+    short = iter([next(batches())] * 5)
+    with pytest.raises(
+        ValueError, match="the data iterator ran dry after 5 batches; the run needs"
+    ):
+        lrjax.fit(PROGRAM, MEMBERS, short, num_steps=STEPS, chunk_steps=CHUNK)
+
+
+def test_batches_of_the_wrong_shape_are_named():
+    def uneven():
+        source = batches()
+        yield next(source)
+        x, y = next(source)
+        yield x[:5], y[:5]
+
+    with pytest.raises(ValueError, match=r"the batch of step 1 has shapes .*\(5, 4\)"):
+        lrjax.fit(PROGRAM, MEMBERS, uneven(), num_steps=2)
+    wide = ((x[:, None], y) for x, y in batches())
+    with pytest.raises(ValueError, match=r"step\(state, batch, member\) failed for one member"):
+        lrjax.fit(PROGRAM, MEMBERS, wide, num_steps=2)
+
+
+def test_a_train_state_tx_closing_over_a_traced_schedule_is_explained():
+    def init_with_schedule(member):
+        state = init(member)
+        tx = optax.sgd(optax.linear_schedule(member["lr"], 0.0, 10))  # closes over a tracer
+        return state.replace(tx=tx, opt_state=tx.init(state.params))
+
+    program = lrjax.vectorize(step, init_with_schedule)
+    with pytest.raises(ValueError, match="closes over a member's traced hyperparameter"):
+        lrjax.fit(program, MEMBERS, batches(), num_steps=2)
+
+
+def test_members_that_are_not_stacked_are_named():
+    with pytest.raises(ValueError, match=r"members\['lr'\] is a scalar"):
+        PROGRAM.init({"lr": np.float32(0.1), "seed": np.array([0, 1])})
+    with pytest.raises(ValueError, match="share one leading size K"):
+        PROGRAM.init({"lr": np.zeros(2, np.float32), "seed": np.array([0, 1, 2])})
+
+
+def test_unused_member_settings_are_found():
+    def init_ignoring_lr(member):
+        del member
+        return {"w": jnp.zeros(2)}
+
+    one = {"lr": jnp.float32(0.1), "wd": jnp.float32(0.0), "seed": jnp.int32(0)}
+    assert engine.unused_members(init_ignoring_lr, one) == ["members['lr']", "members['wd']"]
+    assert engine.unused_members(init, engine.member_slice(MEMBERS, 0)) == []
+
+
+# -----------------------------------------------------------------------------------------------
+# Resume after kill -9: bit-exact, BatchNorm + dropout, an iterator as data
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import jax, numpy as np
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    import lrjax
+    from lrjax import hooks
+    from tests.engine_test import GUARDED, batches, members_of
+
+    directory, kill_at, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+    def maybe_die(info):
+        if info["step"] >= kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handlers
+
+    run_hooks = [hooks.Checkpoint(directory, {"run": "resume test"}), hooks.Callback(maybe_die)]
+    result = lrjax.fit(GUARDED, members_of([0.05, 1e3, 0.1], [0, 1, 2]), batches(),
+                       num_steps=10, chunk_steps=3, group_size=2, hooks=run_hooks)
+    np.savez(out, loss=result.metrics["loss"],
+             **{str(i): np.asarray(a) for i, a in enumerate(jax.tree.leaves(result.state))})
+    print("RESUMED FROM", run_hooks[0].restored_step)
+    """
+)
+
+
+def run_python(script, *args, timeout=300):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        env=env, cwd=root, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def test_resume_after_kill_is_bit_exact(tmp_path):
+    killed = run_python(RESUME_SCRIPT, tmp_path / "ckpt", 6, tmp_path / "never.npz")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    resumed = run_python(RESUME_SCRIPT, tmp_path / "ckpt", 10**6, tmp_path / "resumed.npz")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "RESUMED FROM 6" in resumed.stdout  # the last chunk saved before the kill
+    whole = lrjax.fit(
+        GUARDED, members_of([0.05, 1e3, 0.1], [0, 1, 2]), batches(), num_steps=10,
+        chunk_steps=3, group_size=2,
+    )  # fmt: skip
+    with np.load(tmp_path / "resumed.npz") as got:
+        np.testing.assert_array_equal(got["loss"], whole.metrics["loss"])
+        for i, leaf in enumerate(jax.tree.leaves(whole.state)):
+            np.testing.assert_array_equal(got[str(i)], np.asarray(leaf))
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    run_hooks = [hooks.Checkpoint(tmp_path, {"lr": [0.1]})]
+    lrjax.fit(PROGRAM, MEMBERS, batches(), num_steps=2, hooks=run_hooks)
+    with pytest.raises(ValueError, match=r"holds a different run \(differs in \['lr'\]\)"):
+        lrjax.fit(PROGRAM, MEMBERS, batches(), num_steps=2,
+                  hooks=[hooks.Checkpoint(tmp_path, {"lr": [0.2]})])  # fmt: skip
