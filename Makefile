@@ -28,12 +28,12 @@ bench: $(STAMP)
 	$(PY) -m experiments.bench $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check lrjax experiments tests
-	$(PY) -m ruff format --check lrjax experiments tests
+	$(PY) -m ruff check lrjax experiments examples tests
+	$(PY) -m ruff format --check lrjax experiments examples tests
 
 format: $(STAMP)
-	$(PY) -m ruff check --fix lrjax experiments tests
-	$(PY) -m ruff format lrjax experiments tests
+	$(PY) -m ruff check --fix lrjax experiments examples tests
+	$(PY) -m ruff format lrjax experiments examples tests
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -338,6 +338,8 @@ class ResNet(nn.Module):
     In: ``(batch, height, width)`` or ``(batch, height, width, channels)``.
     Out: ``(batch, num_classes)``. Train with ``train=True``, ``mutable=["batch_stats"]`` and
     ``rngs={"dropout": key}``; ``train=False`` uses the running statistics and no dropout.
+    ``dropout_rate=`` at call time overrides the attribute and may be traced (a per-member
+    hyperparameter).
 
     Default, on 8×8×1 (scikit-learn digits): 7,298 parameters and 144 batch statistics.
 
@@ -358,7 +360,9 @@ class ResNet(nn.Module):
     num_classes: int = 10
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, train: bool = False, dropout_rate: jax.Array | None = None
+    ) -> jax.Array:
         if x.ndim == 3:
             x = x[..., None]
         x = nn.relu(_batch_norm(train)(_SliceConv2D(self.features[0])(x)))
@@ -369,6 +373,7 @@ class ResNet(nn.Module):
             for _ in range(self.blocks):
                 x = _ResidualBlock(f)(x, train)
         x = jnp.mean(x, axis=(1, 2))
-        if train and self.dropout_rate > 0:
-            x = dropout(x, self.dropout_rate, self.make_rng("dropout"))
+        if train and (dropout_rate is not None or self.dropout_rate > 0):
+            rate = self.dropout_rate if dropout_rate is None else dropout_rate
+            x = dropout(x, rate, self.make_rng("dropout"))
         return nn.Dense(self.num_classes)(x)

@@ -73,6 +73,25 @@ class Model(NamedTuple):
         """Outputs in evaluation mode."""
         return self.apply(params, state, x) if self.stateful else self.apply(params, x)
 
+    def variables(self, params, state) -> PyTree:
+        """Everything evaluation needs, in one pytree: ``params`` for a stateless model,
+        ``{"params": params, **state}`` (linen's layout) for a model with state."""
+        return {"params": params, **state} if self.stateful else params
+
+    def predict(self, variables, x) -> Array:
+        """Outputs in evaluation mode from :meth:`variables` (e.g. a snapshot or an average).
+
+        Examples:
+          >>> import jax.numpy as jnp
+          >>> m = Model(lambda key: jnp.ones(2), lambda p, x: x @ p)
+          >>> m.predict(m.variables(jnp.ones(2), {}), jnp.ones((3, 2))).tolist()
+          [2.0, 2.0, 2.0]
+        """
+        if not self.stateful:
+            return self.apply(variables, x)
+        state = {k: v for k, v in variables.items() if k != "params"}
+        return self.apply(variables["params"], state, x)
+
     @classmethod
     def from_linen(
         cls,

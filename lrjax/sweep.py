@@ -41,7 +41,7 @@ import optax
 from lrjax import _checks, divergence, engine, feeds, hooks, loop, supervised
 from lrjax.feeds import batch_indices
 from lrjax.supervised import Model, accuracy
-from lrjax.trackers import EMA, track
+from lrjax.trackers import EMA, params_of, track
 
 __all__ = [
     "Evaluation",
@@ -195,7 +195,11 @@ class SweepResult:
       model_state: the final model state (batch statistics), ``[K, ...]``, or None.
       trackers: ``{name: state}`` of every tracker; ``snapshots``, ``swa_params``,
         ``swa_count`` and ``ema_params`` read the ones named ``"snapshots"``, ``"swa"`` and
-        ``"ema"``.
+        ``"ema"``. Trackers follow the parameters, or for a model with state (batch
+        statistics) ``model.variables(params, model_state) = {"params": ..., **model_state}``:
+        a snapshot keeps the statistics of its moment, an EMA averages them (as timm's
+        ``ModelEmaV2`` does), and an SWA average needs them recomputed
+        (:func:`lrjax.recompute_batch_stats`); evaluate any of them with ``model.predict``.
     """
 
     hparams: dict[str, np.ndarray]
@@ -498,6 +502,11 @@ def _identity_kwargs(hparams: Mapping[str, Array]) -> Mapping[str, Array]:
     return dict(hparams)
 
 
+def _model_variables(state: supervised.State) -> PyTree:
+    """What the trackers of a model with state follow: ``{"params": ..., **model_state}``."""
+    return {"params": state.params, **state.model_state}
+
+
 def _scheduled_lr(state: PyTree) -> Array:
     return engine.unwrap(state).opt_state.hyperparams["learning_rate"]
 
@@ -505,7 +514,8 @@ def _scheduled_lr(state: PyTree) -> Array:
 @functools.lru_cache(maxsize=32)
 def _program(task, tracked, factor, devices) -> engine.Vectorized:
     """The compiled program of a sweep, cached on everything it depends on besides shapes."""
-    step, init = track(task.step, task.init, dict(tracked))
+    select = _model_variables if task.model.stateful else params_of
+    step, init = track(task.step, task.init, dict(tracked), select=select)
     step, init = divergence.freeze_on_divergence(step, init, factor=factor)
     return engine.vectorize(step, init, devices=list(devices))
 

@@ -1,0 +1,1 @@
+"""Runnable Flax integration examples; each module's ``main(quick=...)`` is tested."""
