@@ -39,9 +39,7 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
-def check_int(
-    name: str, value: Any, minimum: int | None = None, maximum: int | None = None
-) -> int:
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an int, after checking it is an integer in ``[minimum, maximum]``."""
     if not is_int(value) or _outside(value, minimum, maximum, False, False):
         kind = "an integer" if minimum is None and maximum is None else "an integer "
