@@ -10,9 +10,16 @@ Conventions shared by all schedules:
 * ``step`` is optax's update count: ``schedule(t)`` is the learning rate used by the update
   at optimizer count ``t`` (``t = 0`` for the first update). In PyTorch terms it is the LR
   after ``t`` calls of ``scheduler.step()``. Python ints (also beyond int32), integer arrays
-  and float arrays are accepted; the step is cast to float32 and negative steps count as 0.
+  and float arrays are accepted; the step is cast to float32 and negative steps count as 0. A
+  concrete step that is NaN or infinite raises ``ValueError`` (a traced one cannot be
+  inspected).
 * Magnitudes (initial, peak, final and floor values, decay rates, ``gamma``, factors, powers)
-  are traced: they never reach a Python ``if``, so ``jax.vmap`` over any of them works.
+  are traced: they never reach a Python ``if``, so ``jax.vmap`` over any of them works. A
+  concrete magnitude (a Python, NumPy or concrete JAX number) is validated when the schedule
+  is built: it must be a finite real scalar in the range its formula needs (learning rates
+  ``>= 0``, decay factors ``> 0``, ...; each factory's Args give the range). Only a traced
+  value skips the check. A vector of magnitudes outside ``vmap`` is an error: build the
+  schedule inside ``jax.vmap`` (or :mod:`lrjax.sweep`) over the value instead.
 * Durations are integers (steps). Factories that take ``total_steps`` also accept their other
   durations as fractions of it (floats in ``[0, 1]``), converted by :func:`to_steps`.
 * The result is float32.
@@ -30,6 +37,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from lrjax._checks import (
+    check_choice,
+    check_float,
+    check_increasing,
+    check_int,
+    check_magnitude,
+    is_int,
+    is_traced,
+)
 
 Schedule = optax.Schedule
 
@@ -74,47 +91,49 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+def _check_step(step: Any) -> None:
+    """Rejects a concrete NaN or infinite step, which would silently give NaN learning rates.
 
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    """Returns ``value`` as an int after checking it is an integer ``>= minimum``."""
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
-
-
-def _check_increasing(values: Sequence[Any], name: str, minimum: int) -> tuple[int, ...]:
-    """Checks a static sequence of integers is strictly increasing and ``>= minimum``."""
-    values = tuple(_check_int(v, f"each of {name}", minimum) for v in values)
-    if any(b <= a for a, b in itertools.pairwise(values)):
-        raise ValueError(f"{name} must be strictly increasing, got {list(values)}")
-    return values
-
-
-def _check_positive_if_concrete(value: Any, name: str) -> None:
-    """Rejects a non-positive magnitude when it is known at build time; tracers pass through."""
-    if isinstance(value, jax.core.Tracer):
+    Only concrete values are inspected (a traced step cannot reach a Python ``if``); Python ints
+    are exact and skip the check.
+    """
+    if isinstance(step, int) or is_traced(step):
         return
-    if np.any(np.asarray(value) <= 0):
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+    array = np.asarray(step)
+    if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+        raise ValueError(f"step must be finite, got {step!r}")
 
 
 def _as_step(step: Any) -> jax.Array:
-    # float32 first: a Python int beyond int32 would overflow on the way into JAX, and strict
-    # dtype promotion forbids mixing an int32 count with float32 magnitudes.
+    """The step as float32, negative steps counting as 0.
+
+    float32 first: a Python int beyond int32 would overflow on the way into JAX, and strict
+    dtype promotion forbids mixing an int32 count with float32 magnitudes.
+    """
+    _check_step(step)
     return jnp.maximum(jnp.asarray(step, dtype=jnp.float32), 0.0)
 
 
 def _f32(value: Any) -> jax.Array:
     return jnp.asarray(value, dtype=jnp.float32)
+
+
+def _check_ordered(low_name: str, low: Any, high_name: str, high: Any, strict: bool) -> None:
+    """Checks ``low <= high`` (``<`` if strict) when both magnitudes are concrete."""
+    if low is None or high is None or is_traced(low) or is_traced(high):
+        return
+    if float(low) > float(high) or (strict and float(low) == float(high)):
+        relation = "<" if strict else "<="
+        raise ValueError(
+            f"{low_name} must be {relation} {high_name}, got {low_name}={low!r}, "
+            f"{high_name}={high!r}"
+        )
+
+
+def _check_values(**values: Any) -> None:
+    """Checks learning-rate values (``>= 0``) that are concrete; traced ones pass."""
+    for name, value in values.items():
+        check_magnitude(name, value, 0)
 
 
 def to_steps(duration: int | float, total_steps: int | None = None, name: str = "duration") -> int:
@@ -137,17 +156,17 @@ def to_steps(duration: int | float, total_steps: int | None = None, name: str = 
       >>> to_steps(0.1, 250), to_steps(30, 250)
       (25, 30)
     """
-    if _is_int(duration):
-        return _check_int(duration, name, 0)
+    if is_int(duration):
+        return check_int(name, duration, 0)
     if isinstance(duration, float | np.floating):
-        if not 0.0 <= duration <= 1.0:
+        if not (math.isfinite(duration) and 0.0 <= duration <= 1.0):
             raise ValueError(
                 f"{name} given as a float is a fraction of total_steps and must be in [0, 1], "
                 f"got {duration!r}; give an integer for a number of steps"
             )
         if total_steps is None:
             raise ValueError(f"{name}={duration!r} is a fraction, so total_steps must be given")
-        total_steps = _check_int(total_steps, "total_steps", 1)
+        total_steps = check_int("total_steps", total_steps, 1)
         return math.floor(duration * total_steps + 0.5)
     raise ValueError(
         f"{name} must be an integer number of steps >= 0 or a float fraction in [0, 1], "
@@ -166,7 +185,7 @@ def constant(value: float) -> Schedule:
     .. math:: \eta_t = \eta
 
     Args:
-      value: the learning rate :math:`\eta` (traceable).
+      value: the learning rate :math:`\eta \ge 0` (traceable; checked unless traced).
 
     Returns:
       A schedule ``step -> value`` (float32, shaped like ``step``).
@@ -180,6 +199,7 @@ def constant(value: float) -> Schedule:
       The default of every optimizer; optax ``constant_schedule``, PyTorch ``ConstantLR`` with
       ``factor=1``.
     """
+    check_magnitude("value", value, 0)
 
     def schedule(step):
         return jnp.zeros_like(_as_step(step)) + _f32(value)
@@ -204,8 +224,10 @@ def linear(
     total_iters)``.
 
     Args:
-      init_value: value up to ``transition_begin`` (traceable).
-      end_value: value from ``transition_begin + transition_steps`` on (traceable).
+      init_value: value up to ``transition_begin``, ``>= 0`` (traceable; checked unless
+        traced).
+      end_value: value from ``transition_begin + transition_steps`` on, ``>= 0`` (traceable;
+        checked unless traced).
       transition_steps: length of the ramp, ``>= 1``.
       transition_begin: step at which the ramp starts, ``>= 0``.
 
@@ -221,8 +243,10 @@ def linear(
     References:
       optax ``linear_schedule``; PyTorch ``torch.optim.lr_scheduler.LinearLR``.
     """
-    transition_steps = _check_int(transition_steps, "transition_steps", 1)
-    transition_begin = _check_int(transition_begin, "transition_begin", 0)
+    transition_steps = check_int("transition_steps", transition_steps, 1)
+    transition_begin = check_int("transition_begin", transition_begin, 0)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("end_value", end_value, 0)
 
     def schedule(step):
         done = jnp.clip(_as_step(step) - transition_begin, 0.0, transition_steps)
@@ -247,9 +271,9 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedul
     .. math:: \eta_t = \eta_0\,\gamma^{\lfloor t / s \rfloor}
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       step_size: :math:`s`, the period of decay, ``>= 1``.
-      gamma: :math:`\gamma`, the multiplicative factor (traceable).
+      gamma: :math:`\gamma > 0`, the multiplicative factor (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -264,7 +288,9 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedul
       Matches PyTorch ``StepLR`` (closed form); Krizhevsky et al., ImageNet Classification with
       Deep Convolutional Neural Networks, NeurIPS 2012.
     """
-    step_size = _check_int(step_size, "step_size", 1)
+    step_size = check_int("step_size", step_size, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("gamma", gamma, 0, open_min=True)
 
     def schedule(step):
         return _f32(init_value) * _f32(gamma) ** jnp.floor(_as_step(step) / step_size)
@@ -278,9 +304,9 @@ def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float =
     .. math:: \eta_t = \eta_0\,\gamma^{\#\{i \,:\, m_i \le t\}}
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       milestones: strictly increasing steps :math:`m_i \ge 1`.
-      gamma: :math:`\gamma` (traceable).
+      gamma: :math:`\gamma > 0` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -295,7 +321,9 @@ def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float =
       Matches PyTorch ``MultiStepLR`` (closed form, ``bisect_right``); He et al., Deep Residual
       Learning for Image Recognition, CVPR 2016.
     """
-    milestones = jnp.asarray(_check_increasing(milestones, "milestones", 1), jnp.float32)
+    milestones = jnp.asarray(check_increasing("milestones", milestones, 1), jnp.float32)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("gamma", gamma, 0, open_min=True)
 
     def schedule(step):
         t = _as_step(step)
@@ -316,7 +344,8 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.
 
     Args:
       boundaries: strictly increasing steps :math:`b_j \ge 0`.
-      values: ``len(boundaries) + 1`` values :math:`v_i` (traceable, as one array).
+      values: ``len(boundaries) + 1`` values :math:`v_i \ge 0` (traceable, as one array; each
+        checked unless traced).
 
     Returns:
       The schedule.
@@ -331,7 +360,10 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.
       Matches Keras ``PiecewiseConstantDecay`` (including its ``step <= boundary`` convention;
       optax ``piecewise_constant_schedule`` instead multiplies scales at ``step >= boundary``).
     """
-    boundaries = _check_increasing(boundaries, "boundaries", 0)
+    boundaries = check_increasing("boundaries", boundaries, 0)
+    if not is_traced(values):
+        for i, value in enumerate(np.asarray(values, dtype=object).reshape(-1)):
+            check_magnitude(f"values[{i}]", value, 0)
     values = jnp.asarray(values, dtype=jnp.float32)
     if values.shape != (len(boundaries) + 1,):
         raise ValueError(
@@ -375,11 +407,12 @@ def exponential_decay(
     ``exponential_decay(lr, gamma, decay_steps=1)``.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
-      decay_rate: :math:`r` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
+      decay_rate: :math:`r > 0` (traceable; checked unless traced).
       decay_steps: :math:`s`, ``>= 1``.
       staircase: decay in discrete jumps every ``decay_steps``.
-      end_value: optional floor (or ceiling when growing) (traceable).
+      end_value: optional floor (or ceiling when growing), ``>= 0`` (traceable; checked unless
+        traced).
       transition_begin: steps to hold ``init_value`` before decaying, ``>= 0``.
 
     Returns:
@@ -397,8 +430,12 @@ def exponential_decay(
     References:
       Keras ``keras.optimizers.schedules.ExponentialDecay``; optax ``exponential_decay``.
     """
-    decay_steps = _check_int(decay_steps, "decay_steps", 1)
-    transition_begin = _check_int(transition_begin, "transition_begin", 0)
+    decay_steps = check_int("decay_steps", decay_steps, 1)
+    transition_begin = check_int("transition_begin", transition_begin, 0)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("decay_rate", decay_rate, 0, open_min=True)
+    if end_value is not None:
+        check_magnitude("end_value", end_value, 0)
 
     def schedule(step):
         p = jnp.maximum(_as_step(step) - transition_begin, 0.0) / decay_steps
@@ -423,8 +460,8 @@ def inverse_time_decay(
         p = \frac{t}{s}\ \ (\lfloor\cdot\rfloor \text{ if staircase})
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
-      decay_rate: :math:`k` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
+      decay_rate: :math:`k \ge 0` (traceable; checked unless traced).
       decay_steps: :math:`s`, ``>= 1``.
       staircase: decay in discrete jumps every ``decay_steps``.
 
@@ -441,7 +478,9 @@ def inverse_time_decay(
       Matches Keras ``InverseTimeDecay`` (the ``decay`` argument of Keras' legacy optimizers
       is the case ``decay_steps=1``).
     """
-    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+    decay_steps = check_int("decay_steps", decay_steps, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("decay_rate", decay_rate, 0)
 
     def schedule(step):
         p = _as_step(step) / decay_steps
@@ -462,8 +501,9 @@ def invscaling(init_value: float, power_t: float = 0.25) -> Schedule:
     :math:`t`.
 
     Args:
-      init_value: :math:`\eta_0`, scikit-learn's ``eta0`` (traceable).
-      power_t: :math:`p`, scikit-learn's ``power_t`` (traceable).
+      init_value: :math:`\eta_0 \ge 0`, scikit-learn's ``eta0`` (traceable; checked unless
+        traced).
+      power_t: :math:`p`, scikit-learn's ``power_t``, finite (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -477,6 +517,8 @@ def invscaling(init_value: float, power_t: float = 0.25) -> Schedule:
     References:
       Matches scikit-learn ``SGDClassifier(learning_rate="invscaling")``.
     """
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("power_t", power_t)
 
     def schedule(step):
         return _f32(init_value) / (_as_step(step) + 1.0) ** _f32(power_t)
@@ -502,8 +544,10 @@ def optimal(alpha: float, t0: float | None = None) -> Schedule:
     loss, so the maximum is 1).
 
     Args:
-      alpha: :math:`\alpha`, the L2 regularisation strength (traceable).
-      t0: :math:`t_0` (traceable), or ``None`` for scikit-learn's heuristic.
+      alpha: :math:`\alpha > 0`, the L2 regularisation strength (traceable; checked unless
+        traced).
+      t0: :math:`t_0 > 0` (traceable; checked unless traced), or ``None`` for scikit-learn's
+        heuristic.
 
     Returns:
       The schedule.
@@ -518,6 +562,9 @@ def optimal(alpha: float, t0: float | None = None) -> Schedule:
       Matches scikit-learn ``SGDClassifier(learning_rate="optimal")``; Bottou, Stochastic
       Gradient Descent Tricks, Neural Networks: Tricks of the Trade, 2012.
     """
+    check_magnitude("alpha", alpha, 0, open_min=True)
+    if t0 is not None:
+        check_magnitude("t0", t0, 0, open_min=True)
 
     def schedule(step):
         a = _f32(alpha)
@@ -552,10 +599,10 @@ def polynomial_decay(
     so the LR jumps back up after each multiple of :math:`s`.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
-      end_value: :math:`\eta_1` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
+      end_value: :math:`\eta_1 \ge 0` (traceable; checked unless traced).
       decay_steps: :math:`s`, ``>= 1``.
-      power: :math:`p` (traceable).
+      power: :math:`p > 0` (traceable; checked unless traced).
       cycle: Keras' cyclic variant.
 
     Returns:
@@ -570,7 +617,10 @@ def polynomial_decay(
     References:
       Matches Keras ``PolynomialDecay`` and, with ``end_value=0``, PyTorch ``PolynomialLR``.
     """
-    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+    decay_steps = check_int("decay_steps", decay_steps, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("end_value", end_value, 0)
+    check_magnitude("power", power, 0, open_min=True)
 
     def schedule(step):
         t = _as_step(step)
@@ -608,9 +658,9 @@ def cosine_decay(init_value: float, decay_steps: int, end_value: float = 0.0) ->
     ``end_value = alpha * init_value``.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       decay_steps: :math:`T`, ``>= 1``.
-      end_value: the floor :math:`\eta_{min}` (traceable).
+      end_value: the floor :math:`\eta_{min} \ge 0` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -625,7 +675,9 @@ def cosine_decay(init_value: float, decay_steps: int, end_value: float = 0.0) ->
       Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts,
       arXiv:1608.03983, 2017.
     """
-    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+    decay_steps = check_int("decay_steps", decay_steps, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("end_value", end_value, 0)
 
     def schedule(step):
         remaining = (decay_steps - jnp.minimum(_as_step(step), decay_steps)) / decay_steps
@@ -664,12 +716,13 @@ def sgdr(
     :math:`d = 1`.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       first_period: :math:`P`, length of the first cycle, ``>= 1``.
-      period_mult: :math:`m \ge 1`, growth factor of the cycle length (static; may be
+      period_mult: :math:`m \ge 1`, growth factor of the cycle length (static, finite; may be
         fractional).
-      peak_decay: :math:`d`, factor applied to the peak at each restart (traceable).
-      end_value: the floor :math:`\eta_{min}` (traceable).
+      peak_decay: :math:`d > 0`, factor applied to the peak at each restart (traceable; checked
+        unless traced).
+      end_value: the floor :math:`\eta_{min} \ge 0` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -684,10 +737,11 @@ def sgdr(
       Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts,
       arXiv:1608.03983, 2017.
     """
-    first_period = _check_int(first_period, "first_period", 1)
-    if not isinstance(period_mult, int | float | np.integer | np.floating) or period_mult < 1:
-        raise ValueError(f"period_mult must be a number >= 1, got {period_mult!r}")
-    m = float(period_mult)
+    first_period = check_int("first_period", first_period, 1)
+    m = check_float("period_mult", period_mult, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("peak_decay", peak_decay, 0, open_min=True)
+    check_magnitude("end_value", end_value, 0)
 
     def cycle_start(i):
         if m == 1.0:
@@ -739,12 +793,14 @@ def cyclic(
     :math:`g = \gamma^t` (``exp_range``).
 
     Args:
-      base_value: :math:`\eta_{base}`, the lower bound (traceable).
-      max_value: :math:`\eta_{max}`, the upper bound of the first cycle (traceable).
+      base_value: :math:`\eta_{base} \ge 0`, the lower bound (traceable; checked unless
+        traced).
+      max_value: :math:`\eta_{max} \ge 0`, the upper bound of the first cycle (traceable;
+        checked unless traced).
       step_size_up: :math:`u`, steps of the increasing half, ``>= 1``.
       step_size_down: :math:`w`, steps of the decreasing half, ``>= 1``; defaults to ``u``.
       mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
-      gamma: :math:`\gamma` of ``exp_range`` (traceable).
+      gamma: :math:`\gamma > 0` of ``exp_range`` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -760,9 +816,12 @@ def cyclic(
       ``exp_range``); Smith, Cyclical Learning Rates for Training Neural Networks,
       arXiv:1506.01186, 2017.
     """
-    up = _check_int(step_size_up, "step_size_up", 1)
-    down = up if step_size_down is None else _check_int(step_size_down, "step_size_down", 1)
-    mode = _check_choice(mode, "mode", _CYCLIC_MODES)
+    up = check_int("step_size_up", step_size_up, 1)
+    down = up if step_size_down is None else check_int("step_size_down", step_size_down, 1)
+    mode = check_choice("mode", mode, _CYCLIC_MODES)
+    check_magnitude("base_value", base_value, 0)
+    check_magnitude("max_value", max_value, 0)
+    check_magnitude("gamma", gamma, 0, open_min=True)
     length = up + down
 
     def schedule(step):
@@ -790,9 +849,8 @@ _ANNEAL_MODES = ("cos", "linear")
 
 def _one_cycle_phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> list[float]:
     """PyTorch's (float) last step of each one-cycle phase, validated to be increasing."""
-    total_steps = _check_int(total_steps, "total_steps", 2)
-    if not isinstance(pct_start, float | int) or not 0.0 < pct_start < 1.0:
-        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+    total_steps = check_int("total_steps", total_steps, 2)
+    pct_start = check_float("pct_start", pct_start, 0, 1, open_min=True, open_max=True)
     ends = [pct_start * total_steps - 1.0]
     if three_phase:
         ends.append(2.0 * pct_start * total_steps - 2.0)
@@ -848,10 +906,10 @@ def one_cycle(
 
     Args:
       total_steps: :math:`T`, ``>= 2``.
-      max_value: :math:`\eta_{max}` (traceable).
-      pct_start: :math:`p \in (0, 1)`, fraction of steps spent increasing.
-      div_factor: :math:`\text{div}` (traceable).
-      final_div_factor: :math:`\text{final\_div}` (traceable).
+      max_value: :math:`\eta_{max} \ge 0` (traceable; checked unless traced).
+      pct_start: :math:`p \in (0, 1)`, fraction of steps spent increasing (static, finite).
+      div_factor: :math:`\text{div} > 0` (traceable; checked unless traced).
+      final_div_factor: :math:`\text{final\_div} > 0` (traceable; checked unless traced).
       anneal: ``"cos"`` or ``"linear"``.
       three_phase: use fastai's/PyTorch's symmetric three-phase variant.
 
@@ -868,7 +926,10 @@ def one_cycle(
       Matches PyTorch ``OneCycleLR``; Smith & Topin, Super-Convergence, arXiv:1708.07120, 2018.
     """
     ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
-    anneal = _check_choice(anneal, "anneal", _ANNEAL_MODES)
+    anneal = check_choice("anneal", anneal, _ANNEAL_MODES)
+    check_magnitude("max_value", max_value, 0)
+    check_magnitude("div_factor", div_factor, 0, open_min=True)
+    check_magnitude("final_div_factor", final_div_factor, 0, open_min=True)
 
     def schedule(step):
         peak = _f32(max_value)
@@ -904,9 +965,11 @@ def one_cycle_momentum(
 
     Args:
       total_steps: :math:`T`, ``>= 2``.
-      base_momentum: :math:`m_{base}`, reached at the LR peak (traceable).
-      max_momentum: :math:`m_{max}`, at the start and end (traceable).
-      pct_start: fraction of steps in the first phase, in ``(0, 1)``.
+      base_momentum: :math:`m_{base} \in [0, 1]`, reached at the LR peak (traceable; checked
+        unless traced).
+      max_momentum: :math:`m_{max} \in [0, 1]`, at the start and end (traceable; checked
+        unless traced).
+      pct_start: fraction of steps in the first phase, in ``(0, 1)`` (static, finite).
       anneal: ``"cos"`` or ``"linear"``.
       three_phase: match ``one_cycle(..., three_phase=True)``.
 
@@ -924,7 +987,9 @@ def one_cycle_momentum(
       neural network hyper-parameters, arXiv:1803.09820, 2018.
     """
     ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
-    anneal = _check_choice(anneal, "anneal", _ANNEAL_MODES)
+    anneal = check_choice("anneal", anneal, _ANNEAL_MODES)
+    check_magnitude("base_momentum", base_momentum, 0, 1)
+    check_magnitude("max_momentum", max_momentum, 0, 1)
 
     def schedule(step):
         low, high = _f32(base_momentum), _f32(max_momentum)
@@ -974,7 +1039,7 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
             f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
             f"got {len(boundaries)}"
         )
-    boundaries = _check_increasing(boundaries, "boundaries", 1)
+    boundaries = check_increasing("boundaries", boundaries, 1)
     return optax.join_schedules(schedules, list(boundaries))
 
 
@@ -983,7 +1048,7 @@ def scale(schedule: Schedule, factor: float) -> Schedule:
 
     Args:
       schedule: the schedule :math:`f`.
-      factor: :math:`c` (traceable).
+      factor: :math:`c \ge 0` (traceable; checked unless traced).
 
     Returns:
       The scaled schedule.
@@ -996,6 +1061,7 @@ def scale(schedule: Schedule, factor: float) -> Schedule:
     References:
       The multiplier of PyTorch ``LambdaLR``; optax ``scale_by_schedule``.
     """
+    check_magnitude("factor", factor, 0)
 
     def scaled(step):
         return _f32(factor) * schedule(step)
@@ -1010,8 +1076,8 @@ def clip(
 
     Args:
       schedule: the schedule :math:`f`.
-      min_value: floor :math:`a` (traceable), or ``None``.
-      max_value: ceiling :math:`b` (traceable), or ``None``.
+      min_value: floor :math:`a \ge 0` (traceable; checked unless traced), or ``None``.
+      max_value: ceiling :math:`b \ge a` (traceable; checked unless traced), or ``None``.
 
     Returns:
       The clipped schedule.
@@ -1027,6 +1093,10 @@ def clip(
     """
     if min_value is None and max_value is None:
         raise ValueError("clip needs min_value or max_value (or both), got neither")
+    for name, value in (("min_value", min_value), ("max_value", max_value)):
+        if value is not None:
+            check_magnitude(name, value, 0)
+    _check_ordered("min_value", min_value, "max_value", max_value, strict=False)
 
     def clipped(step):
         lr = schedule(step)
@@ -1058,9 +1128,10 @@ def repeat(schedule: Schedule, period: int) -> Schedule:
     References:
       Restarts as in Loshchilov & Hutter, SGDR, arXiv:1608.03983, 2017.
     """
-    period = _check_int(period, "period", 1)
+    period = check_int("period", period, 1)
 
     def repeated(step):
+        _check_step(step)  # before %, which turns inf into nan (with a warning)
         # Python's % keeps giant Python ints exact; jnp arrays use their own modulo.
         return schedule(step % period)
 
@@ -1091,7 +1162,8 @@ def warmup(
     Args:
       schedule: the schedule :math:`f` that follows the warmup.
       warmup_steps: :math:`W \ge 0`; 0 returns ``schedule`` itself.
-      init_value: :math:`\eta_{init}` (traceable); must be > 0 for ``exponential``.
+      init_value: :math:`\eta_{init} \ge 0`, and ``> 0`` for ``exponential`` (traceable;
+        checked unless traced).
       mode: ``"linear"``, ``"exponential"`` or ``"cosine"``.
 
     Returns:
@@ -1107,10 +1179,10 @@ def warmup(
       Goyal et al., Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour,
       arXiv:1706.02677, 2017 (linear); Hugging Face ``transformers`` warmup schedules.
     """
-    warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
-    mode = _check_choice(mode, "mode", _WARMUP_MODES)
-    if mode == "exponential":
-        _check_positive_if_concrete(init_value, "init_value (for exponential warmup)")
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
+    mode = check_choice("mode", mode, _WARMUP_MODES)
+    # The exponential ramp divides by init_value.
+    check_magnitude("init_value", init_value, 0, open_min=mode == "exponential")
     if warmup_steps == 0:
         return schedule
 
@@ -1152,7 +1224,7 @@ def swa_schedule(
     Args:
       schedule: the schedule :math:`f` before SWA.
       swa_start: :math:`S \ge 0`, the step at which SWA's schedule takes over.
-      swa_lr: :math:`\eta_{swa}` (traceable).
+      swa_lr: :math:`\eta_{swa} \ge 0` (traceable; checked unless traced).
       anneal_steps: :math:`A \ge 0`.
       anneal: ``"cos"`` or ``"linear"``.
 
@@ -1170,9 +1242,10 @@ def swa_schedule(
       :math:`f(S)`); Izmailov et al., Averaging Weights Leads to Wider Optima and Better
       Generalization, arXiv:1803.05407, 2018.
     """
-    swa_start = _check_int(swa_start, "swa_start", 0)
-    anneal_steps = _check_int(anneal_steps, "anneal_steps", 0)
-    anneal = _check_choice(anneal, "anneal", _SWA_ANNEAL)
+    swa_start = check_int("swa_start", swa_start, 0)
+    anneal_steps = check_int("anneal_steps", anneal_steps, 0)
+    anneal = check_choice("anneal", anneal, _SWA_ANNEAL)
+    check_magnitude("swa_lr", swa_lr, 0)
 
     def swa_part(step):
         q = jnp.minimum(_as_step(step) / max(anneal_steps, 1), 1.0)
@@ -1193,7 +1266,7 @@ def swa_schedule(
 
 
 def _warmup_and_decay_steps(warmup_steps, total_steps) -> tuple[int, int]:
-    total_steps = _check_int(total_steps, "total_steps", 1)
+    total_steps = check_int("total_steps", total_steps, 1)
     warmup_steps = to_steps(warmup_steps, total_steps, "warmup_steps")
     if warmup_steps >= total_steps:
         raise ValueError(
@@ -1219,11 +1292,11 @@ def warmup_linear_decay(
         \end{cases}
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
       total_steps: :math:`T \ge 1`.
-      end_value: :math:`\eta_{end}` (traceable).
-      init_value: :math:`\eta_{init}` (traceable).
+      end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
+      init_value: :math:`\eta_{init} \ge 0` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1239,6 +1312,7 @@ def warmup_linear_decay(
       ``init_value=0``); Devlin et al., BERT, arXiv:1810.04805, 2019.
     """
     warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
+    _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
     return warmup(linear(peak_value, end_value, decay_steps), warmup_steps, init_value)
 
 
@@ -1267,12 +1341,13 @@ def warmup_cosine_decay(
     ``if``, so it can be vmapped.
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
       total_steps: :math:`T \ge 1`.
-      end_value: :math:`\eta_{end}`, the floor (traceable).
-      init_value: start of the warmup (traceable).
-      num_cycles: :math:`n`, number of cosine periods after warmup (traceable).
+      end_value: :math:`\eta_{end} \ge 0`, the floor (traceable; checked unless traced).
+      init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
+      num_cycles: :math:`n > 0`, number of cosine periods after warmup (traceable; checked
+        unless traced).
 
     Returns:
       The schedule.
@@ -1288,6 +1363,8 @@ def warmup_cosine_decay(
       ``get_cosine_schedule_with_warmup``.
     """
     warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
+    _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
+    check_magnitude("num_cycles", num_cycles, 0, open_min=True)
 
     def decay(step):
         s = jnp.minimum(_as_step(step), decay_steps)
@@ -1316,12 +1393,12 @@ def cosine_with_hard_restarts(
         \quad (W \le t < T), \qquad \eta_t = \eta_{end} \quad (t \ge T)
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
       total_steps: :math:`T \ge 1`.
       num_cycles: :math:`n \ge 1`, the number of hard restarts plus one.
-      end_value: :math:`\eta_{end}` (traceable).
-      init_value: start of the warmup (traceable).
+      end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
+      init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1337,7 +1414,8 @@ def cosine_with_hard_restarts(
       Loshchilov & Hutter, SGDR, arXiv:1608.03983, 2017.
     """
     warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
-    num_cycles = _check_int(num_cycles, "num_cycles", 1)
+    num_cycles = check_int("num_cycles", num_cycles, 1)
+    _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
 
     def decay(step):
         s = _as_step(step)
@@ -1366,10 +1444,10 @@ def inverse_sqrt(
     the Transformer's :math:`\eta_{peak}\sqrt{W / t}`.
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W \ge 0`.
       timescale: :math:`\tau \ge 1`, or ``None`` for the default.
-      init_value: start of the warmup (traceable).
+      init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1384,10 +1462,11 @@ def inverse_sqrt(
       Matches Hugging Face ``get_inverse_sqrt_schedule``; Vaswani et al., Attention Is All You
       Need, arXiv:1706.03762, 2017.
     """
-    warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
     if timescale is None:
         timescale = warmup_steps or 10_000
-    timescale = _check_int(timescale, "timescale", 1)
+    timescale = check_int("timescale", timescale, 1)
+    _check_values(peak_value=peak_value, init_value=init_value)
 
     def decay(step):
         return _f32(peak_value) * jnp.sqrt(timescale / (_as_step(step) + timescale))
@@ -1430,13 +1509,13 @@ def warmup_stable_decay(
     cosine).
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       total_steps: :math:`T \ge 1`.
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``.
       decay_steps: :math:`D`, steps or a fraction of ``total_steps``; ``W + D <= T``.
       decay_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
-      end_value: :math:`\eta_{end}` (traceable).
-      init_value: start of the warmup (traceable).
+      end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
+      init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1451,10 +1530,11 @@ def warmup_stable_decay(
       Hägele et al., Scaling Laws and Compute-Optimal Training beyond Fixed Training
       Durations, arXiv:2405.18392, 2024; Hu et al., MiniCPM, arXiv:2404.06395, 2024.
     """
-    total_steps = _check_int(total_steps, "total_steps", 1)
+    total_steps = check_int("total_steps", total_steps, 1)
     warmup_steps = to_steps(warmup_steps, total_steps, "warmup_steps")
     decay_steps = to_steps(decay_steps, total_steps, "decay_steps")
-    decay_type = _check_choice(decay_type, "decay_type", tuple(_COOLDOWN_SHAPES))
+    decay_type = check_choice("decay_type", decay_type, tuple(_COOLDOWN_SHAPES))
+    _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
     if decay_steps < 1 or warmup_steps + decay_steps > total_steps:
         raise ValueError(
             f"decay_steps must be in [1, total_steps - warmup_steps] = "
@@ -1475,8 +1555,8 @@ def warmup_stable_decay(
 
 
 def _snapshot_cycle_length(total_steps: int, num_cycles: int) -> int:
-    total_steps = _check_int(total_steps, "total_steps", 1)
-    num_cycles = _check_int(num_cycles, "num_cycles", 1)
+    total_steps = check_int("total_steps", total_steps, 1)
+    num_cycles = check_int("num_cycles", num_cycles, 1)
     if num_cycles > total_steps:
         raise ValueError(
             f"num_cycles must be in [1, total_steps] = [1, {total_steps}], got {num_cycles}"
@@ -1504,7 +1584,7 @@ def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> S
     by :func:`snapshot_steps`.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       total_steps: :math:`T \ge 1`.
       num_cycles: :math:`M \ge 1`, the number of cycles (and snapshots).
 
@@ -1521,6 +1601,7 @@ def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> S
       Huang et al., Snapshot Ensembles: Train 1, get M for free, arXiv:1704.00109, 2017.
     """
     length = _snapshot_cycle_length(total_steps, num_cycles)
+    check_magnitude("init_value", init_value, 0)
 
     def schedule(step):
         t = _as_step(step)
@@ -1573,11 +1654,11 @@ def tanh_decay(
         \qquad \eta_t = \eta_{end} \quad (t \ge T)
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       total_steps: :math:`T \ge 1`.
-      end_value: :math:`\eta_{end}` (traceable).
-      lower_bound: :math:`L` (traceable).
-      upper_bound: :math:`U` (traceable).
+      end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
+      lower_bound: :math:`L`, finite (traceable; checked unless traced).
+      upper_bound: :math:`U`, finite (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1593,7 +1674,10 @@ def tanh_decay(
       Stochastic Gradient Descent with Hyperbolic-Tangent Decay on Classification,
       arXiv:1806.01593, 2019.
     """
-    total_steps = _check_int(total_steps, "total_steps", 1)
+    total_steps = check_int("total_steps", total_steps, 1)
+    _check_values(init_value=init_value, end_value=end_value)
+    check_magnitude("lower_bound", lower_bound)
+    check_magnitude("upper_bound", upper_bound)
 
     def schedule(step):
         t = _as_step(step)

@@ -1020,6 +1020,15 @@ def test_giant_step_is_finite(case):
             assert_matches(value, tail, scale)
 
 
+def test_concrete_non_finite_step_is_rejected(case):
+    schedule = compiled(case.id).schedule
+    for step in (float("nan"), float("inf"), np.float32("-inf"), jnp.asarray([0.0, np.nan])):
+        with pytest.raises(ValueError, match=r"step must be finite"):
+            schedule(step)
+    # A traced step cannot be inspected: under jit it goes through unchecked, as before.
+    assert jax.jit(schedule)(jnp.asarray(np.nan, jnp.float32)).shape == ()
+
+
 # ------------------------------------------------------------------------------------------------
 # vmap over every traceable hyperparameter.
 # ------------------------------------------------------------------------------------------------
@@ -1683,6 +1692,210 @@ def test_bad_input_raises_naming_argument_and_range(name):
     build, pattern = ERRORS[name]
     with pytest.raises(ValueError, match=pattern):
         build()
+
+
+# ------------------------------------------------------------------------------------------------
+# Concrete magnitudes are validated when the schedule is built; traced ones are not.
+# ------------------------------------------------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+# The reproductions of issue 12: each was silently accepted (NaN, inf or negative LRs).
+MAGNITUDE_ERRORS = {
+    "cosine_decay-init-nan": (
+        lambda: S.cosine_decay(NAN, 100),
+        r"init_value must be a finite number >= 0, got nan",
+    ),
+    "cosine_decay-init-inf": (
+        lambda: S.cosine_decay(INF, 100),
+        r"init_value must be a finite number >= 0, got inf",
+    ),
+    "step_decay-gamma-nan": (
+        lambda: S.step_decay(0.1, 10, gamma=NAN),
+        r"gamma must be a finite number > 0, got nan",
+    ),
+    "step_decay-gamma-negative": (
+        lambda: S.step_decay(0.1, 10, gamma=-0.5),
+        r"gamma must be a finite number > 0, got -0.5",
+    ),
+    "exponential_decay-decay_rate-negative": (
+        lambda: S.exponential_decay(0.1, decay_rate=-0.5, decay_steps=10),
+        r"decay_rate must be a finite number > 0, got -0.5",
+    ),
+    "sgdr-period_mult-nan": (
+        lambda: S.sgdr(0.1, 10, period_mult=NAN),
+        r"period_mult must be a finite number >= 1, got nan",
+    ),
+    "sgdr-period_mult-inf": (
+        lambda: S.sgdr(0.1, 10, period_mult=INF),
+        r"period_mult must be a finite number >= 1, got inf",
+    ),
+    "one_cycle-div_factor-0": (
+        lambda: S.one_cycle(100, 0.1, div_factor=0),
+        r"div_factor must be a finite number > 0, got 0",
+    ),
+    "warmup_cosine_decay-peak-negative": (
+        lambda: S.warmup_cosine_decay(-0.1, 10, 100),
+        r"peak_value must be a finite number >= 0, got -0.1",
+    ),
+    "warmup_cosine_decay-num_cycles-negative": (
+        lambda: S.warmup_cosine_decay(0.1, 10, 100, num_cycles=-1),
+        r"num_cycles must be a finite number > 0, got -1",
+    ),
+    "clip-min-above-max": (
+        lambda: S.clip(S.cosine_decay(1.0, 10), min_value=0.5, max_value=0.1),
+        r"min_value must be <= max_value, got min_value=0.5, max_value=0.1",
+    ),
+    "polynomial_decay-power-negative": (
+        lambda: S.polynomial_decay(0.1, 0.0, 100, power=-1),
+        r"power must be a finite number > 0, got -1",
+    ),
+    "optimal-alpha-0": (lambda: S.optimal(alpha=0.0), r"alpha must be a finite number > 0"),
+    "optimal-alpha-negative": (
+        lambda: S.optimal(alpha=-1e-4),
+        r"alpha must be a finite number > 0",
+    ),
+    "inverse_time_decay-decay_rate-negative": (
+        lambda: S.inverse_time_decay(0.1, decay_rate=-1.0, decay_steps=1),
+        r"decay_rate must be a finite number >= 0, got -1.0",
+    ),
+    "cosine_decay-vector-init": (
+        lambda: S.cosine_decay([0.1, 0.2], 100),
+        r"init_value must be a scalar, got shape \(2,\).*jax\.vmap",
+    ),
+    "schedule-nan-step": (
+        lambda: S.cosine_decay(0.1, 100)(float("nan")),
+        r"step must be finite, got nan",
+    ),
+    # The same rule for the other factories' ranges.
+    "linear-end-negative": (lambda: S.linear(1.0, -0.1, 10), r"end_value must be .* >= 0"),
+    "multistep-gamma-0": (
+        lambda: S.multistep_decay(1.0, [5], gamma=0.0),
+        r"gamma must be a finite number > 0, got 0.0",
+    ),
+    "piecewise-value-negative": (
+        lambda: S.piecewise_constant([5], [1.0, -0.5]),
+        r"values\[1\] must be a finite number >= 0, got -0.5",
+    ),
+    "exponential-end_value-nan": (
+        lambda: S.exponential_decay(1.0, 0.5, 10, end_value=NAN),
+        r"end_value must be a finite number >= 0, got nan",
+    ),
+    "invscaling-power_t-inf": (
+        lambda: S.invscaling(0.1, power_t=INF),
+        r"power_t must be a finite number, got inf",
+    ),
+    "optimal-t0-0": (lambda: S.optimal(0.01, t0=0.0), r"t0 must be a finite number > 0"),
+    "sgdr-peak_decay-0": (lambda: S.sgdr(1.0, 10, peak_decay=0.0), r"peak_decay .* > 0"),
+    "cyclic-gamma-negative": (
+        lambda: S.cyclic(0.1, 1.0, 5, mode="exp_range", gamma=-0.9),
+        r"gamma must be a finite number > 0",
+    ),
+    "one_cycle-final_div_factor-nan": (
+        lambda: S.one_cycle(100, 1.0, final_div_factor=NAN),
+        r"final_div_factor must be a finite number > 0, got nan",
+    ),
+    "one_cycle_momentum-above-1": (
+        lambda: S.one_cycle_momentum(100, base_momentum=1.5),
+        r"base_momentum must be a finite number in \[0, 1\], got 1.5",
+    ),
+    "one_cycle-pct_start-nan": (
+        lambda: S.one_cycle(100, 1.0, pct_start=NAN),
+        r"pct_start must be a finite number in \(0, 1\), got nan",
+    ),
+    "warmup-init-negative": (
+        lambda: S.warmup(S.constant(1.0), 5, init_value=-0.1),
+        r"init_value must be a finite number >= 0",
+    ),
+    "scale-factor-negative": (
+        lambda: S.scale(S.constant(1.0), -2.0),
+        r"factor must be a finite number >= 0",
+    ),
+    "clip-min-inf": (
+        lambda: S.clip(S.constant(1.0), min_value=INF),
+        r"min_value must be a finite number >= 0, got inf",
+    ),
+    "swa_schedule-swa_lr-nan": (
+        lambda: S.swa_schedule(S.constant(1.0), 10, NAN),
+        r"swa_lr must be a finite number >= 0, got nan",
+    ),
+    "tanh-lower_bound-nan": (
+        lambda: S.tanh_decay(1.0, 100, lower_bound=NAN),
+        r"lower_bound must be a finite number, got nan",
+    ),
+    "wsd-end-negative": (
+        lambda: S.warmup_stable_decay(1.0, 100, 10, 20, end_value=-1e-3),
+        r"end_value must be a finite number >= 0",
+    ),
+    "hard_restarts-init-inf": (
+        lambda: S.cosine_with_hard_restarts(1.0, 10, 100, init_value=INF),
+        r"init_value must be a finite number >= 0, got inf",
+    ),
+    "inverse_sqrt-peak-numpy-nan": (
+        lambda: S.inverse_sqrt(np.float32("nan"), 10),
+        r"peak_value must be a finite number >= 0",
+    ),
+    "to_steps-fraction-nan": (
+        lambda: S.to_steps(NAN, 100, "warmup_steps"),
+        r"warmup_steps .* must be in \[0, 1\], got nan",
+    ),
+    "get-fraction-inf": (
+        lambda: S.get("cosine", total_steps=100, init_value=1.0, decay_steps=INF),
+        r"decay_steps .* must be in \[0, 1\], got inf",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MAGNITUDE_ERRORS))
+def test_bad_concrete_magnitude_raises_naming_argument(name):
+    build, pattern = MAGNITUDE_ERRORS[name]
+    with pytest.raises(ValueError, match=pattern):
+        build()
+
+
+_HYPER_IDS = [f"{f.__name__}-{n}-{i}" for i, (f, _, n, _) in enumerate(HYPER)]
+
+
+@pytest.mark.parametrize(("factory", "fixed", "name", "values"), HYPER, ids=_HYPER_IDS)
+@pytest.mark.parametrize("bad", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
+def test_every_traced_argument_rejects_concrete_non_finite_values(
+    factory, fixed, name, values, bad
+):
+    value = [bad, *values[0][1:]] if name == "values" else bad
+    pattern = re.escape(name) + r"(\[0\])? must be a finite number"
+    with pytest.raises(ValueError, match=pattern):
+        factory(**fixed, **{name: value})
+
+
+@pytest.mark.parametrize(("factory", "fixed", "name", "values"), HYPER, ids=_HYPER_IDS)
+def test_every_traced_argument_rejects_a_concrete_vector(factory, fixed, name, values):
+    # A vector outside vmap would silently make every LR a vector; vmap is the way.
+    if name == "values":
+        pattern = r"values must have len\(boundaries\) \+ 1"
+    else:
+        pattern = re.escape(name) + r" must be a scalar, got shape \(2,\).*jax\.vmap"
+    with pytest.raises(ValueError, match=pattern):
+        factory(**fixed, **{name: np.asarray(values[:2])})
+
+
+def test_traced_magnitudes_skip_the_build_time_checks():
+    # Out-of-range values on purpose: under vmap they are tracers and nothing may inspect them.
+    steps = jnp.arange(5)
+    build = {
+        "gamma": lambda g: S.step_decay(1.0, 2, g)(steps),
+        "power": lambda p: S.polynomial_decay(1.0, 0.0, 10, p)(steps),
+        "min_value": lambda m: S.clip(S.constant(0.5), m, 0.1)(steps),
+        "init_value": lambda v: S.cosine_decay(v, 10)(steps),
+    }
+    for name, fn in build.items():
+        out = jax.vmap(fn)(jnp.asarray([-0.5, 2.0], jnp.float32))
+        assert out.shape == (2, 5), name
+
+
+def test_concrete_jax_scalars_are_checked_like_python_numbers():
+    with pytest.raises(ValueError, match=r"gamma must be a finite number > 0"):
+        S.step_decay(1.0, 10, jnp.asarray(-0.5, jnp.float32))
+    assert float(S.step_decay(1.0, 10, jnp.asarray(0.5, jnp.float32))(10)) == 0.5
 
 
 PUBLIC_SCHEDULES = sorted(
