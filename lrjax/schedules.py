@@ -10,9 +10,15 @@ Conventions shared by all schedules:
 * ``step`` is optax's update count: ``schedule(t)`` is the learning rate used by the update
   at optimizer count ``t`` (``t = 0`` for the first update). In PyTorch terms it is the LR
   after ``t`` calls of ``scheduler.step()``. Python ints (also beyond int32), integer arrays
-  and float arrays are accepted; the step is cast to float32 and negative steps count as 0. A
-  concrete step that is NaN or infinite raises ``ValueError`` (a traced one cannot be
-  inspected).
+  and float arrays are accepted, and negative steps count as 0. A concrete step that is NaN or
+  infinite raises ``ValueError`` (a traced one cannot be inspected).
+* Integer steps stay exact at every step: positions inside periods and staircases (cyclic,
+  SGDR, snapshot ensembles, :func:`repeat`, Keras' cyclic polynomial, hard restarts, step and
+  staircase decays, milestones) are computed in integer arithmetic before any float cast:
+  Python and NumPy integers on the host at any size, JAX integer arrays in their own dtype
+  (int32 under the default JAX config, the dtype of optax's count). The rest of the formula
+  then runs in float32, which holds every integer only below 2**24. Float steps are used as
+  float32.
 * Magnitudes (initial, peak, final and floor values, decay rates, ``gamma``, factors, powers)
   are traced: they never reach a Python ``if``, so ``jax.vmap`` over any of them works. A
   concrete magnitude (a Python, NumPy or concrete JAX number) is validated when the schedule
@@ -90,6 +96,8 @@ __all__ = [
 # Validation of static arguments and conversion of the step.
 # --------------------------------------------------------------------------------------------
 
+_INT32_MAX = 2**31 - 1
+
 
 def _check_step(step: Any) -> None:
     """Rejects a concrete NaN or infinite step, which would silently give NaN learning rates.
@@ -108,10 +116,75 @@ def _as_step(step: Any) -> jax.Array:
     """The step as float32, negative steps counting as 0.
 
     float32 first: a Python int beyond int32 would overflow on the way into JAX, and strict
-    dtype promotion forbids mixing an int32 count with float32 magnitudes.
+    dtype promotion forbids mixing an int32 count with float32 magnitudes. float32 holds every
+    integer only below 2**24: positions inside periods use :func:`_split_step` instead.
     """
     _check_step(step)
     return jnp.maximum(jnp.asarray(step, dtype=jnp.float32), 0.0)
+
+
+def _host_int(step: Any) -> np.ndarray | None:
+    """A NumPy integer step (scalar, array or list of ints) as a host array; None otherwise."""
+    if isinstance(step, jax.Array | int):
+        return None
+    array = np.asarray(step)
+    return array if array.dtype.kind in "iu" else None
+
+
+def _split_step(step: Any, period: int, offset: int = 0) -> tuple[jax.Array, Any]:
+    r"""``(k, x)`` with :math:`t = k P + x`, :math:`0 \le x < P`, for :math:`t = \max(s - b, 0)`.
+
+    ``s`` is the step with negative steps counted as 0, ``P`` = ``period`` and ``b`` =
+    ``offset``. Integer steps are divided in integer arithmetic before any float cast, so ``x``
+    is exact at every step: Python and NumPy integers on the host (any size), JAX integer
+    arrays in their own dtype (int32 by default, whose range every optax count stays in). A
+    float32 cast of the step instead is exact only below 2**24, and beyond that the position in
+    the period, and with it the learning rate, is wrong. Float steps keep float32 arithmetic.
+
+    Returns:
+      ``k`` as float32 (it only counts periods), and ``x`` as an integer array of the step's
+      kind (host NumPy for host integers, JAX for JAX integers) or float32 for float steps.
+    """
+    if isinstance(step, int):  # Python ints stay exact at any size, also beyond int64
+        k, x = divmod(max(max(step, 0) - offset, 0), period)
+        return jnp.asarray(float(k), jnp.float32), np.int64(x)
+    host = _host_int(step)
+    if host is not None:
+        t = np.maximum(host, 0)
+        t = np.where(t > offset, t - offset, 0)
+        k, x = np.divmod(t, period)
+        return jnp.asarray(np.asarray(k, np.float64), jnp.float32), x.astype(np.int64)
+    if isinstance(step, jax.Array) and jnp.issubdtype(step.dtype, jnp.integer):
+        t = jnp.maximum(step, 0)
+        t = jnp.where(t > offset, t - offset, 0)
+        k = t // period
+        return k.astype(jnp.float32), t - k * period
+    t = jnp.maximum(_as_step(step) - offset, 0.0)
+    k = jnp.floor(t / period)
+    # Rounding of t / P can put x a hair outside [0, P); keep the phase inside the period.
+    return k, jnp.clip(t - k * period, 0.0, period)
+
+
+def _divmod_step(step: Any, period: int, offset: int = 0) -> tuple[jax.Array, jax.Array]:
+    """:func:`_split_step` with the position ``x`` cast to float32 (exact, as ``x < period``)."""
+    k, x = _split_step(step, period, offset)
+    return k, jnp.asarray(x, jnp.float32)
+
+
+def _clamp_step(step: Any, high: int) -> jax.Array:
+    """The step clipped to ``[0, high]``: int32 for integer steps (exact), float32 otherwise.
+
+    For schedules that are flat from ``high`` on, clamping first lets every integer step, even
+    a Python int beyond int32, be compared with boundaries exactly in int32.
+    """
+    if isinstance(step, int):
+        return jnp.asarray(min(max(step, 0), high), jnp.int32)
+    host = _host_int(step)
+    if host is not None:
+        return jnp.asarray(np.clip(host, 0, high).astype(np.int32))
+    if isinstance(step, jax.Array) and jnp.issubdtype(step.dtype, jnp.integer):
+        return jnp.clip(step, 0, high)
+    return jnp.clip(_as_step(step), 0.0, float(high))
 
 
 def _f32(value: Any) -> jax.Array:
@@ -128,6 +201,14 @@ def _check_ordered(low_name: str, low: Any, high_name: str, high: Any, strict: b
             f"{low_name} must be {relation} {high_name}, got {low_name}={low!r}, "
             f"{high_name}={high!r}"
         )
+
+
+def _check_boundaries(name: str, values: Sequence[Any], minimum: int) -> tuple[int, ...]:
+    """Strictly increasing steps ``>= minimum`` that int32 steps (optax's count) can pass."""
+    values = check_increasing(name, values, minimum)
+    if values and values[-1] >= _INT32_MAX:
+        raise ValueError(f"{name} must be < 2**31 - 1 (int32 steps), got {list(values)}")
+    return values
 
 
 def _check_values(**values: Any) -> None:
@@ -293,7 +374,8 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedul
     check_magnitude("gamma", gamma, 0, open_min=True)
 
     def schedule(step):
-        return _f32(init_value) * _f32(gamma) ** jnp.floor(_as_step(step) / step_size)
+        decays, _ = _divmod_step(step, step_size)
+        return _f32(init_value) * _f32(gamma) ** decays
 
     return schedule
 
@@ -305,7 +387,7 @@ def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float =
 
     Args:
       init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
-      milestones: strictly increasing steps :math:`m_i \ge 1`.
+      milestones: strictly increasing steps :math:`1 \le m_i < 2^{31} - 1`.
       gamma: :math:`\gamma > 0` (traceable; checked unless traced).
 
     Returns:
@@ -321,14 +403,16 @@ def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float =
       Matches PyTorch ``MultiStepLR`` (closed form, ``bisect_right``); He et al., Deep Residual
       Learning for Image Recognition, CVPR 2016.
     """
-    milestones = jnp.asarray(check_increasing("milestones", milestones, 1), jnp.float32)
+    milestones = _check_boundaries("milestones", milestones, 1)
     check_magnitude("init_value", init_value, 0)
     check_magnitude("gamma", gamma, 0, open_min=True)
 
     def schedule(step):
-        t = _as_step(step)
-        passed = jnp.sum(t[..., None] >= milestones, axis=-1).astype(jnp.float32)
-        return _f32(init_value) * _f32(gamma) ** passed
+        # Flat from the last milestone on, so clamping there keeps integer steps exact.
+        t = _clamp_step(step, milestones[-1] if milestones else 0)
+        bounds = jnp.asarray(milestones, t.dtype).reshape((1,) * t.ndim + (-1,))
+        passed = jnp.sum(t[..., None] >= bounds, axis=-1)
+        return _f32(init_value) * _f32(gamma) ** passed.astype(jnp.float32)
 
     return schedule
 
@@ -343,7 +427,7 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.
     ``boundaries[i-1] < t <= boundaries[i]`` and ``values[-1]`` after the last boundary.
 
     Args:
-      boundaries: strictly increasing steps :math:`b_j \ge 0`.
+      boundaries: strictly increasing steps :math:`0 \le b_j < 2^{31} - 1`.
       values: ``len(boundaries) + 1`` values :math:`v_i \ge 0` (traceable, as one array; each
         checked unless traced).
 
@@ -360,7 +444,7 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.
       Matches Keras ``PiecewiseConstantDecay`` (including its ``step <= boundary`` convention;
       optax ``piecewise_constant_schedule`` instead multiplies scales at ``step >= boundary``).
     """
-    boundaries = check_increasing("boundaries", boundaries, 0)
+    boundaries = _check_boundaries("boundaries", boundaries, 0)
     if not is_traced(values):
         for i, value in enumerate(np.asarray(values, dtype=object).reshape(-1)):
             check_magnitude(f"values[{i}]", value, 0)
@@ -370,10 +454,11 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.
             f"values must have len(boundaries) + 1 = {len(boundaries) + 1} entries, "
             f"got shape {values.shape}"
         )
-    bounds = jnp.asarray(boundaries, jnp.float32)
 
     def schedule(step):
-        t = _as_step(step)
+        # Flat after the last boundary, so clamping just past it keeps integer steps exact.
+        t = _clamp_step(step, boundaries[-1] + 1 if boundaries else 0)
+        bounds = jnp.asarray(boundaries, t.dtype).reshape((1,) * t.ndim + (-1,))
         return values[jnp.sum(t[..., None] > bounds, axis=-1)]
 
     return schedule
@@ -438,9 +523,10 @@ def exponential_decay(
         check_magnitude("end_value", end_value, 0)
 
     def schedule(step):
-        p = jnp.maximum(_as_step(step) - transition_begin, 0.0) / decay_steps
         if staircase:
-            p = jnp.floor(p)
+            p, _ = _divmod_step(step, decay_steps, offset=transition_begin)
+        else:
+            p = jnp.maximum(_as_step(step) - transition_begin, 0.0) / decay_steps
         lr = _f32(init_value) * _f32(decay_rate) ** p
         if end_value is None:
             return lr
@@ -483,9 +569,7 @@ def inverse_time_decay(
     check_magnitude("decay_rate", decay_rate, 0)
 
     def schedule(step):
-        p = _as_step(step) / decay_steps
-        if staircase:
-            p = jnp.floor(p)
+        p = _divmod_step(step, decay_steps)[0] if staircase else _as_step(step) / decay_steps
         return _f32(init_value) / (1.0 + _f32(decay_rate) * p)
 
     return schedule
@@ -623,12 +707,15 @@ def polynomial_decay(
     check_magnitude("power", power, 0, open_min=True)
 
     def schedule(step):
-        t = _as_step(step)
         if cycle:
-            span = decay_steps * jnp.maximum(jnp.ceil(t / decay_steps), 1.0)
+            # t = k s + x; the span is s ceil(t / s) (s at t = 0), and span - t is the exact
+            # integer s - x (0 at the end of a period), so no digits cancel at giant steps.
+            k, x = _divmod_step(step, decay_steps)
+            periods = jnp.where(x > 0, k + 1.0, jnp.maximum(k, 1.0))
+            left = jnp.where(x > 0, decay_steps - x, jnp.where(k == 0, float(decay_steps), 0.0))
+            remaining = left / (periods * decay_steps)
         else:
-            span, t = float(decay_steps), jnp.minimum(t, decay_steps)
-        remaining = (span - t) / span
+            remaining = (decay_steps - jnp.minimum(_as_step(step), decay_steps)) / decay_steps
         return (_f32(init_value) - _f32(end_value)) * remaining ** _f32(power) + _f32(end_value)
 
     return schedule
@@ -744,20 +831,21 @@ def sgdr(
     check_magnitude("end_value", end_value, 0)
 
     def cycle_start(i):
-        if m == 1.0:
-            return first_period * i
         return first_period * (m**i - 1.0) / (m - 1.0)
 
     def schedule(step):
-        t = _as_step(step)
         if m == 1.0:
-            i = jnp.floor(t / first_period)
+            # Equal periods: the position inside the period is exact integer arithmetic.
+            i, x = _divmod_step(step, first_period)
+            remaining = (first_period - x) / first_period
         else:
+            # Periods grow with t, so float32's relative error in t stays a tiny phase error.
+            t = _as_step(step)
             i = jnp.floor(jnp.log1p(t * (m - 1.0) / first_period) / math.log(m))
             # The logarithm can land a hair off an integer at a restart; fix it exactly.
             i = jnp.where(t < cycle_start(i), i - 1, i)
             i = jnp.where(t >= cycle_start(i + 1), i + 1, i)
-        remaining = (cycle_start(i + 1) - t) / (first_period * m**i)
+            remaining = (cycle_start(i + 1) - t) / (first_period * m**i)
         peak = _f32(init_value) - _f32(end_value)
         return _f32(end_value) + peak * _f32(peak_decay) ** i * _cosine_weight(remaining)
 
@@ -825,16 +913,14 @@ def cyclic(
     length = up + down
 
     def schedule(step):
-        t = _as_step(step)
-        completed = jnp.floor(t / length)
-        x = t - completed * length  # exact for integer steps, unlike 1 + t/c - cycle
+        completed, x = _divmod_step(step, length)  # exact for integer steps, unlike 1 + t/c - k
         height = jnp.where(x <= up, x / up, (length - x) / down)
         if mode == "triangular":
             g = 1.0
         elif mode == "triangular2":
             g = 0.5**completed
         else:
-            g = _f32(gamma) ** t
+            g = _f32(gamma) ** _as_step(step)
         return _f32(base_value) + (_f32(max_value) - _f32(base_value)) * height * g
 
     return schedule
@@ -901,8 +987,10 @@ def one_cycle(
         \quad\text{or}\quad a_i + (a_{i+1} - a_i)\, q \ \ (\text{linear})
 
     through the values :math:`a = (\eta_{init}, \eta_{max}, \eta_{final})` (three-phase:
-    :math:`(\eta_{init}, \eta_{max}, \eta_{init}, \eta_{final})`). Past :math:`T - 1` the LR
-    stays at :math:`\eta_{final}` (PyTorch raises instead).
+    :math:`(\eta_{init}, \eta_{max}, \eta_{init}, \eta_{final})`). From :math:`T - 1` on the
+    LR stays at :math:`\eta_{final}`. PyTorch agrees up to :math:`T - 1`; at :math:`t = T` it
+    extrapolates its last phase (:math:`q > 1`, so ``cos`` turns back up and ``linear`` passes
+    below :math:`\eta_{final}`), and it raises only past ``total_steps``.
 
     Args:
       total_steps: :math:`T`, ``>= 2``.
@@ -1131,9 +1219,9 @@ def repeat(schedule: Schedule, period: int) -> Schedule:
     period = check_int("period", period, 1)
 
     def repeated(step):
-        _check_step(step)  # before %, which turns inf into nan (with a warning)
-        # Python's % keeps giant Python ints exact; jnp arrays use their own modulo.
-        return schedule(step % period)
+        # The position stays an integer of the step's own kind, so the inner schedule sees an
+        # exact step; negative steps count as 0 (Python's % would wrap them into the period).
+        return schedule(_split_step(step, period)[1])
 
     return repeated
 
@@ -1396,7 +1484,9 @@ def cosine_with_hard_restarts(
       peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
       total_steps: :math:`T \ge 1`.
-      num_cycles: :math:`n \ge 1`, the number of hard restarts plus one.
+      num_cycles: :math:`n \ge 1`, the number of hard restarts plus one. The phase
+        :math:`(n s) \bmod D` is exact integer arithmetic for integer steps when
+        :math:`n D < 2^{31}`, and float32 beyond.
       end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
       init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
 
@@ -1416,11 +1506,16 @@ def cosine_with_hard_restarts(
     warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
     num_cycles = check_int("num_cycles", num_cycles, 1)
     _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
+    fits_int32 = num_cycles * decay_steps <= _INT32_MAX
 
     def decay(step):
-        s = _as_step(step)
-        # (n s) mod D on integers is exact in float32, where HF's (n q) % 1 would round.
-        remaining = (decay_steps - jnp.mod(num_cycles * s, decay_steps)) / decay_steps
+        # Flat from D on, so clamp there; then (n s) mod D on integers is exact, where HF's
+        # (n q) % 1 would round, and so would n s in float32 from 2**24 on.
+        s = _clamp_step(step, decay_steps)
+        if jnp.issubdtype(s.dtype, jnp.integer) and not fits_int32:
+            s = s.astype(jnp.float32)
+        phase = jnp.mod(num_cycles * s, decay_steps).astype(jnp.float32)
+        remaining = (decay_steps - phase) / decay_steps
         value = _f32(end_value) + (_f32(peak_value) - _f32(end_value)) * _cosine_weight(remaining)
         return jnp.where(s < decay_steps, value, _f32(end_value))
 
@@ -1604,8 +1699,8 @@ def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> S
     check_magnitude("init_value", init_value, 0)
 
     def schedule(step):
-        t = _as_step(step)
-        return _f32(init_value) * _cosine_weight((length - jnp.mod(t, length)) / length)
+        _, x = _divmod_step(step, length)
+        return _f32(init_value) * _cosine_weight((length - x) / length)
 
     return schedule
 

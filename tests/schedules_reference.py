@@ -23,6 +23,7 @@ Sources (read from the peers' repositories):
 - Huang et al., Snapshot Ensembles, arXiv:1704.00109, eq. (2).
 """
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -104,6 +105,16 @@ def torch_step_lr(t, base_lr, step_size, gamma):
         return lr if k % step_size != 0 else lr * gamma
 
     return _replay(base_lr, advance, t)
+
+
+def torch_step_lr_closed(t, base_lr, step_size, gamma):
+    """PyTorch StepLR ``_get_closed_form_lr``: gamma ** (last_epoch // step_size), exact ints."""
+    return _closed(lambda s: base_lr * gamma ** (s // step_size), t)
+
+
+def torch_multistep_lr_closed(t, base_lr, milestones, gamma):
+    """PyTorch MultiStepLR ``_get_closed_form_lr``: gamma ** bisect_right(milestones, t)."""
+    return _closed(lambda s: base_lr * gamma ** bisect.bisect_right(sorted(milestones), s), t)
 
 
 def torch_multistep_lr(t, base_lr, milestones, gamma):
@@ -287,6 +298,16 @@ def torch_cosine_warm_restarts(t, base_lr, t_0, t_mult=1, eta_min=0.0):
                 t_i = t_i * t_mult
         lrs[k] = eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
     return lrs[t]
+
+
+def torch_cosine_warm_restarts_closed(t, base_lr, t_0, eta_min=0.0):
+    """CosineAnnealingWarmRestarts ``step(epoch)`` for T_mult = 1: T_cur = epoch % T_0."""
+
+    def lr(s):
+        t_cur = s % t_0  # Python ints: exact at any step
+        return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t_cur / t_0)) / 2
+
+    return _closed(lr, t)
 
 
 def keras_cosine_decay_restarts(t, init_value, first_decay_steps, t_mul=2.0, m_mul=1.0, alpha=0.0):
