@@ -71,6 +71,7 @@ __all__ = [
     "join",
     "linear",
     "multistep_decay",
+    "names_table",
     "one_cycle",
     "one_cycle_momentum",
     "optimal",
@@ -1230,7 +1231,7 @@ def repeat(schedule: Schedule, period: int) -> Schedule:
 # 11. Warmup combinator.
 # --------------------------------------------------------------------------------------------
 
-_WARMUP_MODES = ("linear", "exponential", "cosine")
+_WARMUP_MODES = ("linear", "exponential", "cosine", "1-sqrt")
 
 
 def warmup(
@@ -1244,7 +1245,8 @@ def warmup(
         \eta_t = \begin{cases}
           \eta_{init} + (\eta_{peak} - \eta_{init})\, q & \text{linear} \\
           \eta_{init} \left(\eta_{peak} / \eta_{init}\right)^{q} & \text{exponential} \\
-          \eta_{init} + (\eta_{peak} - \eta_{init}) \frac{1 - \cos(\pi q)}{2} & \text{cosine}
+          \eta_{init} + (\eta_{peak} - \eta_{init}) \frac{1 - \cos(\pi q)}{2} & \text{cosine} \\
+          \eta_{init} + (\eta_{peak} - \eta_{init}) \left(1 - \sqrt{1 - q}\right) & \text{1-sqrt}
         \end{cases} \quad (t < W), \qquad \eta_t = f(t - W) \quad (t \ge W)
 
     Args:
@@ -1252,7 +1254,8 @@ def warmup(
       warmup_steps: :math:`W \ge 0`; 0 returns ``schedule`` itself.
       init_value: :math:`\eta_{init} \ge 0`, and ``> 0`` for ``exponential`` (traceable;
         checked unless traced).
-      mode: ``"linear"``, ``"exponential"`` or ``"cosine"``.
+      mode: ``"linear"``, ``"exponential"``, ``"cosine"`` or ``"1-sqrt"`` (the warmup shapes
+        of Hugging Face ``get_wsd_schedule``'s ``warmup_type`` are linear, cosine and 1-sqrt).
 
     Returns:
       The schedule with warmup.
@@ -1275,12 +1278,16 @@ def warmup(
         return schedule
 
     def warm(step):
-        q = _as_step(step) / warmup_steps
+        # Only used below W; the cap keeps the unused branch of join's where finite.
+        q = jnp.minimum(_as_step(step) / warmup_steps, 1.0)
         start, peak = _f32(init_value), schedule(0)
         if mode == "linear":
             return start + (peak - start) * q
         if mode == "cosine":
             return start + (peak - start) * _cosine_weight(q)
+        if mode == "1-sqrt":
+            # 1 - sqrt(1 - q) == q / (1 + sqrt(1 - q)), which does not cancel for small q.
+            return start + (peak - start) * q / (1.0 + jnp.sqrt(1.0 - q))
         return start * (peak / start) ** q
 
     return join([warm, schedule], [warmup_steps])
@@ -1353,12 +1360,15 @@ def swa_schedule(
 # --------------------------------------------------------------------------------------------
 
 
-def _warmup_and_decay_steps(warmup_steps, total_steps) -> tuple[int, int]:
-    total_steps = check_int("total_steps", total_steps, 1)
-    warmup_steps = to_steps(warmup_steps, total_steps, "warmup_steps")
+def _warmup_and_decay_steps(
+    warmup_steps, total_steps, names: tuple[str, str] = ("warmup_steps", "total_steps")
+) -> tuple[int, int]:
+    warmup_name, total_name = names
+    total_steps = check_int(total_name, total_steps, 1)
+    warmup_steps = to_steps(warmup_steps, total_steps, warmup_name)
     if warmup_steps >= total_steps:
         raise ValueError(
-            f"warmup_steps must be in [0, total_steps) = [0, {total_steps}), got {warmup_steps}"
+            f"{warmup_name} must be in [0, {total_name}) = [0, {total_steps}), got {warmup_steps}"
         )
     return warmup_steps, total_steps - warmup_steps
 
@@ -1586,6 +1596,7 @@ def warmup_stable_decay(
     decay_type: str = "linear",
     end_value: float = 0.0,
     init_value: float = 0.0,
+    warmup_type: str = "linear",
 ) -> Schedule:
     r"""Warmup–stable–decay (WSD, "trapezoidal"): warm up, hold the peak, then cool down.
 
@@ -1596,12 +1607,13 @@ def warmup_stable_decay(
         \eta_t = \eta_{end} + (\eta_{peak} - \eta_{end})\, g(q) \quad (t \ge W), \qquad
         g(q) \in \{\, 1 - q,\ \tfrac{1 + \cos \pi q}{2},\ 1 - \sqrt{q} \,\}
 
-    for ``decay_type`` ``"linear"``, ``"cosine"``, ``"1-sqrt"``; a linear warmup from
-    ``init_value`` before :math:`W`; and :math:`\eta_{end}` from :math:`T` on.
+    for ``decay_type`` ``"linear"``, ``"cosine"``, ``"1-sqrt"``; a warmup from ``init_value``
+    before :math:`W` (shaped by ``warmup_type``, see :func:`warmup`); and :math:`\eta_{end}`
+    from :math:`T` on.
 
-    Matches Hugging Face ``get_wsd_schedule`` with ``init_value = end_value =
-    min_lr_ratio * peak`` (HF's warmup starts at the minimum LR; its default ``decay_type`` is
-    cosine).
+    Matches Hugging Face ``get_wsd_schedule`` (with ``num_cycles=0.5``) with ``init_value =
+    end_value = min_lr_ratio * peak`` (HF's warmup starts at the minimum LR; its default
+    ``decay_type`` is cosine).
 
     Args:
       peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
@@ -1611,6 +1623,8 @@ def warmup_stable_decay(
       decay_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
       end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
       init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
+      warmup_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (or ``"exponential"``), the
+        ``mode`` of :func:`warmup`.
 
     Returns:
       The schedule.
@@ -1629,6 +1643,7 @@ def warmup_stable_decay(
     warmup_steps = to_steps(warmup_steps, total_steps, "warmup_steps")
     decay_steps = to_steps(decay_steps, total_steps, "decay_steps")
     decay_type = check_choice("decay_type", decay_type, tuple(_COOLDOWN_SHAPES))
+    warmup_type = check_choice("warmup_type", warmup_type, _WARMUP_MODES)
     _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
     if decay_steps < 1 or warmup_steps + decay_steps > total_steps:
         raise ValueError(
@@ -1641,7 +1656,7 @@ def warmup_stable_decay(
         remaining = jnp.clip((total_steps - warmup_steps - _as_step(step)) / decay_steps, 0.0, 1.0)
         return _f32(end_value) + (_f32(peak_value) - _f32(end_value)) * shape(remaining)
 
-    return warmup(stable_then_decay, warmup_steps, init_value)
+    return warmup(stable_then_decay, warmup_steps, init_value, warmup_type)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1832,23 +1847,317 @@ _DURATION_ARGS = frozenset(
 )
 
 
-def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule:
-    """Builds a schedule by name, with durations as steps or fractions of ``total_steps``.
+# Hugging Face ``transformers`` scheduler names (its ``SchedulerType``), with HF's argument
+# names and HF's semantics. The peak is ``learning_rate``: the LR that HF's ``LambdaLR``
+# multiplies by each lambda. Every builder validates its arguments under HF's names.
 
-    ``name`` is a short key of :data:`SCHEDULES` (``"cosine"``, ``"wsd"``, ...) or the
-    factory's own name (``"cosine_decay"``, ``"warmup_stable_decay"``, ...).
+_HF_STEPS = ("num_warmup_steps", "num_training_steps")
+
+
+def _hf_linear(learning_rate, num_warmup_steps, num_training_steps) -> Schedule:
+    """HF ``get_linear_schedule_with_warmup``."""
+    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return warmup_linear_decay(learning_rate, w, num_training_steps)
+
+
+def _hf_cosine(learning_rate, num_warmup_steps, num_training_steps, num_cycles=0.5) -> Schedule:
+    """HF ``get_cosine_schedule_with_warmup``."""
+    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return warmup_cosine_decay(learning_rate, w, num_training_steps, num_cycles=num_cycles)
+
+
+def _hf_cosine_with_restarts(
+    learning_rate, num_warmup_steps, num_training_steps, num_cycles=1
+) -> Schedule:
+    """HF ``get_cosine_with_hard_restarts_schedule_with_warmup``."""
+    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return cosine_with_hard_restarts(learning_rate, w, num_training_steps, num_cycles)
+
+
+def _hf_polynomial(
+    learning_rate, num_warmup_steps, num_training_steps, lr_end=1e-7, power=1.0
+) -> Schedule:
+    """HF ``get_polynomial_decay_schedule_with_warmup`` (it also requires lr_end < lr)."""
+    w, d = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    _check_values(learning_rate=learning_rate, lr_end=lr_end)
+    check_magnitude("power", power, 0, open_min=True)
+    _check_ordered("lr_end", lr_end, "learning_rate", learning_rate, strict=True)
+    return warmup(polynomial_decay(learning_rate, lr_end, d, power), w)
+
+
+def _hf_constant(learning_rate, num_training_steps=None) -> Schedule:
+    """HF ``get_constant_schedule`` (HF's ``get_scheduler`` ignores the step counts here)."""
+    check_magnitude("learning_rate", learning_rate, 0)
+    return constant(learning_rate)
+
+
+def _hf_constant_with_warmup(learning_rate, num_warmup_steps, num_training_steps=None) -> Schedule:
+    """HF ``get_constant_schedule_with_warmup``."""
+    check_int("num_warmup_steps", num_warmup_steps, 0)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return warmup(constant(learning_rate), num_warmup_steps)
+
+
+def _hf_inverse_sqrt(
+    learning_rate, num_warmup_steps, timescale=None, num_training_steps=None
+) -> Schedule:
+    """HF ``get_inverse_sqrt_schedule``."""
+    check_int("num_warmup_steps", num_warmup_steps, 0)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return inverse_sqrt(learning_rate, num_warmup_steps, timescale)
+
+
+def _hf_floor(learning_rate, min_lr, min_lr_rate) -> Any:
+    """HF's floor: exactly one of ``min_lr`` and ``min_lr_rate`` (a fraction of the peak)."""
+    if (min_lr is None) == (min_lr_rate is None):
+        raise ValueError(
+            "exactly one of min_lr or min_lr_rate must be given (as in Hugging Face), got "
+            f"min_lr={min_lr!r}, min_lr_rate={min_lr_rate!r}"
+        )
+    if min_lr is not None:
+        check_magnitude("min_lr", min_lr, 0)
+        return min_lr
+    check_magnitude("min_lr_rate", min_lr_rate, 0, 1)
+    return learning_rate * min_lr_rate
+
+
+def _hf_cosine_with_min_lr(
+    learning_rate,
+    num_warmup_steps,
+    num_training_steps,
+    num_cycles=0.5,
+    min_lr=None,
+    min_lr_rate=None,
+) -> Schedule:
+    """HF ``get_cosine_with_min_lr_schedule_with_warmup``."""
+    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    floor = _hf_floor(learning_rate, min_lr, min_lr_rate)
+    return warmup_cosine_decay(learning_rate, w, num_training_steps, floor, num_cycles=num_cycles)
+
+
+def _hf_cosine_warmup_with_min_lr(
+    learning_rate,
+    num_warmup_steps,
+    num_training_steps,
+    num_cycles=0.5,
+    min_lr=None,
+    min_lr_rate=None,
+    warmup_lr_rate=None,
+) -> Schedule:
+    r"""HF ``get_cosine_with_min_lr_schedule_with_warmup_lr_rate``.
+
+    HF counts one step ahead: with :math:`r` = ``warmup_lr_rate`` (default :math:`1/W`),
+
+    .. math::
+        \eta_t = \eta\,\bigl(r + (1 - r)\, t / \max(1, W - 1)\bigr) \ \ (t < W), \qquad
+        \eta_t = \eta_{min} + (\eta - \eta_{min}) \frac{1 + \cos(2 \pi n q)}{2}, \ \
+        q = \frac{t - W + 1}{T - W} \ \ (t \ge W)
+
+    so the floor is reached at :math:`t = T - 1` (``r = 1/W`` gives HF's default
+    :math:`(t + 1) / W`). Past that :math:`q` is held at 1 (HF's cosine turns back up).
+    """
+    w, d = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    floor = _hf_floor(learning_rate, min_lr, min_lr_rate)
+    if warmup_lr_rate is None:
+        warmup_lr_rate = 1.0 / max(1, w)
+    check_magnitude("warmup_lr_rate", warmup_lr_rate, 0, 1)
+    cosine = warmup_cosine_decay(learning_rate, 0, d, floor, num_cycles=num_cycles)
+
+    def one_step_ahead(step):
+        # Clamped first, so the + 1 cannot overflow an int32 step; the cosine is flat from d.
+        return cosine(_clamp_step(step, d) + 1)
+
+    if w == 0:
+        return one_step_ahead
+    ramp = linear(learning_rate * warmup_lr_rate, learning_rate, max(1, w - 1))
+    return join([ramp, one_step_ahead], [w])
+
+
+def _hf_warmup_stable_decay(
+    learning_rate,
+    num_warmup_steps,
+    num_decay_steps,
+    num_training_steps=None,
+    num_stable_steps=None,
+    warmup_type="linear",
+    decay_type="cosine",
+    min_lr_ratio=0.0,
+    num_cycles=0.5,
+) -> Schedule:
+    """HF ``get_wsd_schedule`` (only its default half cosine, ``num_cycles=0.5``)."""
+    w = check_int("num_warmup_steps", num_warmup_steps, 0)
+    d = check_int("num_decay_steps", num_decay_steps, 1)
+    if num_stable_steps is None:
+        if num_training_steps is None:
+            raise ValueError("num_training_steps or num_stable_steps must be given, got neither")
+        total = check_int("num_training_steps", num_training_steps, 1)
+        if w + d > total:
+            raise ValueError(
+                f"num_warmup_steps + num_decay_steps must be <= num_training_steps = {total}, "
+                f"got {w} + {d}"
+            )
+    else:
+        total = w + check_int("num_stable_steps", num_stable_steps, 0) + d
+        # HF warns and uses num_stable_steps; a silent mismatch is better caught here.
+        if num_training_steps is not None and num_training_steps != total:
+            raise ValueError(
+                f"num_training_steps={num_training_steps!r} disagrees with num_warmup_steps + "
+                f"num_stable_steps + num_decay_steps = {total}; give one of them"
+            )
+    # HF's num_cycles bends the cooldown into num_cycles waves; lrjax's cooldown is one half.
+    if check_float("num_cycles", num_cycles) != 0.5:
+        raise ValueError(f"num_cycles must be 0.5 (a half-cosine cooldown), got {num_cycles!r}")
+    check_choice("warmup_type", warmup_type, ("linear", "cosine", "1-sqrt"))
+    check_magnitude("learning_rate", learning_rate, 0)
+    check_magnitude("min_lr_ratio", min_lr_ratio, 0, 1)
+    floor = learning_rate * min_lr_ratio
+    return warmup_stable_decay(learning_rate, total, w, d, decay_type, floor, floor, warmup_type)
+
+
+def _hf_reduce_lr_on_plateau(**kwargs: Any) -> Schedule:
+    raise ValueError(
+        "'reduce_lr_on_plateau' is not a schedule of the step: it reacts to an evaluation "
+        "metric. Use lrjax.reduce_on_plateau(mode=..., factor=..., patience=...), a pure "
+        "controller whose state.scale multiplies a schedule such as lrjax.constant(lr) (and "
+        "lrjax.sweep.train(..., plateau=...) in a training run)"
+    )
+
+
+# name -> (builder, HF function it reproduces, lrjax factory it builds, note for the table)
+_HF_SCHEDULES: dict[str, tuple[Callable[..., Schedule], str, str, str]] = {
+    "linear": (_hf_linear, "get_linear_schedule_with_warmup", "warmup_linear_decay", ""),
+    "cosine": (
+        _hf_cosine,
+        "get_cosine_schedule_with_warmup",
+        "warmup_cosine_decay",
+        "past num_training_steps the LR stays at the floor (HF's cosine turns back up)",
+    ),
+    "cosine_with_restarts": (
+        _hf_cosine_with_restarts,
+        "get_cosine_with_hard_restarts_schedule_with_warmup",
+        "cosine_with_hard_restarts",
+        "num_cycles is an integer >= 1",
+    ),
+    "polynomial": (
+        _hf_polynomial,
+        "get_polynomial_decay_schedule_with_warmup",
+        "warmup + polynomial_decay",
+        "lr_end < learning_rate, as HF requires",
+    ),
+    "constant": (_hf_constant, "get_constant_schedule", "constant", "step counts are ignored"),
+    "constant_with_warmup": (
+        _hf_constant_with_warmup,
+        "get_constant_schedule_with_warmup",
+        "warmup + constant",
+        "num_training_steps is ignored",
+    ),
+    "inverse_sqrt": (
+        _hf_inverse_sqrt,
+        "get_inverse_sqrt_schedule",
+        "inverse_sqrt",
+        "num_training_steps is ignored",
+    ),
+    "reduce_lr_on_plateau": (
+        _hf_reduce_lr_on_plateau,
+        "get_reduce_on_plateau_schedule",
+        "lrjax.reduce_on_plateau",
+        "not a schedule: a ValueError points to lrjax.reduce_on_plateau",
+    ),
+    "cosine_with_min_lr": (
+        _hf_cosine_with_min_lr,
+        "get_cosine_with_min_lr_schedule_with_warmup",
+        "warmup_cosine_decay",
+        "exactly one of min_lr, min_lr_rate; past num_training_steps the LR stays at min_lr",
+    ),
+    "cosine_warmup_with_min_lr": (
+        _hf_cosine_warmup_with_min_lr,
+        "get_cosine_with_min_lr_schedule_with_warmup_lr_rate",
+        "join(linear, warmup_cosine_decay one step ahead)",
+        "HF's one-step-ahead variant: min_lr is reached at num_training_steps - 1",
+    ),
+    "warmup_stable_decay": (
+        _hf_warmup_stable_decay,
+        "get_wsd_schedule",
+        "warmup_stable_decay",
+        "num_cycles must be 0.5; num_training_steps and num_stable_steps must agree",
+    ),
+}
+
+# Arguments that mark a call as Hugging Face's where a name is both HF's and lrjax's: no lrjax
+# factory takes them.
+_HF_MARKERS = frozenset({"learning_rate", "num_warmup_steps", "num_training_steps"})
+_HF_DURATION_ARGS = frozenset(
+    {"num_warmup_steps", "num_decay_steps", "num_stable_steps", "timescale"}
+)
+
+
+def _arguments(build: Callable[..., Any], hide: frozenset[str] = frozenset()) -> list[str]:
+    """``name`` or ``name=default`` for each argument of ``build``, in order."""
+    out = []
+    for p in inspect.signature(build).parameters.values():
+        if p.name in hide or p.kind is p.VAR_KEYWORD:
+            continue
+        out.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
+    return out
+
+
+def _resolve(name: str, kwargs: dict[str, Any]) -> tuple[Callable[..., Schedule], bool]:
+    """The builder for ``name`` (HF's or lrjax's) and whether it is Hugging Face's."""
+    hf = _HF_SCHEDULES.get(name)
+    factory = _BY_NAME.get(name)
+    if hf is None and factory is None:
+        raise ValueError(f"name must be one of {sorted({*_BY_NAME, *_HF_SCHEDULES})}, got {name!r}")
+    if hf is not None and (factory is None or not _HF_MARKERS.isdisjoint(kwargs)):
+        return hf[0], True
+    return factory, False
+
+
+def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule:
+    """Builds a schedule by name: lrjax's names, and Hugging Face's with HF's semantics.
+
+    ``name`` is one of:
+
+    * a short key of :data:`SCHEDULES` (``"cosine"``, ``"wsd"``, ...) or a factory's own name
+      (``"cosine_decay"``, ``"warmup_stable_decay"``, ...), taking that factory's arguments;
+    * a Hugging Face ``transformers`` scheduler name (``SchedulerType``: ``"linear"``,
+      ``"cosine"``, ``"cosine_with_restarts"``, ``"polynomial"``, ``"constant"``,
+      ``"constant_with_warmup"``, ``"inverse_sqrt"``, ``"cosine_with_min_lr"``,
+      ``"cosine_warmup_with_min_lr"``, ``"warmup_stable_decay"``), taking HF's argument names
+      (the peak as ``learning_rate``, ``num_warmup_steps``, ``num_training_steps`` and the
+      extras of HF's ``scheduler_specific_kwargs``) and giving HF's schedule: the LR of HF's
+      ``LambdaLR`` after ``t`` calls of ``scheduler.step()``. ``"reduce_lr_on_plateau"`` is
+      not a schedule and raises, pointing to :func:`lrjax.reduce_on_plateau`.
+
+    Where a name is both (``linear``, ``cosine``, ``polynomial``, ``constant``,
+    ``inverse_sqrt``, ``warmup_stable_decay``), the arguments decide: any of HF's
+    ``learning_rate``, ``num_warmup_steps``, ``num_training_steps`` (which no lrjax factory
+    takes) selects HF's schedule, otherwise lrjax's factory. So ``get("linear",
+    learning_rate=..., num_warmup_steps=..., num_training_steps=...)`` is HF's warmup and
+    linear decay, while ``get("linear", init_value=..., end_value=..., transition_steps=...)``
+    stays :func:`linear`. ``names_table()`` lists every name with its arguments.
 
     Every duration argument (``warmup_steps``, ``decay_steps``, ``step_size``, ``milestones``,
-    ...) may be an int number of steps or a float fraction of ``total_steps``, converted with
-    :func:`to_steps`. ``total_steps`` is also passed on to factories that take it.
+    ``num_warmup_steps``, ``num_decay_steps``, ...) may be an int number of steps or a float
+    fraction of the run length, converted with :func:`to_steps`. The run length is
+    ``total_steps``, which is also passed on to factories that take it; for HF names it is
+    ``num_training_steps``, and ``total_steps`` stands for it when it is not given.
 
     Args:
-      name: a key of :data:`SCHEDULES`.
+      name: an lrjax or Hugging Face schedule name.
       total_steps: the run length that fractions refer to.
-      **kwargs: the factory's other arguments.
+      **kwargs: the schedule's other arguments.
 
     Returns:
       The schedule.
+
+    Raises:
+      ValueError: for an unknown name, or an unknown or missing argument (the message lists
+        the arguments the name accepts), and for any invalid argument value.
 
     Examples:
       >>> import lrjax
@@ -1856,17 +2165,108 @@ def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule
       ...                      milestones=[0.5, 0.75], gamma=0.1)
       >>> [round(float(schedule(t)), 6) for t in (499, 500, 750)]
       [1.0, 0.1, 0.01]
+      >>> hf = lrjax.get("linear", learning_rate=1.0, num_warmup_steps=10,
+      ...                num_training_steps=110)
+      >>> [round(float(hf(t)), 6) for t in (5, 10, 60, 110)]
+      [0.5, 1.0, 0.5, 0.0]
     """
-    if name not in _BY_NAME:
-        raise ValueError(f"name must be one of {sorted(_BY_NAME)}, got {name!r}")
-    factory = _BY_NAME[name]
+    build, is_hf = _resolve(name, kwargs)
+    kwargs = dict(kwargs)
+    if is_hf and total_steps is not None:
+        if kwargs.setdefault("num_training_steps", total_steps) != total_steps:
+            raise ValueError(
+                f"total_steps={total_steps!r} and num_training_steps="
+                f"{kwargs['num_training_steps']!r} disagree; give one of them"
+            )
+    params = inspect.signature(build).parameters
+    hidden = frozenset() if is_hf else frozenset({"total_steps"})
+    accepted = [
+        p for p in params if p not in hidden and params[p].kind is not params[p].VAR_KEYWORD
+    ]
+    required = [p for p in accepted if params[p].default is params[p].empty]
+    unknown = sorted(set(kwargs) - set(accepted))
+    missing = [p for p in required if p not in kwargs]
+    if (unknown or missing) and name != "reduce_lr_on_plateau":
+        raise ValueError(_arguments_message(name, is_hf, unknown, missing))
+    total = kwargs.get("num_training_steps") if is_hf else total_steps
     for key, value in kwargs.items():
-        if key not in _DURATION_ARGS or value is None:
+        if key not in (_HF_DURATION_ARGS if is_hf else _DURATION_ARGS) or value is None:
             continue
         if isinstance(value, list | tuple):
-            kwargs[key] = [to_steps(v, total_steps, f"each of {key}") for v in value]
+            kwargs[key] = [to_steps(v, total, f"each of {key}") for v in value]
         else:
-            kwargs[key] = to_steps(value, total_steps, key)
-    if "total_steps" in inspect.signature(factory).parameters:
+            kwargs[key] = to_steps(value, total, key)
+    if not is_hf and "total_steps" in params:
         kwargs["total_steps"] = total_steps
-    return factory(**kwargs)
+    return build(**kwargs)
+
+
+def _arguments_message(name: str, is_hf: bool, unknown: list[str], missing: list[str]) -> str:
+    problems = []
+    if unknown:
+        problems.append(f"unknown argument(s) {', '.join(unknown)}")
+    if missing:
+        problems.append(f"missing argument(s) {', '.join(missing)}")
+    forms = []
+    if name in _HF_SCHEDULES:
+        forms.append(f"Hugging Face's ({', '.join(_arguments(_HF_SCHEDULES[name][0]))})")
+    if name in _BY_NAME:
+        factory = _BY_NAME[name]
+        forms.append(f"lrjax {factory.__name__}'s ({', '.join(_arguments(factory))})")
+    chosen = "Hugging Face's" if is_hf else "lrjax's"
+    return (
+        f"get({name!r}) as {chosen} schedule: {'; '.join(problems)}. {name!r} accepts "
+        + " or ".join(forms)
+        + (
+            "; HF's learning_rate / num_warmup_steps / num_training_steps select HF's form"
+            if len(forms) == 2
+            else ""
+        )
+    )
+
+
+def names_table() -> str:
+    """A Markdown table of every name :func:`get` accepts, its meaning and its arguments.
+
+    ``docs/schedule_names.md`` holds this text (a test checks they agree); regenerate it with
+    ``python -c "from lrjax import schedules as s; open('docs/schedule_names.md', 'w')
+    .write(s.names_table())"``.
+
+    Returns:
+      The Markdown text, ending with a newline.
+
+    Examples:
+      >>> from lrjax import schedules
+      >>> print(schedules.names_table().splitlines()[0])
+      # Schedule names accepted by `lrjax.get`
+    """
+
+    def args(build, hide=frozenset()):
+        return ", ".join(f"`{a}`" for a in _arguments(build, hide))
+
+    rows = []
+    for name, factory in _BY_NAME.items():
+        rows.append((name, 1, "lrjax", f"`{factory.__name__}`", args(factory), ""))
+    for name, (build, hf_function, built_with, note) in _HF_SCHEDULES.items():
+        arguments = "" if name == "reduce_lr_on_plateau" else args(build)
+        rows.append((name, 0, f"Hugging Face `{hf_function}`", f"`{built_with}`", arguments, note))
+    lines = [
+        "# Schedule names accepted by `lrjax.get`",
+        "",
+        "<!-- Generated by lrjax.schedules.names_table(); tests/schedules_test.py checks it. -->",
+        "",
+        "`lrjax.get(name, total_steps=None, **kwargs)` builds a schedule by name. Hugging Face "
+        "names take HF's argument names and give HF's schedule (the LR after `t` calls of "
+        "`scheduler.step()`). Where a name is both HF's and lrjax's, the arguments decide: "
+        "`learning_rate`, `num_warmup_steps` or `num_training_steps` select HF's form, "
+        "otherwise lrjax's factory. Durations may be steps (int) or fractions (float in "
+        "[0, 1]) of `total_steps` (of `num_training_steps` for HF names, for which "
+        "`total_steps` stands in when `num_training_steps` is not given). An unknown or "
+        "missing argument is a `ValueError` listing the accepted ones.",
+        "",
+        "| Name | Meaning | Built with | Arguments | Notes |",
+        "|---|---|---|---|---|",
+    ]
+    for name, _, meaning, built_with, arguments, note in sorted(rows):
+        lines.append(f"| `{name}` | {meaning} | {built_with} | {arguments} | {note} |")
+    return "\n".join(lines) + "\n"

@@ -432,6 +432,8 @@ def warmup(t, inner: Ref, warmup_steps, init_value=0.0, mode="linear"):
     x = t / max(warmup_steps, 1)
     if mode == "linear":
         warm = init_value + (peak - init_value) * x
+    elif mode == "1-sqrt":
+        warm = init_value + (peak - init_value) * (1 - np.sqrt(np.clip(1 - x, 0, None)))
     elif mode == "exponential":
         warm = init_value * (peak / init_value) ** x
     elif mode == "cosine":
@@ -452,6 +454,46 @@ def hf_linear_with_warmup_lambda(current_step, *, num_warmup_steps, num_training
         float(num_training_steps - current_step)
         / float(max(1, num_training_steps - num_warmup_steps)),
     )
+
+
+def hf_constant_with_warmup_lambda(current_step, *, num_warmup_steps):
+    """``_get_constant_schedule_with_warmup_lr_lambda``."""
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1.0, num_warmup_steps))
+    return 1.0
+
+
+def hf_polynomial_lambda(
+    current_step, *, num_warmup_steps, num_training_steps, lr_end, power, lr_init
+):
+    """``_get_polynomial_decay_schedule_with_warmup_lr_lambda`` (a factor of lr_init)."""
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    if current_step > num_training_steps:
+        return lr_end / lr_init
+    decay_steps = num_training_steps - num_warmup_steps
+    pct_remaining = 1 - (current_step - num_warmup_steps) / decay_steps
+    return ((lr_init - lr_end) * pct_remaining**power + lr_end) / lr_init
+
+
+def hf_cosine_warmup_with_min_lr_rate_lambda(
+    current_step,
+    *,
+    num_warmup_steps,
+    num_training_steps,
+    num_cycles,
+    min_lr_rate=0.0,
+    warmup_lr_rate=None,
+):
+    """``_get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda``: one step ahead."""
+    step, warm, total = float(current_step), float(num_warmup_steps), float(num_training_steps)
+    if step < warm:
+        if warmup_lr_rate is None:
+            return (step + 1.0) / max(1.0, warm)
+        return warmup_lr_rate + (1.0 - warmup_lr_rate) * step / max(1, warm - 1)
+    progress = (step - warm + 1.0) / max(1.0, total - warm)
+    factor = 0.5 * (1.0 + math.cos(math.pi * num_cycles * 2.0 * progress))
+    return max(0, factor * (1 - min_lr_rate) + min_lr_rate)
 
 
 def hf_cosine_with_warmup_lambda(
