@@ -19,13 +19,14 @@ import numpy as np
 
 
 def _interval(minimum, maximum, open_min, open_max) -> str:
+    """`` in [a, b]``, `` >= a``, ... with a leading space; empty when there is no bound."""
     if minimum is not None and maximum is not None:
-        return f"in {'(' if open_min else '['}{minimum}, {maximum}{')' if open_max else ']'}"
+        return f" in {'(' if open_min else '['}{minimum}, {maximum}{')' if open_max else ']'}"
     if minimum is not None:
-        return f"{'>' if open_min else '>='} {minimum}"
+        return f" {'>' if open_min else '>='} {minimum}"
     if maximum is not None:
-        return f"{'<' if open_max else '<='} {maximum}"
-    return "finite"
+        return f" {'<' if open_max else '<='} {maximum}"
+    return ""
 
 
 def _outside(value, minimum, maximum, open_min, open_max) -> bool:
@@ -42,9 +43,8 @@ def is_int(value: Any) -> bool:
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an int, after checking it is an integer in ``[minimum, maximum]``."""
     if not is_int(value) or _outside(value, minimum, maximum, False, False):
-        kind = "an integer" if minimum is None and maximum is None else "an integer "
-        bound = "" if minimum is None and maximum is None else _interval(minimum, maximum, 0, 0)
-        raise ValueError(f"{name} must be {kind}{bound}, got {value!r}")
+        bound = _interval(minimum, maximum, False, False)
+        raise ValueError(f"{name} must be an integer{bound}, got {value!r}")
     return int(value)
 
 
@@ -63,7 +63,7 @@ def check_float(
     )
     if not ok or not math.isfinite(value) or _outside(value, minimum, maximum, open_min, open_max):
         bound = _interval(minimum, maximum, open_min, open_max)
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
     return float(value)
 
 
@@ -118,4 +118,4 @@ def check_magnitude(
     number = float(array)
     if not math.isfinite(number) or _outside(number, minimum, maximum, open_min, open_max):
         bound = _interval(minimum, maximum, open_min, open_max)
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")

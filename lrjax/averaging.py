@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lrjax._checks import check_int, check_magnitude
+
 __all__ = ["SWAState", "ema_update", "recompute_batch_stats", "swa_init", "swa_update"]
 
 PyTree = Any
@@ -29,12 +31,6 @@ class SWAState(NamedTuple):
 
     mean: PyTree
     count: jax.Array
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def swa_init(params: PyTree) -> SWAState:
@@ -82,8 +78,8 @@ def swa_update(
       Izmailov et al., Averaging Weights Leads to Wider Optima and Better Generalization,
       arXiv:1803.05407, 2018; PyTorch ``torch.optim.swa_utils.AveragedModel``.
     """
-    start = _check_int(start, "start", 0)
-    every = _check_int(every, "every", 1)
+    start = check_int("start", start, 0)
+    every = check_int("every", every, 1)
     n = jnp.asarray(num_updates, jnp.int32)
     take = (n >= start) & ((n - start) % every == 0)
     count = state.count + take.astype(jnp.int32)
@@ -105,7 +101,8 @@ def ema_update(ema: PyTree, params: PyTree, decay: Any) -> PyTree:
     Args:
       ema: the current average.
       params: the new parameters.
-      decay: :math:`\beta \in [0, 1]` (traceable, so it may differ between members).
+      decay: :math:`\beta \in [0, 1]` (traceable, so it may differ between members; checked
+        unless traced).
 
     Returns:
       The new average.
@@ -120,6 +117,7 @@ def ema_update(ema: PyTree, params: PyTree, decay: Any) -> PyTree:
       Polyak & Juditsky, Acceleration of Stochastic Approximation by Averaging, 1992;
       optax ``ema``; timm ``ModelEmaV2``.
     """
+    check_magnitude("decay", decay, 0, 1)
 
     def mix(e, p):
         beta = jnp.asarray(decay, e.dtype)

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lrjax._checks import check_choice, check_int, check_magnitude
+
 __all__ = ["PlateauState", "ReduceOnPlateau", "reduce_on_plateau"]
 
 _MODES = ("min", "max")
@@ -44,12 +46,6 @@ class ReduceOnPlateau(NamedTuple):
 
     init: Any
     update: Any
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def reduce_on_plateau(
@@ -87,13 +83,17 @@ def reduce_on_plateau(
 
     Args:
       mode: ``"min"`` (lower is better, e.g. a loss) or ``"max"`` (e.g. an accuracy).
-      factor: :math:`f \in (0, 1)`, multiplier of each reduction (traceable).
+      factor: :math:`f \in (0, 1)`, multiplier of each reduction (traceable; checked unless
+        traced).
       patience: number of bad evaluations tolerated before reducing, ``>= 0``.
-      threshold: :math:`\tau`, the least change that counts as improvement (traceable).
+      threshold: :math:`\tau \ge 0`, the least change that counts as improvement (traceable;
+        checked unless traced).
       threshold_mode: ``"rel"`` or ``"abs"``.
       cooldown: evaluations to wait after a reduction before counting bad ones, ``>= 0``.
-      min_lr: :math:`\eta_{min}`, the floor of reductions (traceable).
-      eps: reductions smaller than this are skipped (traceable).
+      min_lr: :math:`\eta_{min} \ge 0`, the floor of reductions (traceable; checked unless
+        traced).
+      eps: reductions smaller than this (``>= 0``) are skipped (traceable; checked unless
+        traced).
 
     Returns:
       A :class:`ReduceOnPlateau` with pure ``init()`` and ``update(state, metric, lr)``, where
@@ -111,16 +111,16 @@ def reduce_on_plateau(
     References:
       PyTorch ``torch.optim.lr_scheduler.ReduceLROnPlateau``; Keras ``ReduceLROnPlateau``.
     """
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if threshold_mode not in _THRESHOLD_MODES:
-        raise ValueError(
-            f"threshold_mode must be one of {_THRESHOLD_MODES}, got {threshold_mode!r}"
-        )
-    patience = _check_int(patience, "patience", 0)
-    cooldown = _check_int(cooldown, "cooldown", 0)
-    if isinstance(factor, int | float) and not 0.0 < factor < 1.0:
-        raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+    check_choice("mode", mode, _MODES)
+    check_choice("threshold_mode", threshold_mode, _THRESHOLD_MODES)
+    patience = check_int("patience", patience, 0)
+    cooldown = check_int("cooldown", cooldown, 0)
+    # Magnitudes may be traced (one controller per member under vmap); concrete ones are
+    # checked here, NaN and inf included (NaN would never compare as a reduction).
+    check_magnitude("factor", factor, 0, 1, open_min=True, open_max=True)
+    check_magnitude("threshold", threshold, 0)
+    check_magnitude("min_lr", min_lr, 0)
+    check_magnitude("eps", eps, 0)
     sign = 1.0 if mode == "min" else -1.0  # compare -a in "max" mode, so "lower is better"
 
     def init() -> PlateauState:

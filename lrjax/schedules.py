@@ -10,9 +10,22 @@ Conventions shared by all schedules:
 * ``step`` is optax's update count: ``schedule(t)`` is the learning rate used by the update
   at optimizer count ``t`` (``t = 0`` for the first update). In PyTorch terms it is the LR
   after ``t`` calls of ``scheduler.step()``. Python ints (also beyond int32), integer arrays
-  and float arrays are accepted; the step is cast to float32 and negative steps count as 0.
+  and float arrays are accepted, and negative steps count as 0. A concrete step that is NaN or
+  infinite raises ``ValueError`` (a traced one cannot be inspected).
+* Integer steps stay exact at every step: positions inside periods and staircases (cyclic,
+  SGDR, snapshot ensembles, :func:`repeat`, Keras' cyclic polynomial, hard restarts, step and
+  staircase decays, milestones) are computed in integer arithmetic before any float cast:
+  Python and NumPy integers on the host at any size, JAX integer arrays in their own dtype
+  (int32 under the default JAX config, the dtype of optax's count). The rest of the formula
+  then runs in float32, which holds every integer only below 2**24. Float steps are used as
+  float32.
 * Magnitudes (initial, peak, final and floor values, decay rates, ``gamma``, factors, powers)
-  are traced: they never reach a Python ``if``, so ``jax.vmap`` over any of them works.
+  are traced: they never reach a Python ``if``, so ``jax.vmap`` over any of them works. A
+  concrete magnitude (a Python, NumPy or concrete JAX number) is validated when the schedule
+  is built: it must be a finite real scalar in the range its formula needs (learning rates
+  ``>= 0``, decay factors ``> 0``, ...; each factory's Args give the range). Only a traced
+  value skips the check. A vector of magnitudes outside ``vmap`` is an error: build the
+  schedule inside ``jax.vmap`` (or :mod:`lrjax.sweep`) over the value instead.
 * Durations are integers (steps). Factories that take ``total_steps`` also accept their other
   durations as fractions of it (floats in ``[0, 1]``), converted by :func:`to_steps`.
 * The result is float32.
@@ -31,6 +44,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrjax._checks import (
+    check_choice,
+    check_float,
+    check_increasing,
+    check_int,
+    check_magnitude,
+    is_int,
+    is_traced,
+)
+
 Schedule = optax.Schedule
 
 __all__ = [
@@ -48,6 +71,7 @@ __all__ = [
     "join",
     "linear",
     "multistep_decay",
+    "names_table",
     "one_cycle",
     "one_cycle_momentum",
     "optimal",
@@ -73,48 +97,125 @@ __all__ = [
 # Validation of static arguments and conversion of the step.
 # --------------------------------------------------------------------------------------------
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+_INT32_MAX = 2**31 - 1
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    """Returns ``value`` as an int after checking it is an integer ``>= minimum``."""
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def _check_step(step: Any) -> None:
+    """Rejects a concrete NaN or infinite step, which would silently give NaN learning rates.
 
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
-
-
-def _check_increasing(values: Sequence[Any], name: str, minimum: int) -> tuple[int, ...]:
-    """Checks a static sequence of integers is strictly increasing and ``>= minimum``."""
-    values = tuple(_check_int(v, f"each of {name}", minimum) for v in values)
-    if any(b <= a for a, b in itertools.pairwise(values)):
-        raise ValueError(f"{name} must be strictly increasing, got {list(values)}")
-    return values
-
-
-def _check_positive_if_concrete(value: Any, name: str) -> None:
-    """Rejects a non-positive magnitude when it is known at build time; tracers pass through."""
-    if isinstance(value, jax.core.Tracer):
+    Only concrete values are inspected (a traced step cannot reach a Python ``if``); Python ints
+    are exact and skip the check.
+    """
+    if isinstance(step, int) or is_traced(step):
         return
-    if np.any(np.asarray(value) <= 0):
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+    array = np.asarray(step)
+    if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+        raise ValueError(f"step must be finite, got {step!r}")
 
 
 def _as_step(step: Any) -> jax.Array:
-    # float32 first: a Python int beyond int32 would overflow on the way into JAX, and strict
-    # dtype promotion forbids mixing an int32 count with float32 magnitudes.
+    """The step as float32, negative steps counting as 0.
+
+    float32 first: a Python int beyond int32 would overflow on the way into JAX, and strict
+    dtype promotion forbids mixing an int32 count with float32 magnitudes. float32 holds every
+    integer only below 2**24: positions inside periods use :func:`_split_step` instead.
+    """
+    _check_step(step)
     return jnp.maximum(jnp.asarray(step, dtype=jnp.float32), 0.0)
+
+
+def _host_int(step: Any) -> np.ndarray | None:
+    """A NumPy integer step (scalar, array or list of ints) as a host array; None otherwise."""
+    if isinstance(step, jax.Array | int):
+        return None
+    array = np.asarray(step)
+    return array if array.dtype.kind in "iu" else None
+
+
+def _split_step(step: Any, period: int, offset: int = 0) -> tuple[jax.Array, Any]:
+    r"""``(k, x)`` with :math:`t = k P + x`, :math:`0 \le x < P`, for :math:`t = \max(s - b, 0)`.
+
+    ``s`` is the step with negative steps counted as 0, ``P`` = ``period`` and ``b`` =
+    ``offset``. Integer steps are divided in integer arithmetic before any float cast, so ``x``
+    is exact at every step: Python and NumPy integers on the host (any size), JAX integer
+    arrays in their own dtype (int32 by default, whose range every optax count stays in). A
+    float32 cast of the step instead is exact only below 2**24, and beyond that the position in
+    the period, and with it the learning rate, is wrong. Float steps keep float32 arithmetic.
+
+    Returns:
+      ``k`` as float32 (it only counts periods), and ``x`` as an integer array of the step's
+      kind (host NumPy for host integers, JAX for JAX integers) or float32 for float steps.
+    """
+    if isinstance(step, int):  # Python ints stay exact at any size, also beyond int64
+        k, x = divmod(max(max(step, 0) - offset, 0), period)
+        return jnp.asarray(float(k), jnp.float32), np.int64(x)
+    host = _host_int(step)
+    if host is not None:
+        t = np.maximum(host, 0)
+        t = np.where(t > offset, t - offset, 0)
+        k, x = np.divmod(t, period)
+        return jnp.asarray(np.asarray(k, np.float64), jnp.float32), x.astype(np.int64)
+    if isinstance(step, jax.Array) and jnp.issubdtype(step.dtype, jnp.integer):
+        t = jnp.maximum(step, 0)
+        t = jnp.where(t > offset, t - offset, 0)
+        k = t // period
+        return k.astype(jnp.float32), t - k * period
+    t = jnp.maximum(_as_step(step) - offset, 0.0)
+    k = jnp.floor(t / period)
+    # Rounding of t / P can put x a hair outside [0, P); keep the phase inside the period.
+    return k, jnp.clip(t - k * period, 0.0, period)
+
+
+def _divmod_step(step: Any, period: int, offset: int = 0) -> tuple[jax.Array, jax.Array]:
+    """:func:`_split_step` with the position ``x`` cast to float32 (exact, as ``x < period``)."""
+    k, x = _split_step(step, period, offset)
+    return k, jnp.asarray(x, jnp.float32)
+
+
+def _clamp_step(step: Any, high: int) -> jax.Array:
+    """The step clipped to ``[0, high]``: int32 for integer steps (exact), float32 otherwise.
+
+    For schedules that are flat from ``high`` on, clamping first lets every integer step, even
+    a Python int beyond int32, be compared with boundaries exactly in int32.
+    """
+    if isinstance(step, int):
+        return jnp.asarray(min(max(step, 0), high), jnp.int32)
+    host = _host_int(step)
+    if host is not None:
+        return jnp.asarray(np.clip(host, 0, high).astype(np.int32))
+    if isinstance(step, jax.Array) and jnp.issubdtype(step.dtype, jnp.integer):
+        return jnp.clip(step, 0, high)
+    return jnp.clip(_as_step(step), 0.0, float(high))
 
 
 def _f32(value: Any) -> jax.Array:
     return jnp.asarray(value, dtype=jnp.float32)
+
+
+def _check_ordered(low_name: str, low: Any, high_name: str, high: Any, strict: bool) -> None:
+    """Checks ``low <= high`` (``<`` if strict) when both magnitudes are concrete."""
+    if low is None or high is None or is_traced(low) or is_traced(high):
+        return
+    if float(low) > float(high) or (strict and float(low) == float(high)):
+        relation = "<" if strict else "<="
+        raise ValueError(
+            f"{low_name} must be {relation} {high_name}, got {low_name}={low!r}, "
+            f"{high_name}={high!r}"
+        )
+
+
+def _check_boundaries(name: str, values: Sequence[Any], minimum: int) -> tuple[int, ...]:
+    """Strictly increasing steps ``>= minimum`` that int32 steps (optax's count) can pass."""
+    values = check_increasing(name, values, minimum)
+    if values and values[-1] >= _INT32_MAX:
+        raise ValueError(f"{name} must be < 2**31 - 1 (int32 steps), got {list(values)}")
+    return values
+
+
+def _check_values(**values: Any) -> None:
+    """Checks learning-rate values (``>= 0``) that are concrete; traced ones pass."""
+    for name, value in values.items():
+        check_magnitude(name, value, 0)
 
 
 def to_steps(duration: int | float, total_steps: int | None = None, name: str = "duration") -> int:
@@ -137,17 +238,17 @@ def to_steps(duration: int | float, total_steps: int | None = None, name: str = 
       >>> to_steps(0.1, 250), to_steps(30, 250)
       (25, 30)
     """
-    if _is_int(duration):
-        return _check_int(duration, name, 0)
+    if is_int(duration):
+        return check_int(name, duration, 0)
     if isinstance(duration, float | np.floating):
-        if not 0.0 <= duration <= 1.0:
+        if not (math.isfinite(duration) and 0.0 <= duration <= 1.0):
             raise ValueError(
                 f"{name} given as a float is a fraction of total_steps and must be in [0, 1], "
                 f"got {duration!r}; give an integer for a number of steps"
             )
         if total_steps is None:
             raise ValueError(f"{name}={duration!r} is a fraction, so total_steps must be given")
-        total_steps = _check_int(total_steps, "total_steps", 1)
+        total_steps = check_int("total_steps", total_steps, 1)
         return math.floor(duration * total_steps + 0.5)
     raise ValueError(
         f"{name} must be an integer number of steps >= 0 or a float fraction in [0, 1], "
@@ -166,7 +267,7 @@ def constant(value: float) -> Schedule:
     .. math:: \eta_t = \eta
 
     Args:
-      value: the learning rate :math:`\eta` (traceable).
+      value: the learning rate :math:`\eta \ge 0` (traceable; checked unless traced).
 
     Returns:
       A schedule ``step -> value`` (float32, shaped like ``step``).
@@ -180,6 +281,7 @@ def constant(value: float) -> Schedule:
       The default of every optimizer; optax ``constant_schedule``, PyTorch ``ConstantLR`` with
       ``factor=1``.
     """
+    check_magnitude("value", value, 0)
 
     def schedule(step):
         return jnp.zeros_like(_as_step(step)) + _f32(value)
@@ -204,8 +306,10 @@ def linear(
     total_iters)``.
 
     Args:
-      init_value: value up to ``transition_begin`` (traceable).
-      end_value: value from ``transition_begin + transition_steps`` on (traceable).
+      init_value: value up to ``transition_begin``, ``>= 0`` (traceable; checked unless
+        traced).
+      end_value: value from ``transition_begin + transition_steps`` on, ``>= 0`` (traceable;
+        checked unless traced).
       transition_steps: length of the ramp, ``>= 1``.
       transition_begin: step at which the ramp starts, ``>= 0``.
 
@@ -221,8 +325,10 @@ def linear(
     References:
       optax ``linear_schedule``; PyTorch ``torch.optim.lr_scheduler.LinearLR``.
     """
-    transition_steps = _check_int(transition_steps, "transition_steps", 1)
-    transition_begin = _check_int(transition_begin, "transition_begin", 0)
+    transition_steps = check_int("transition_steps", transition_steps, 1)
+    transition_begin = check_int("transition_begin", transition_begin, 0)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("end_value", end_value, 0)
 
     def schedule(step):
         done = jnp.clip(_as_step(step) - transition_begin, 0.0, transition_steps)
@@ -247,9 +353,9 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedul
     .. math:: \eta_t = \eta_0\,\gamma^{\lfloor t / s \rfloor}
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       step_size: :math:`s`, the period of decay, ``>= 1``.
-      gamma: :math:`\gamma`, the multiplicative factor (traceable).
+      gamma: :math:`\gamma > 0`, the multiplicative factor (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -264,10 +370,13 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedul
       Matches PyTorch ``StepLR`` (closed form); Krizhevsky et al., ImageNet Classification with
       Deep Convolutional Neural Networks, NeurIPS 2012.
     """
-    step_size = _check_int(step_size, "step_size", 1)
+    step_size = check_int("step_size", step_size, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("gamma", gamma, 0, open_min=True)
 
     def schedule(step):
-        return _f32(init_value) * _f32(gamma) ** jnp.floor(_as_step(step) / step_size)
+        decays, _ = _divmod_step(step, step_size)
+        return _f32(init_value) * _f32(gamma) ** decays
 
     return schedule
 
@@ -278,9 +387,9 @@ def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float =
     .. math:: \eta_t = \eta_0\,\gamma^{\#\{i \,:\, m_i \le t\}}
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
-      milestones: strictly increasing steps :math:`m_i \ge 1`.
-      gamma: :math:`\gamma` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
+      milestones: strictly increasing steps :math:`1 \le m_i < 2^{31} - 1`.
+      gamma: :math:`\gamma > 0` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -295,12 +404,16 @@ def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float =
       Matches PyTorch ``MultiStepLR`` (closed form, ``bisect_right``); He et al., Deep Residual
       Learning for Image Recognition, CVPR 2016.
     """
-    milestones = jnp.asarray(_check_increasing(milestones, "milestones", 1), jnp.float32)
+    milestones = _check_boundaries("milestones", milestones, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("gamma", gamma, 0, open_min=True)
 
     def schedule(step):
-        t = _as_step(step)
-        passed = jnp.sum(t[..., None] >= milestones, axis=-1).astype(jnp.float32)
-        return _f32(init_value) * _f32(gamma) ** passed
+        # Flat from the last milestone on, so clamping there keeps integer steps exact.
+        t = _clamp_step(step, milestones[-1] if milestones else 0)
+        bounds = jnp.asarray(milestones, t.dtype).reshape((1,) * t.ndim + (-1,))
+        passed = jnp.sum(t[..., None] >= bounds, axis=-1)
+        return _f32(init_value) * _f32(gamma) ** passed.astype(jnp.float32)
 
     return schedule
 
@@ -315,8 +428,9 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.
     ``boundaries[i-1] < t <= boundaries[i]`` and ``values[-1]`` after the last boundary.
 
     Args:
-      boundaries: strictly increasing steps :math:`b_j \ge 0`.
-      values: ``len(boundaries) + 1`` values :math:`v_i` (traceable, as one array).
+      boundaries: strictly increasing steps :math:`0 \le b_j < 2^{31} - 1`.
+      values: ``len(boundaries) + 1`` values :math:`v_i \ge 0` (traceable, as one array; each
+        checked unless traced).
 
     Returns:
       The schedule.
@@ -331,17 +445,21 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.
       Matches Keras ``PiecewiseConstantDecay`` (including its ``step <= boundary`` convention;
       optax ``piecewise_constant_schedule`` instead multiplies scales at ``step >= boundary``).
     """
-    boundaries = _check_increasing(boundaries, "boundaries", 0)
+    boundaries = _check_boundaries("boundaries", boundaries, 0)
+    if not is_traced(values):
+        for i, value in enumerate(np.asarray(values, dtype=object).reshape(-1)):
+            check_magnitude(f"values[{i}]", value, 0)
     values = jnp.asarray(values, dtype=jnp.float32)
     if values.shape != (len(boundaries) + 1,):
         raise ValueError(
             f"values must have len(boundaries) + 1 = {len(boundaries) + 1} entries, "
             f"got shape {values.shape}"
         )
-    bounds = jnp.asarray(boundaries, jnp.float32)
 
     def schedule(step):
-        t = _as_step(step)
+        # Flat after the last boundary, so clamping just past it keeps integer steps exact.
+        t = _clamp_step(step, boundaries[-1] + 1 if boundaries else 0)
+        bounds = jnp.asarray(boundaries, t.dtype).reshape((1,) * t.ndim + (-1,))
         return values[jnp.sum(t[..., None] > bounds, axis=-1)]
 
     return schedule
@@ -375,11 +493,12 @@ def exponential_decay(
     ``exponential_decay(lr, gamma, decay_steps=1)``.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
-      decay_rate: :math:`r` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
+      decay_rate: :math:`r > 0` (traceable; checked unless traced).
       decay_steps: :math:`s`, ``>= 1``.
       staircase: decay in discrete jumps every ``decay_steps``.
-      end_value: optional floor (or ceiling when growing) (traceable).
+      end_value: optional floor (or ceiling when growing), ``>= 0`` (traceable; checked unless
+        traced).
       transition_begin: steps to hold ``init_value`` before decaying, ``>= 0``.
 
     Returns:
@@ -397,13 +516,18 @@ def exponential_decay(
     References:
       Keras ``keras.optimizers.schedules.ExponentialDecay``; optax ``exponential_decay``.
     """
-    decay_steps = _check_int(decay_steps, "decay_steps", 1)
-    transition_begin = _check_int(transition_begin, "transition_begin", 0)
+    decay_steps = check_int("decay_steps", decay_steps, 1)
+    transition_begin = check_int("transition_begin", transition_begin, 0)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("decay_rate", decay_rate, 0, open_min=True)
+    if end_value is not None:
+        check_magnitude("end_value", end_value, 0)
 
     def schedule(step):
-        p = jnp.maximum(_as_step(step) - transition_begin, 0.0) / decay_steps
         if staircase:
-            p = jnp.floor(p)
+            p, _ = _divmod_step(step, decay_steps, offset=transition_begin)
+        else:
+            p = jnp.maximum(_as_step(step) - transition_begin, 0.0) / decay_steps
         lr = _f32(init_value) * _f32(decay_rate) ** p
         if end_value is None:
             return lr
@@ -423,8 +547,8 @@ def inverse_time_decay(
         p = \frac{t}{s}\ \ (\lfloor\cdot\rfloor \text{ if staircase})
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
-      decay_rate: :math:`k` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
+      decay_rate: :math:`k \ge 0` (traceable; checked unless traced).
       decay_steps: :math:`s`, ``>= 1``.
       staircase: decay in discrete jumps every ``decay_steps``.
 
@@ -441,12 +565,12 @@ def inverse_time_decay(
       Matches Keras ``InverseTimeDecay`` (the ``decay`` argument of Keras' legacy optimizers
       is the case ``decay_steps=1``).
     """
-    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+    decay_steps = check_int("decay_steps", decay_steps, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("decay_rate", decay_rate, 0)
 
     def schedule(step):
-        p = _as_step(step) / decay_steps
-        if staircase:
-            p = jnp.floor(p)
+        p = _divmod_step(step, decay_steps)[0] if staircase else _as_step(step) / decay_steps
         return _f32(init_value) / (1.0 + _f32(decay_rate) * p)
 
     return schedule
@@ -462,8 +586,9 @@ def invscaling(init_value: float, power_t: float = 0.25) -> Schedule:
     :math:`t`.
 
     Args:
-      init_value: :math:`\eta_0`, scikit-learn's ``eta0`` (traceable).
-      power_t: :math:`p`, scikit-learn's ``power_t`` (traceable).
+      init_value: :math:`\eta_0 \ge 0`, scikit-learn's ``eta0`` (traceable; checked unless
+        traced).
+      power_t: :math:`p`, scikit-learn's ``power_t``, finite (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -477,6 +602,8 @@ def invscaling(init_value: float, power_t: float = 0.25) -> Schedule:
     References:
       Matches scikit-learn ``SGDClassifier(learning_rate="invscaling")``.
     """
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("power_t", power_t)
 
     def schedule(step):
         return _f32(init_value) / (_as_step(step) + 1.0) ** _f32(power_t)
@@ -502,8 +629,10 @@ def optimal(alpha: float, t0: float | None = None) -> Schedule:
     loss, so the maximum is 1).
 
     Args:
-      alpha: :math:`\alpha`, the L2 regularisation strength (traceable).
-      t0: :math:`t_0` (traceable), or ``None`` for scikit-learn's heuristic.
+      alpha: :math:`\alpha > 0`, the L2 regularisation strength (traceable; checked unless
+        traced).
+      t0: :math:`t_0 > 0` (traceable; checked unless traced), or ``None`` for scikit-learn's
+        heuristic.
 
     Returns:
       The schedule.
@@ -518,6 +647,9 @@ def optimal(alpha: float, t0: float | None = None) -> Schedule:
       Matches scikit-learn ``SGDClassifier(learning_rate="optimal")``; Bottou, Stochastic
       Gradient Descent Tricks, Neural Networks: Tricks of the Trade, 2012.
     """
+    check_magnitude("alpha", alpha, 0, open_min=True)
+    if t0 is not None:
+        check_magnitude("t0", t0, 0, open_min=True)
 
     def schedule(step):
         a = _f32(alpha)
@@ -552,10 +684,10 @@ def polynomial_decay(
     so the LR jumps back up after each multiple of :math:`s`.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
-      end_value: :math:`\eta_1` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
+      end_value: :math:`\eta_1 \ge 0` (traceable; checked unless traced).
       decay_steps: :math:`s`, ``>= 1``.
-      power: :math:`p` (traceable).
+      power: :math:`p > 0` (traceable; checked unless traced).
       cycle: Keras' cyclic variant.
 
     Returns:
@@ -570,15 +702,21 @@ def polynomial_decay(
     References:
       Matches Keras ``PolynomialDecay`` and, with ``end_value=0``, PyTorch ``PolynomialLR``.
     """
-    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+    decay_steps = check_int("decay_steps", decay_steps, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("end_value", end_value, 0)
+    check_magnitude("power", power, 0, open_min=True)
 
     def schedule(step):
-        t = _as_step(step)
         if cycle:
-            span = decay_steps * jnp.maximum(jnp.ceil(t / decay_steps), 1.0)
+            # t = k s + x; the span is s ceil(t / s) (s at t = 0), and span - t is the exact
+            # integer s - x (0 at the end of a period), so no digits cancel at giant steps.
+            k, x = _divmod_step(step, decay_steps)
+            periods = jnp.where(x > 0, k + 1.0, jnp.maximum(k, 1.0))
+            left = jnp.where(x > 0, decay_steps - x, jnp.where(k == 0, float(decay_steps), 0.0))
+            remaining = left / (periods * decay_steps)
         else:
-            span, t = float(decay_steps), jnp.minimum(t, decay_steps)
-        remaining = (span - t) / span
+            remaining = (decay_steps - jnp.minimum(_as_step(step), decay_steps)) / decay_steps
         return (_f32(init_value) - _f32(end_value)) * remaining ** _f32(power) + _f32(end_value)
 
     return schedule
@@ -608,9 +746,9 @@ def cosine_decay(init_value: float, decay_steps: int, end_value: float = 0.0) ->
     ``end_value = alpha * init_value``.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       decay_steps: :math:`T`, ``>= 1``.
-      end_value: the floor :math:`\eta_{min}` (traceable).
+      end_value: the floor :math:`\eta_{min} \ge 0` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -625,7 +763,9 @@ def cosine_decay(init_value: float, decay_steps: int, end_value: float = 0.0) ->
       Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts,
       arXiv:1608.03983, 2017.
     """
-    decay_steps = _check_int(decay_steps, "decay_steps", 1)
+    decay_steps = check_int("decay_steps", decay_steps, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("end_value", end_value, 0)
 
     def schedule(step):
         remaining = (decay_steps - jnp.minimum(_as_step(step), decay_steps)) / decay_steps
@@ -664,12 +804,13 @@ def sgdr(
     :math:`d = 1`.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       first_period: :math:`P`, length of the first cycle, ``>= 1``.
-      period_mult: :math:`m \ge 1`, growth factor of the cycle length (static; may be
+      period_mult: :math:`m \ge 1`, growth factor of the cycle length (static, finite; may be
         fractional).
-      peak_decay: :math:`d`, factor applied to the peak at each restart (traceable).
-      end_value: the floor :math:`\eta_{min}` (traceable).
+      peak_decay: :math:`d > 0`, factor applied to the peak at each restart (traceable; checked
+        unless traced).
+      end_value: the floor :math:`\eta_{min} \ge 0` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -684,26 +825,28 @@ def sgdr(
       Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts,
       arXiv:1608.03983, 2017.
     """
-    first_period = _check_int(first_period, "first_period", 1)
-    if not isinstance(period_mult, int | float | np.integer | np.floating) or period_mult < 1:
-        raise ValueError(f"period_mult must be a number >= 1, got {period_mult!r}")
-    m = float(period_mult)
+    first_period = check_int("first_period", first_period, 1)
+    m = check_float("period_mult", period_mult, 1)
+    check_magnitude("init_value", init_value, 0)
+    check_magnitude("peak_decay", peak_decay, 0, open_min=True)
+    check_magnitude("end_value", end_value, 0)
 
     def cycle_start(i):
-        if m == 1.0:
-            return first_period * i
         return first_period * (m**i - 1.0) / (m - 1.0)
 
     def schedule(step):
-        t = _as_step(step)
         if m == 1.0:
-            i = jnp.floor(t / first_period)
+            # Equal periods: the position inside the period is exact integer arithmetic.
+            i, x = _divmod_step(step, first_period)
+            remaining = (first_period - x) / first_period
         else:
+            # Periods grow with t, so float32's relative error in t stays a tiny phase error.
+            t = _as_step(step)
             i = jnp.floor(jnp.log1p(t * (m - 1.0) / first_period) / math.log(m))
             # The logarithm can land a hair off an integer at a restart; fix it exactly.
             i = jnp.where(t < cycle_start(i), i - 1, i)
             i = jnp.where(t >= cycle_start(i + 1), i + 1, i)
-        remaining = (cycle_start(i + 1) - t) / (first_period * m**i)
+            remaining = (cycle_start(i + 1) - t) / (first_period * m**i)
         peak = _f32(init_value) - _f32(end_value)
         return _f32(end_value) + peak * _f32(peak_decay) ** i * _cosine_weight(remaining)
 
@@ -739,12 +882,14 @@ def cyclic(
     :math:`g = \gamma^t` (``exp_range``).
 
     Args:
-      base_value: :math:`\eta_{base}`, the lower bound (traceable).
-      max_value: :math:`\eta_{max}`, the upper bound of the first cycle (traceable).
+      base_value: :math:`\eta_{base} \ge 0`, the lower bound (traceable; checked unless
+        traced).
+      max_value: :math:`\eta_{max} \ge 0`, the upper bound of the first cycle (traceable;
+        checked unless traced).
       step_size_up: :math:`u`, steps of the increasing half, ``>= 1``.
       step_size_down: :math:`w`, steps of the decreasing half, ``>= 1``; defaults to ``u``.
       mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
-      gamma: :math:`\gamma` of ``exp_range`` (traceable).
+      gamma: :math:`\gamma > 0` of ``exp_range`` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -760,22 +905,23 @@ def cyclic(
       ``exp_range``); Smith, Cyclical Learning Rates for Training Neural Networks,
       arXiv:1506.01186, 2017.
     """
-    up = _check_int(step_size_up, "step_size_up", 1)
-    down = up if step_size_down is None else _check_int(step_size_down, "step_size_down", 1)
-    mode = _check_choice(mode, "mode", _CYCLIC_MODES)
+    up = check_int("step_size_up", step_size_up, 1)
+    down = up if step_size_down is None else check_int("step_size_down", step_size_down, 1)
+    mode = check_choice("mode", mode, _CYCLIC_MODES)
+    check_magnitude("base_value", base_value, 0)
+    check_magnitude("max_value", max_value, 0)
+    check_magnitude("gamma", gamma, 0, open_min=True)
     length = up + down
 
     def schedule(step):
-        t = _as_step(step)
-        completed = jnp.floor(t / length)
-        x = t - completed * length  # exact for integer steps, unlike 1 + t/c - cycle
+        completed, x = _divmod_step(step, length)  # exact for integer steps, unlike 1 + t/c - k
         height = jnp.where(x <= up, x / up, (length - x) / down)
         if mode == "triangular":
             g = 1.0
         elif mode == "triangular2":
             g = 0.5**completed
         else:
-            g = _f32(gamma) ** t
+            g = _f32(gamma) ** _as_step(step)
         return _f32(base_value) + (_f32(max_value) - _f32(base_value)) * height * g
 
     return schedule
@@ -790,9 +936,8 @@ _ANNEAL_MODES = ("cos", "linear")
 
 def _one_cycle_phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> list[float]:
     """PyTorch's (float) last step of each one-cycle phase, validated to be increasing."""
-    total_steps = _check_int(total_steps, "total_steps", 2)
-    if not isinstance(pct_start, float | int) or not 0.0 < pct_start < 1.0:
-        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+    total_steps = check_int("total_steps", total_steps, 2)
+    pct_start = check_float("pct_start", pct_start, 0, 1, open_min=True, open_max=True)
     ends = [pct_start * total_steps - 1.0]
     if three_phase:
         ends.append(2.0 * pct_start * total_steps - 2.0)
@@ -843,15 +988,17 @@ def one_cycle(
         \quad\text{or}\quad a_i + (a_{i+1} - a_i)\, q \ \ (\text{linear})
 
     through the values :math:`a = (\eta_{init}, \eta_{max}, \eta_{final})` (three-phase:
-    :math:`(\eta_{init}, \eta_{max}, \eta_{init}, \eta_{final})`). Past :math:`T - 1` the LR
-    stays at :math:`\eta_{final}` (PyTorch raises instead).
+    :math:`(\eta_{init}, \eta_{max}, \eta_{init}, \eta_{final})`). From :math:`T - 1` on the
+    LR stays at :math:`\eta_{final}`. PyTorch agrees up to :math:`T - 1`; at :math:`t = T` it
+    extrapolates its last phase (:math:`q > 1`, so ``cos`` turns back up and ``linear`` passes
+    below :math:`\eta_{final}`), and it raises only past ``total_steps``.
 
     Args:
       total_steps: :math:`T`, ``>= 2``.
-      max_value: :math:`\eta_{max}` (traceable).
-      pct_start: :math:`p \in (0, 1)`, fraction of steps spent increasing.
-      div_factor: :math:`\text{div}` (traceable).
-      final_div_factor: :math:`\text{final\_div}` (traceable).
+      max_value: :math:`\eta_{max} \ge 0` (traceable; checked unless traced).
+      pct_start: :math:`p \in (0, 1)`, fraction of steps spent increasing (static, finite).
+      div_factor: :math:`\text{div} > 0` (traceable; checked unless traced).
+      final_div_factor: :math:`\text{final\_div} > 0` (traceable; checked unless traced).
       anneal: ``"cos"`` or ``"linear"``.
       three_phase: use fastai's/PyTorch's symmetric three-phase variant.
 
@@ -868,7 +1015,10 @@ def one_cycle(
       Matches PyTorch ``OneCycleLR``; Smith & Topin, Super-Convergence, arXiv:1708.07120, 2018.
     """
     ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
-    anneal = _check_choice(anneal, "anneal", _ANNEAL_MODES)
+    anneal = check_choice("anneal", anneal, _ANNEAL_MODES)
+    check_magnitude("max_value", max_value, 0)
+    check_magnitude("div_factor", div_factor, 0, open_min=True)
+    check_magnitude("final_div_factor", final_div_factor, 0, open_min=True)
 
     def schedule(step):
         peak = _f32(max_value)
@@ -904,9 +1054,11 @@ def one_cycle_momentum(
 
     Args:
       total_steps: :math:`T`, ``>= 2``.
-      base_momentum: :math:`m_{base}`, reached at the LR peak (traceable).
-      max_momentum: :math:`m_{max}`, at the start and end (traceable).
-      pct_start: fraction of steps in the first phase, in ``(0, 1)``.
+      base_momentum: :math:`m_{base} \in [0, 1]`, reached at the LR peak (traceable; checked
+        unless traced).
+      max_momentum: :math:`m_{max} \in [0, 1]`, at the start and end (traceable; checked
+        unless traced).
+      pct_start: fraction of steps in the first phase, in ``(0, 1)`` (static, finite).
       anneal: ``"cos"`` or ``"linear"``.
       three_phase: match ``one_cycle(..., three_phase=True)``.
 
@@ -924,7 +1076,9 @@ def one_cycle_momentum(
       neural network hyper-parameters, arXiv:1803.09820, 2018.
     """
     ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
-    anneal = _check_choice(anneal, "anneal", _ANNEAL_MODES)
+    anneal = check_choice("anneal", anneal, _ANNEAL_MODES)
+    check_magnitude("base_momentum", base_momentum, 0, 1)
+    check_magnitude("max_momentum", max_momentum, 0, 1)
 
     def schedule(step):
         low, high = _f32(base_momentum), _f32(max_momentum)
@@ -974,7 +1128,7 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
             f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
             f"got {len(boundaries)}"
         )
-    boundaries = _check_increasing(boundaries, "boundaries", 1)
+    boundaries = check_increasing("boundaries", boundaries, 1)
     return optax.join_schedules(schedules, list(boundaries))
 
 
@@ -983,7 +1137,7 @@ def scale(schedule: Schedule, factor: float) -> Schedule:
 
     Args:
       schedule: the schedule :math:`f`.
-      factor: :math:`c` (traceable).
+      factor: :math:`c \ge 0` (traceable; checked unless traced).
 
     Returns:
       The scaled schedule.
@@ -996,6 +1150,7 @@ def scale(schedule: Schedule, factor: float) -> Schedule:
     References:
       The multiplier of PyTorch ``LambdaLR``; optax ``scale_by_schedule``.
     """
+    check_magnitude("factor", factor, 0)
 
     def scaled(step):
         return _f32(factor) * schedule(step)
@@ -1010,8 +1165,8 @@ def clip(
 
     Args:
       schedule: the schedule :math:`f`.
-      min_value: floor :math:`a` (traceable), or ``None``.
-      max_value: ceiling :math:`b` (traceable), or ``None``.
+      min_value: floor :math:`a \ge 0` (traceable; checked unless traced), or ``None``.
+      max_value: ceiling :math:`b \ge a` (traceable; checked unless traced), or ``None``.
 
     Returns:
       The clipped schedule.
@@ -1027,6 +1182,10 @@ def clip(
     """
     if min_value is None and max_value is None:
         raise ValueError("clip needs min_value or max_value (or both), got neither")
+    for name, value in (("min_value", min_value), ("max_value", max_value)):
+        if value is not None:
+            check_magnitude(name, value, 0)
+    _check_ordered("min_value", min_value, "max_value", max_value, strict=False)
 
     def clipped(step):
         lr = schedule(step)
@@ -1058,11 +1217,12 @@ def repeat(schedule: Schedule, period: int) -> Schedule:
     References:
       Restarts as in Loshchilov & Hutter, SGDR, arXiv:1608.03983, 2017.
     """
-    period = _check_int(period, "period", 1)
+    period = check_int("period", period, 1)
 
     def repeated(step):
-        # Python's % keeps giant Python ints exact; jnp arrays use their own modulo.
-        return schedule(step % period)
+        # The position stays an integer of the step's own kind, so the inner schedule sees an
+        # exact step; negative steps count as 0 (Python's % would wrap them into the period).
+        return schedule(_split_step(step, period)[1])
 
     return repeated
 
@@ -1071,7 +1231,7 @@ def repeat(schedule: Schedule, period: int) -> Schedule:
 # 11. Warmup combinator.
 # --------------------------------------------------------------------------------------------
 
-_WARMUP_MODES = ("linear", "exponential", "cosine")
+_WARMUP_MODES = ("linear", "exponential", "cosine", "1-sqrt")
 
 
 def warmup(
@@ -1085,14 +1245,17 @@ def warmup(
         \eta_t = \begin{cases}
           \eta_{init} + (\eta_{peak} - \eta_{init})\, q & \text{linear} \\
           \eta_{init} \left(\eta_{peak} / \eta_{init}\right)^{q} & \text{exponential} \\
-          \eta_{init} + (\eta_{peak} - \eta_{init}) \frac{1 - \cos(\pi q)}{2} & \text{cosine}
+          \eta_{init} + (\eta_{peak} - \eta_{init}) \frac{1 - \cos(\pi q)}{2} & \text{cosine} \\
+          \eta_{init} + (\eta_{peak} - \eta_{init}) \left(1 - \sqrt{1 - q}\right) & \text{1-sqrt}
         \end{cases} \quad (t < W), \qquad \eta_t = f(t - W) \quad (t \ge W)
 
     Args:
       schedule: the schedule :math:`f` that follows the warmup.
       warmup_steps: :math:`W \ge 0`; 0 returns ``schedule`` itself.
-      init_value: :math:`\eta_{init}` (traceable); must be > 0 for ``exponential``.
-      mode: ``"linear"``, ``"exponential"`` or ``"cosine"``.
+      init_value: :math:`\eta_{init} \ge 0`, and ``> 0`` for ``exponential`` (traceable;
+        checked unless traced).
+      mode: ``"linear"``, ``"exponential"``, ``"cosine"`` or ``"1-sqrt"`` (the warmup shapes
+        of Hugging Face ``get_wsd_schedule``'s ``warmup_type`` are linear, cosine and 1-sqrt).
 
     Returns:
       The schedule with warmup.
@@ -1107,20 +1270,24 @@ def warmup(
       Goyal et al., Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour,
       arXiv:1706.02677, 2017 (linear); Hugging Face ``transformers`` warmup schedules.
     """
-    warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
-    mode = _check_choice(mode, "mode", _WARMUP_MODES)
-    if mode == "exponential":
-        _check_positive_if_concrete(init_value, "init_value (for exponential warmup)")
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
+    mode = check_choice("mode", mode, _WARMUP_MODES)
+    # The exponential ramp divides by init_value.
+    check_magnitude("init_value", init_value, 0, open_min=mode == "exponential")
     if warmup_steps == 0:
         return schedule
 
     def warm(step):
-        q = _as_step(step) / warmup_steps
+        # Only used below W; the cap keeps the unused branch of join's where finite.
+        q = jnp.minimum(_as_step(step) / warmup_steps, 1.0)
         start, peak = _f32(init_value), schedule(0)
         if mode == "linear":
             return start + (peak - start) * q
         if mode == "cosine":
             return start + (peak - start) * _cosine_weight(q)
+        if mode == "1-sqrt":
+            # 1 - sqrt(1 - q) == q / (1 + sqrt(1 - q)), which does not cancel for small q.
+            return start + (peak - start) * q / (1.0 + jnp.sqrt(1.0 - q))
         return start * (peak / start) ** q
 
     return join([warm, schedule], [warmup_steps])
@@ -1152,7 +1319,7 @@ def swa_schedule(
     Args:
       schedule: the schedule :math:`f` before SWA.
       swa_start: :math:`S \ge 0`, the step at which SWA's schedule takes over.
-      swa_lr: :math:`\eta_{swa}` (traceable).
+      swa_lr: :math:`\eta_{swa} \ge 0` (traceable; checked unless traced).
       anneal_steps: :math:`A \ge 0`.
       anneal: ``"cos"`` or ``"linear"``.
 
@@ -1170,9 +1337,10 @@ def swa_schedule(
       :math:`f(S)`); Izmailov et al., Averaging Weights Leads to Wider Optima and Better
       Generalization, arXiv:1803.05407, 2018.
     """
-    swa_start = _check_int(swa_start, "swa_start", 0)
-    anneal_steps = _check_int(anneal_steps, "anneal_steps", 0)
-    anneal = _check_choice(anneal, "anneal", _SWA_ANNEAL)
+    swa_start = check_int("swa_start", swa_start, 0)
+    anneal_steps = check_int("anneal_steps", anneal_steps, 0)
+    anneal = check_choice("anneal", anneal, _SWA_ANNEAL)
+    check_magnitude("swa_lr", swa_lr, 0)
 
     def swa_part(step):
         q = jnp.minimum(_as_step(step) / max(anneal_steps, 1), 1.0)
@@ -1192,12 +1360,15 @@ def swa_schedule(
 # --------------------------------------------------------------------------------------------
 
 
-def _warmup_and_decay_steps(warmup_steps, total_steps) -> tuple[int, int]:
-    total_steps = _check_int(total_steps, "total_steps", 1)
-    warmup_steps = to_steps(warmup_steps, total_steps, "warmup_steps")
+def _warmup_and_decay_steps(
+    warmup_steps, total_steps, names: tuple[str, str] = ("warmup_steps", "total_steps")
+) -> tuple[int, int]:
+    warmup_name, total_name = names
+    total_steps = check_int(total_name, total_steps, 1)
+    warmup_steps = to_steps(warmup_steps, total_steps, warmup_name)
     if warmup_steps >= total_steps:
         raise ValueError(
-            f"warmup_steps must be in [0, total_steps) = [0, {total_steps}), got {warmup_steps}"
+            f"{warmup_name} must be in [0, {total_name}) = [0, {total_steps}), got {warmup_steps}"
         )
     return warmup_steps, total_steps - warmup_steps
 
@@ -1219,11 +1390,11 @@ def warmup_linear_decay(
         \end{cases}
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
       total_steps: :math:`T \ge 1`.
-      end_value: :math:`\eta_{end}` (traceable).
-      init_value: :math:`\eta_{init}` (traceable).
+      end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
+      init_value: :math:`\eta_{init} \ge 0` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1239,6 +1410,7 @@ def warmup_linear_decay(
       ``init_value=0``); Devlin et al., BERT, arXiv:1810.04805, 2019.
     """
     warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
+    _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
     return warmup(linear(peak_value, end_value, decay_steps), warmup_steps, init_value)
 
 
@@ -1267,12 +1439,13 @@ def warmup_cosine_decay(
     ``if``, so it can be vmapped.
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
       total_steps: :math:`T \ge 1`.
-      end_value: :math:`\eta_{end}`, the floor (traceable).
-      init_value: start of the warmup (traceable).
-      num_cycles: :math:`n`, number of cosine periods after warmup (traceable).
+      end_value: :math:`\eta_{end} \ge 0`, the floor (traceable; checked unless traced).
+      init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
+      num_cycles: :math:`n > 0`, number of cosine periods after warmup (traceable; checked
+        unless traced).
 
     Returns:
       The schedule.
@@ -1288,6 +1461,8 @@ def warmup_cosine_decay(
       ``get_cosine_schedule_with_warmup``.
     """
     warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
+    _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
+    check_magnitude("num_cycles", num_cycles, 0, open_min=True)
 
     def decay(step):
         s = jnp.minimum(_as_step(step), decay_steps)
@@ -1316,12 +1491,14 @@ def cosine_with_hard_restarts(
         \quad (W \le t < T), \qquad \eta_t = \eta_{end} \quad (t \ge T)
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``; ``0 <= W < T``.
       total_steps: :math:`T \ge 1`.
-      num_cycles: :math:`n \ge 1`, the number of hard restarts plus one.
-      end_value: :math:`\eta_{end}` (traceable).
-      init_value: start of the warmup (traceable).
+      num_cycles: :math:`n \ge 1`, the number of hard restarts plus one. The phase
+        :math:`(n s) \bmod D` is exact integer arithmetic for integer steps when
+        :math:`n D < 2^{31}`, and float32 beyond.
+      end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
+      init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1337,12 +1514,18 @@ def cosine_with_hard_restarts(
       Loshchilov & Hutter, SGDR, arXiv:1608.03983, 2017.
     """
     warmup_steps, decay_steps = _warmup_and_decay_steps(warmup_steps, total_steps)
-    num_cycles = _check_int(num_cycles, "num_cycles", 1)
+    num_cycles = check_int("num_cycles", num_cycles, 1)
+    _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
+    fits_int32 = num_cycles * decay_steps <= _INT32_MAX
 
     def decay(step):
-        s = _as_step(step)
-        # (n s) mod D on integers is exact in float32, where HF's (n q) % 1 would round.
-        remaining = (decay_steps - jnp.mod(num_cycles * s, decay_steps)) / decay_steps
+        # Flat from D on, so clamp there; then (n s) mod D on integers is exact, where HF's
+        # (n q) % 1 would round, and so would n s in float32 from 2**24 on.
+        s = _clamp_step(step, decay_steps)
+        if jnp.issubdtype(s.dtype, jnp.integer) and not fits_int32:
+            s = s.astype(jnp.float32)
+        phase = jnp.mod(num_cycles * s, decay_steps).astype(jnp.float32)
+        remaining = (decay_steps - phase) / decay_steps
         value = _f32(end_value) + (_f32(peak_value) - _f32(end_value)) * _cosine_weight(remaining)
         return jnp.where(s < decay_steps, value, _f32(end_value))
 
@@ -1366,10 +1549,10 @@ def inverse_sqrt(
     the Transformer's :math:`\eta_{peak}\sqrt{W / t}`.
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       warmup_steps: :math:`W \ge 0`.
       timescale: :math:`\tau \ge 1`, or ``None`` for the default.
-      init_value: start of the warmup (traceable).
+      init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1384,10 +1567,11 @@ def inverse_sqrt(
       Matches Hugging Face ``get_inverse_sqrt_schedule``; Vaswani et al., Attention Is All You
       Need, arXiv:1706.03762, 2017.
     """
-    warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
     if timescale is None:
         timescale = warmup_steps or 10_000
-    timescale = _check_int(timescale, "timescale", 1)
+    timescale = check_int("timescale", timescale, 1)
+    _check_values(peak_value=peak_value, init_value=init_value)
 
     def decay(step):
         return _f32(peak_value) * jnp.sqrt(timescale / (_as_step(step) + timescale))
@@ -1412,6 +1596,7 @@ def warmup_stable_decay(
     decay_type: str = "linear",
     end_value: float = 0.0,
     init_value: float = 0.0,
+    warmup_type: str = "linear",
 ) -> Schedule:
     r"""Warmup–stable–decay (WSD, "trapezoidal"): warm up, hold the peak, then cool down.
 
@@ -1422,21 +1607,24 @@ def warmup_stable_decay(
         \eta_t = \eta_{end} + (\eta_{peak} - \eta_{end})\, g(q) \quad (t \ge W), \qquad
         g(q) \in \{\, 1 - q,\ \tfrac{1 + \cos \pi q}{2},\ 1 - \sqrt{q} \,\}
 
-    for ``decay_type`` ``"linear"``, ``"cosine"``, ``"1-sqrt"``; a linear warmup from
-    ``init_value`` before :math:`W`; and :math:`\eta_{end}` from :math:`T` on.
+    for ``decay_type`` ``"linear"``, ``"cosine"``, ``"1-sqrt"``; a warmup from ``init_value``
+    before :math:`W` (shaped by ``warmup_type``, see :func:`warmup`); and :math:`\eta_{end}`
+    from :math:`T` on.
 
-    Matches Hugging Face ``get_wsd_schedule`` with ``init_value = end_value =
-    min_lr_ratio * peak`` (HF's warmup starts at the minimum LR; its default ``decay_type`` is
-    cosine).
+    Matches Hugging Face ``get_wsd_schedule`` (with ``num_cycles=0.5``) with ``init_value =
+    end_value = min_lr_ratio * peak`` (HF's warmup starts at the minimum LR; its default
+    ``decay_type`` is cosine).
 
     Args:
-      peak_value: :math:`\eta_{peak}` (traceable).
+      peak_value: :math:`\eta_{peak} \ge 0` (traceable; checked unless traced).
       total_steps: :math:`T \ge 1`.
       warmup_steps: :math:`W`, steps or a fraction of ``total_steps``.
       decay_steps: :math:`D`, steps or a fraction of ``total_steps``; ``W + D <= T``.
       decay_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
-      end_value: :math:`\eta_{end}` (traceable).
-      init_value: start of the warmup (traceable).
+      end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
+      init_value: start of the warmup, ``>= 0`` (traceable; checked unless traced).
+      warmup_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (or ``"exponential"``), the
+        ``mode`` of :func:`warmup`.
 
     Returns:
       The schedule.
@@ -1451,10 +1639,12 @@ def warmup_stable_decay(
       Hägele et al., Scaling Laws and Compute-Optimal Training beyond Fixed Training
       Durations, arXiv:2405.18392, 2024; Hu et al., MiniCPM, arXiv:2404.06395, 2024.
     """
-    total_steps = _check_int(total_steps, "total_steps", 1)
+    total_steps = check_int("total_steps", total_steps, 1)
     warmup_steps = to_steps(warmup_steps, total_steps, "warmup_steps")
     decay_steps = to_steps(decay_steps, total_steps, "decay_steps")
-    decay_type = _check_choice(decay_type, "decay_type", tuple(_COOLDOWN_SHAPES))
+    decay_type = check_choice("decay_type", decay_type, tuple(_COOLDOWN_SHAPES))
+    warmup_type = check_choice("warmup_type", warmup_type, _WARMUP_MODES)
+    _check_values(peak_value=peak_value, end_value=end_value, init_value=init_value)
     if decay_steps < 1 or warmup_steps + decay_steps > total_steps:
         raise ValueError(
             f"decay_steps must be in [1, total_steps - warmup_steps] = "
@@ -1466,7 +1656,7 @@ def warmup_stable_decay(
         remaining = jnp.clip((total_steps - warmup_steps - _as_step(step)) / decay_steps, 0.0, 1.0)
         return _f32(end_value) + (_f32(peak_value) - _f32(end_value)) * shape(remaining)
 
-    return warmup(stable_then_decay, warmup_steps, init_value)
+    return warmup(stable_then_decay, warmup_steps, init_value, warmup_type)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1475,8 +1665,8 @@ def warmup_stable_decay(
 
 
 def _snapshot_cycle_length(total_steps: int, num_cycles: int) -> int:
-    total_steps = _check_int(total_steps, "total_steps", 1)
-    num_cycles = _check_int(num_cycles, "num_cycles", 1)
+    total_steps = check_int("total_steps", total_steps, 1)
+    num_cycles = check_int("num_cycles", num_cycles, 1)
     if num_cycles > total_steps:
         raise ValueError(
             f"num_cycles must be in [1, total_steps] = [1, {total_steps}], got {num_cycles}"
@@ -1504,7 +1694,7 @@ def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> S
     by :func:`snapshot_steps`.
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       total_steps: :math:`T \ge 1`.
       num_cycles: :math:`M \ge 1`, the number of cycles (and snapshots).
 
@@ -1521,10 +1711,11 @@ def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> S
       Huang et al., Snapshot Ensembles: Train 1, get M for free, arXiv:1704.00109, 2017.
     """
     length = _snapshot_cycle_length(total_steps, num_cycles)
+    check_magnitude("init_value", init_value, 0)
 
     def schedule(step):
-        t = _as_step(step)
-        return _f32(init_value) * _cosine_weight((length - jnp.mod(t, length)) / length)
+        _, x = _divmod_step(step, length)
+        return _f32(init_value) * _cosine_weight((length - x) / length)
 
     return schedule
 
@@ -1573,11 +1764,11 @@ def tanh_decay(
         \qquad \eta_t = \eta_{end} \quad (t \ge T)
 
     Args:
-      init_value: :math:`\eta_0` (traceable).
+      init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       total_steps: :math:`T \ge 1`.
-      end_value: :math:`\eta_{end}` (traceable).
-      lower_bound: :math:`L` (traceable).
-      upper_bound: :math:`U` (traceable).
+      end_value: :math:`\eta_{end} \ge 0` (traceable; checked unless traced).
+      lower_bound: :math:`L`, finite (traceable; checked unless traced).
+      upper_bound: :math:`U`, finite (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -1593,7 +1784,10 @@ def tanh_decay(
       Stochastic Gradient Descent with Hyperbolic-Tangent Decay on Classification,
       arXiv:1806.01593, 2019.
     """
-    total_steps = _check_int(total_steps, "total_steps", 1)
+    total_steps = check_int("total_steps", total_steps, 1)
+    _check_values(init_value=init_value, end_value=end_value)
+    check_magnitude("lower_bound", lower_bound)
+    check_magnitude("upper_bound", upper_bound)
 
     def schedule(step):
         t = _as_step(step)
@@ -1653,23 +1847,317 @@ _DURATION_ARGS = frozenset(
 )
 
 
-def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule:
-    """Builds a schedule by name, with durations as steps or fractions of ``total_steps``.
+# Hugging Face ``transformers`` scheduler names (its ``SchedulerType``), with HF's argument
+# names and HF's semantics. The peak is ``learning_rate``: the LR that HF's ``LambdaLR``
+# multiplies by each lambda. Every builder validates its arguments under HF's names.
 
-    ``name`` is a short key of :data:`SCHEDULES` (``"cosine"``, ``"wsd"``, ...) or the
-    factory's own name (``"cosine_decay"``, ``"warmup_stable_decay"``, ...).
+_HF_STEPS = ("num_warmup_steps", "num_training_steps")
+
+
+def _hf_linear(learning_rate, num_warmup_steps, num_training_steps) -> Schedule:
+    """HF ``get_linear_schedule_with_warmup``."""
+    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return warmup_linear_decay(learning_rate, w, num_training_steps)
+
+
+def _hf_cosine(learning_rate, num_warmup_steps, num_training_steps, num_cycles=0.5) -> Schedule:
+    """HF ``get_cosine_schedule_with_warmup``."""
+    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return warmup_cosine_decay(learning_rate, w, num_training_steps, num_cycles=num_cycles)
+
+
+def _hf_cosine_with_restarts(
+    learning_rate, num_warmup_steps, num_training_steps, num_cycles=1
+) -> Schedule:
+    """HF ``get_cosine_with_hard_restarts_schedule_with_warmup``."""
+    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return cosine_with_hard_restarts(learning_rate, w, num_training_steps, num_cycles)
+
+
+def _hf_polynomial(
+    learning_rate, num_warmup_steps, num_training_steps, lr_end=1e-7, power=1.0
+) -> Schedule:
+    """HF ``get_polynomial_decay_schedule_with_warmup`` (it also requires lr_end < lr)."""
+    w, d = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    _check_values(learning_rate=learning_rate, lr_end=lr_end)
+    check_magnitude("power", power, 0, open_min=True)
+    _check_ordered("lr_end", lr_end, "learning_rate", learning_rate, strict=True)
+    return warmup(polynomial_decay(learning_rate, lr_end, d, power), w)
+
+
+def _hf_constant(learning_rate, num_training_steps=None) -> Schedule:
+    """HF ``get_constant_schedule`` (HF's ``get_scheduler`` ignores the step counts here)."""
+    check_magnitude("learning_rate", learning_rate, 0)
+    return constant(learning_rate)
+
+
+def _hf_constant_with_warmup(learning_rate, num_warmup_steps, num_training_steps=None) -> Schedule:
+    """HF ``get_constant_schedule_with_warmup``."""
+    check_int("num_warmup_steps", num_warmup_steps, 0)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return warmup(constant(learning_rate), num_warmup_steps)
+
+
+def _hf_inverse_sqrt(
+    learning_rate, num_warmup_steps, timescale=None, num_training_steps=None
+) -> Schedule:
+    """HF ``get_inverse_sqrt_schedule``."""
+    check_int("num_warmup_steps", num_warmup_steps, 0)
+    check_magnitude("learning_rate", learning_rate, 0)
+    return inverse_sqrt(learning_rate, num_warmup_steps, timescale)
+
+
+def _hf_floor(learning_rate, min_lr, min_lr_rate) -> Any:
+    """HF's floor: exactly one of ``min_lr`` and ``min_lr_rate`` (a fraction of the peak)."""
+    if (min_lr is None) == (min_lr_rate is None):
+        raise ValueError(
+            "exactly one of min_lr or min_lr_rate must be given (as in Hugging Face), got "
+            f"min_lr={min_lr!r}, min_lr_rate={min_lr_rate!r}"
+        )
+    if min_lr is not None:
+        check_magnitude("min_lr", min_lr, 0)
+        return min_lr
+    check_magnitude("min_lr_rate", min_lr_rate, 0, 1)
+    return learning_rate * min_lr_rate
+
+
+def _hf_cosine_with_min_lr(
+    learning_rate,
+    num_warmup_steps,
+    num_training_steps,
+    num_cycles=0.5,
+    min_lr=None,
+    min_lr_rate=None,
+) -> Schedule:
+    """HF ``get_cosine_with_min_lr_schedule_with_warmup``."""
+    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    floor = _hf_floor(learning_rate, min_lr, min_lr_rate)
+    return warmup_cosine_decay(learning_rate, w, num_training_steps, floor, num_cycles=num_cycles)
+
+
+def _hf_cosine_warmup_with_min_lr(
+    learning_rate,
+    num_warmup_steps,
+    num_training_steps,
+    num_cycles=0.5,
+    min_lr=None,
+    min_lr_rate=None,
+    warmup_lr_rate=None,
+) -> Schedule:
+    r"""HF ``get_cosine_with_min_lr_schedule_with_warmup_lr_rate``.
+
+    HF counts one step ahead: with :math:`r` = ``warmup_lr_rate`` (default :math:`1/W`),
+
+    .. math::
+        \eta_t = \eta\,\bigl(r + (1 - r)\, t / \max(1, W - 1)\bigr) \ \ (t < W), \qquad
+        \eta_t = \eta_{min} + (\eta - \eta_{min}) \frac{1 + \cos(2 \pi n q)}{2}, \ \
+        q = \frac{t - W + 1}{T - W} \ \ (t \ge W)
+
+    so the floor is reached at :math:`t = T - 1` (``r = 1/W`` gives HF's default
+    :math:`(t + 1) / W`). Past that :math:`q` is held at 1 (HF's cosine turns back up).
+    """
+    w, d = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    check_magnitude("learning_rate", learning_rate, 0)
+    floor = _hf_floor(learning_rate, min_lr, min_lr_rate)
+    if warmup_lr_rate is None:
+        warmup_lr_rate = 1.0 / max(1, w)
+    check_magnitude("warmup_lr_rate", warmup_lr_rate, 0, 1)
+    cosine = warmup_cosine_decay(learning_rate, 0, d, floor, num_cycles=num_cycles)
+
+    def one_step_ahead(step):
+        # Clamped first, so the + 1 cannot overflow an int32 step; the cosine is flat from d.
+        return cosine(_clamp_step(step, d) + 1)
+
+    if w == 0:
+        return one_step_ahead
+    ramp = linear(learning_rate * warmup_lr_rate, learning_rate, max(1, w - 1))
+    return join([ramp, one_step_ahead], [w])
+
+
+def _hf_warmup_stable_decay(
+    learning_rate,
+    num_warmup_steps,
+    num_decay_steps,
+    num_training_steps=None,
+    num_stable_steps=None,
+    warmup_type="linear",
+    decay_type="cosine",
+    min_lr_ratio=0.0,
+    num_cycles=0.5,
+) -> Schedule:
+    """HF ``get_wsd_schedule`` (only its default half cosine, ``num_cycles=0.5``)."""
+    w = check_int("num_warmup_steps", num_warmup_steps, 0)
+    d = check_int("num_decay_steps", num_decay_steps, 1)
+    if num_stable_steps is None:
+        if num_training_steps is None:
+            raise ValueError("num_training_steps or num_stable_steps must be given, got neither")
+        total = check_int("num_training_steps", num_training_steps, 1)
+        if w + d > total:
+            raise ValueError(
+                f"num_warmup_steps + num_decay_steps must be <= num_training_steps = {total}, "
+                f"got {w} + {d}"
+            )
+    else:
+        total = w + check_int("num_stable_steps", num_stable_steps, 0) + d
+        # HF warns and uses num_stable_steps; a silent mismatch is better caught here.
+        if num_training_steps is not None and num_training_steps != total:
+            raise ValueError(
+                f"num_training_steps={num_training_steps!r} disagrees with num_warmup_steps + "
+                f"num_stable_steps + num_decay_steps = {total}; give one of them"
+            )
+    # HF's num_cycles bends the cooldown into num_cycles waves; lrjax's cooldown is one half.
+    if check_float("num_cycles", num_cycles) != 0.5:
+        raise ValueError(f"num_cycles must be 0.5 (a half-cosine cooldown), got {num_cycles!r}")
+    check_choice("warmup_type", warmup_type, ("linear", "cosine", "1-sqrt"))
+    check_magnitude("learning_rate", learning_rate, 0)
+    check_magnitude("min_lr_ratio", min_lr_ratio, 0, 1)
+    floor = learning_rate * min_lr_ratio
+    return warmup_stable_decay(learning_rate, total, w, d, decay_type, floor, floor, warmup_type)
+
+
+def _hf_reduce_lr_on_plateau(**kwargs: Any) -> Schedule:
+    raise ValueError(
+        "'reduce_lr_on_plateau' is not a schedule of the step: it reacts to an evaluation "
+        "metric. Use lrjax.reduce_on_plateau(mode=..., factor=..., patience=...), a pure "
+        "controller whose state.scale multiplies a schedule such as lrjax.constant(lr) (and "
+        "lrjax.sweep.train(..., plateau=...) in a training run)"
+    )
+
+
+# name -> (builder, HF function it reproduces, lrjax factory it builds, note for the table)
+_HF_SCHEDULES: dict[str, tuple[Callable[..., Schedule], str, str, str]] = {
+    "linear": (_hf_linear, "get_linear_schedule_with_warmup", "warmup_linear_decay", ""),
+    "cosine": (
+        _hf_cosine,
+        "get_cosine_schedule_with_warmup",
+        "warmup_cosine_decay",
+        "past num_training_steps the LR stays at the floor (HF's cosine turns back up)",
+    ),
+    "cosine_with_restarts": (
+        _hf_cosine_with_restarts,
+        "get_cosine_with_hard_restarts_schedule_with_warmup",
+        "cosine_with_hard_restarts",
+        "num_cycles is an integer >= 1",
+    ),
+    "polynomial": (
+        _hf_polynomial,
+        "get_polynomial_decay_schedule_with_warmup",
+        "warmup + polynomial_decay",
+        "lr_end < learning_rate, as HF requires",
+    ),
+    "constant": (_hf_constant, "get_constant_schedule", "constant", "step counts are ignored"),
+    "constant_with_warmup": (
+        _hf_constant_with_warmup,
+        "get_constant_schedule_with_warmup",
+        "warmup + constant",
+        "num_training_steps is ignored",
+    ),
+    "inverse_sqrt": (
+        _hf_inverse_sqrt,
+        "get_inverse_sqrt_schedule",
+        "inverse_sqrt",
+        "num_training_steps is ignored",
+    ),
+    "reduce_lr_on_plateau": (
+        _hf_reduce_lr_on_plateau,
+        "get_reduce_on_plateau_schedule",
+        "lrjax.reduce_on_plateau",
+        "not a schedule: a ValueError points to lrjax.reduce_on_plateau",
+    ),
+    "cosine_with_min_lr": (
+        _hf_cosine_with_min_lr,
+        "get_cosine_with_min_lr_schedule_with_warmup",
+        "warmup_cosine_decay",
+        "exactly one of min_lr, min_lr_rate; past num_training_steps the LR stays at min_lr",
+    ),
+    "cosine_warmup_with_min_lr": (
+        _hf_cosine_warmup_with_min_lr,
+        "get_cosine_with_min_lr_schedule_with_warmup_lr_rate",
+        "join(linear, warmup_cosine_decay one step ahead)",
+        "HF's one-step-ahead variant: min_lr is reached at num_training_steps - 1",
+    ),
+    "warmup_stable_decay": (
+        _hf_warmup_stable_decay,
+        "get_wsd_schedule",
+        "warmup_stable_decay",
+        "num_cycles must be 0.5; num_training_steps and num_stable_steps must agree",
+    ),
+}
+
+# Arguments that mark a call as Hugging Face's where a name is both HF's and lrjax's: no lrjax
+# factory takes them.
+_HF_MARKERS = frozenset({"learning_rate", "num_warmup_steps", "num_training_steps"})
+_HF_DURATION_ARGS = frozenset(
+    {"num_warmup_steps", "num_decay_steps", "num_stable_steps", "timescale"}
+)
+
+
+def _arguments(build: Callable[..., Any], hide: frozenset[str] = frozenset()) -> list[str]:
+    """``name`` or ``name=default`` for each argument of ``build``, in order."""
+    out = []
+    for p in inspect.signature(build).parameters.values():
+        if p.name in hide or p.kind is p.VAR_KEYWORD:
+            continue
+        out.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
+    return out
+
+
+def _resolve(name: str, kwargs: dict[str, Any]) -> tuple[Callable[..., Schedule], bool]:
+    """The builder for ``name`` (HF's or lrjax's) and whether it is Hugging Face's."""
+    hf = _HF_SCHEDULES.get(name)
+    factory = _BY_NAME.get(name)
+    if hf is None and factory is None:
+        raise ValueError(f"name must be one of {sorted({*_BY_NAME, *_HF_SCHEDULES})}, got {name!r}")
+    if hf is not None and (factory is None or not _HF_MARKERS.isdisjoint(kwargs)):
+        return hf[0], True
+    return factory, False
+
+
+def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule:
+    """Builds a schedule by name: lrjax's names, and Hugging Face's with HF's semantics.
+
+    ``name`` is one of:
+
+    * a short key of :data:`SCHEDULES` (``"cosine"``, ``"wsd"``, ...) or a factory's own name
+      (``"cosine_decay"``, ``"warmup_stable_decay"``, ...), taking that factory's arguments;
+    * a Hugging Face ``transformers`` scheduler name (``SchedulerType``: ``"linear"``,
+      ``"cosine"``, ``"cosine_with_restarts"``, ``"polynomial"``, ``"constant"``,
+      ``"constant_with_warmup"``, ``"inverse_sqrt"``, ``"cosine_with_min_lr"``,
+      ``"cosine_warmup_with_min_lr"``, ``"warmup_stable_decay"``), taking HF's argument names
+      (the peak as ``learning_rate``, ``num_warmup_steps``, ``num_training_steps`` and the
+      extras of HF's ``scheduler_specific_kwargs``) and giving HF's schedule: the LR of HF's
+      ``LambdaLR`` after ``t`` calls of ``scheduler.step()``. ``"reduce_lr_on_plateau"`` is
+      not a schedule and raises, pointing to :func:`lrjax.reduce_on_plateau`.
+
+    Where a name is both (``linear``, ``cosine``, ``polynomial``, ``constant``,
+    ``inverse_sqrt``, ``warmup_stable_decay``), the arguments decide: any of HF's
+    ``learning_rate``, ``num_warmup_steps``, ``num_training_steps`` (which no lrjax factory
+    takes) selects HF's schedule, otherwise lrjax's factory. So ``get("linear",
+    learning_rate=..., num_warmup_steps=..., num_training_steps=...)`` is HF's warmup and
+    linear decay, while ``get("linear", init_value=..., end_value=..., transition_steps=...)``
+    stays :func:`linear`. ``names_table()`` lists every name with its arguments.
 
     Every duration argument (``warmup_steps``, ``decay_steps``, ``step_size``, ``milestones``,
-    ...) may be an int number of steps or a float fraction of ``total_steps``, converted with
-    :func:`to_steps`. ``total_steps`` is also passed on to factories that take it.
+    ``num_warmup_steps``, ``num_decay_steps``, ...) may be an int number of steps or a float
+    fraction of the run length, converted with :func:`to_steps`. The run length is
+    ``total_steps``, which is also passed on to factories that take it; for HF names it is
+    ``num_training_steps``, and ``total_steps`` stands for it when it is not given.
 
     Args:
-      name: a key of :data:`SCHEDULES`.
+      name: an lrjax or Hugging Face schedule name.
       total_steps: the run length that fractions refer to.
-      **kwargs: the factory's other arguments.
+      **kwargs: the schedule's other arguments.
 
     Returns:
       The schedule.
+
+    Raises:
+      ValueError: for an unknown name, or an unknown or missing argument (the message lists
+        the arguments the name accepts), and for any invalid argument value.
 
     Examples:
       >>> import lrjax
@@ -1677,17 +2165,108 @@ def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule
       ...                      milestones=[0.5, 0.75], gamma=0.1)
       >>> [round(float(schedule(t)), 6) for t in (499, 500, 750)]
       [1.0, 0.1, 0.01]
+      >>> hf = lrjax.get("linear", learning_rate=1.0, num_warmup_steps=10,
+      ...                num_training_steps=110)
+      >>> [round(float(hf(t)), 6) for t in (5, 10, 60, 110)]
+      [0.5, 1.0, 0.5, 0.0]
     """
-    if name not in _BY_NAME:
-        raise ValueError(f"name must be one of {sorted(_BY_NAME)}, got {name!r}")
-    factory = _BY_NAME[name]
+    build, is_hf = _resolve(name, kwargs)
+    kwargs = dict(kwargs)
+    if is_hf and total_steps is not None:
+        if kwargs.setdefault("num_training_steps", total_steps) != total_steps:
+            raise ValueError(
+                f"total_steps={total_steps!r} and num_training_steps="
+                f"{kwargs['num_training_steps']!r} disagree; give one of them"
+            )
+    params = inspect.signature(build).parameters
+    hidden = frozenset() if is_hf else frozenset({"total_steps"})
+    accepted = [
+        p for p in params if p not in hidden and params[p].kind is not params[p].VAR_KEYWORD
+    ]
+    required = [p for p in accepted if params[p].default is params[p].empty]
+    unknown = sorted(set(kwargs) - set(accepted))
+    missing = [p for p in required if p not in kwargs]
+    if (unknown or missing) and name != "reduce_lr_on_plateau":
+        raise ValueError(_arguments_message(name, is_hf, unknown, missing))
+    total = kwargs.get("num_training_steps") if is_hf else total_steps
     for key, value in kwargs.items():
-        if key not in _DURATION_ARGS or value is None:
+        if key not in (_HF_DURATION_ARGS if is_hf else _DURATION_ARGS) or value is None:
             continue
         if isinstance(value, list | tuple):
-            kwargs[key] = [to_steps(v, total_steps, f"each of {key}") for v in value]
+            kwargs[key] = [to_steps(v, total, f"each of {key}") for v in value]
         else:
-            kwargs[key] = to_steps(value, total_steps, key)
-    if "total_steps" in inspect.signature(factory).parameters:
+            kwargs[key] = to_steps(value, total, key)
+    if not is_hf and "total_steps" in params:
         kwargs["total_steps"] = total_steps
-    return factory(**kwargs)
+    return build(**kwargs)
+
+
+def _arguments_message(name: str, is_hf: bool, unknown: list[str], missing: list[str]) -> str:
+    problems = []
+    if unknown:
+        problems.append(f"unknown argument(s) {', '.join(unknown)}")
+    if missing:
+        problems.append(f"missing argument(s) {', '.join(missing)}")
+    forms = []
+    if name in _HF_SCHEDULES:
+        forms.append(f"Hugging Face's ({', '.join(_arguments(_HF_SCHEDULES[name][0]))})")
+    if name in _BY_NAME:
+        factory = _BY_NAME[name]
+        forms.append(f"lrjax {factory.__name__}'s ({', '.join(_arguments(factory))})")
+    chosen = "Hugging Face's" if is_hf else "lrjax's"
+    return (
+        f"get({name!r}) as {chosen} schedule: {'; '.join(problems)}. {name!r} accepts "
+        + " or ".join(forms)
+        + (
+            "; HF's learning_rate / num_warmup_steps / num_training_steps select HF's form"
+            if len(forms) == 2
+            else ""
+        )
+    )
+
+
+def names_table() -> str:
+    """A Markdown table of every name :func:`get` accepts, its meaning and its arguments.
+
+    ``docs/schedule_names.md`` holds this text (a test checks they agree); regenerate it with
+    ``python -c "from lrjax import schedules as s; open('docs/schedule_names.md', 'w')
+    .write(s.names_table())"``.
+
+    Returns:
+      The Markdown text, ending with a newline.
+
+    Examples:
+      >>> from lrjax import schedules
+      >>> print(schedules.names_table().splitlines()[0])
+      # Schedule names accepted by `lrjax.get`
+    """
+
+    def args(build, hide=frozenset()):
+        return ", ".join(f"`{a}`" for a in _arguments(build, hide))
+
+    rows = []
+    for name, factory in _BY_NAME.items():
+        rows.append((name, 1, "lrjax", f"`{factory.__name__}`", args(factory), ""))
+    for name, (build, hf_function, built_with, note) in _HF_SCHEDULES.items():
+        arguments = "" if name == "reduce_lr_on_plateau" else args(build)
+        rows.append((name, 0, f"Hugging Face `{hf_function}`", f"`{built_with}`", arguments, note))
+    lines = [
+        "# Schedule names accepted by `lrjax.get`",
+        "",
+        "<!-- Generated by lrjax.schedules.names_table(); tests/schedules_test.py checks it. -->",
+        "",
+        "`lrjax.get(name, total_steps=None, **kwargs)` builds a schedule by name. Hugging Face "
+        "names take HF's argument names and give HF's schedule (the LR after `t` calls of "
+        "`scheduler.step()`). Where a name is both HF's and lrjax's, the arguments decide: "
+        "`learning_rate`, `num_warmup_steps` or `num_training_steps` select HF's form, "
+        "otherwise lrjax's factory. Durations may be steps (int) or fractions (float in "
+        "[0, 1]) of `total_steps` (of `num_training_steps` for HF names, for which "
+        "`total_steps` stands in when `num_training_steps` is not given). An unknown or "
+        "missing argument is a `ValueError` listing the accepted ones.",
+        "",
+        "| Name | Meaning | Built with | Arguments | Notes |",
+        "|---|---|---|---|---|",
+    ]
+    for name, _, meaning, built_with, arguments, note in sorted(rows):
+        lines.append(f"| `{name}` | {meaning} | {built_with} | {arguments} | {note} |")
+    return "\n".join(lines) + "\n"

@@ -65,6 +65,31 @@ def test_swa_update_bad_arguments():
         lrjax.swa_update(state, jnp.zeros(2), 1, start=-1)
     with pytest.raises(ValueError, match="every must be an integer >= 1"):
         lrjax.swa_update(state, jnp.zeros(2), 1, start=0, every=0)
+    with pytest.raises(ValueError, match="start must be an integer >= 0, got nan"):
+        lrjax.swa_update(state, jnp.zeros(2), 1, start=float("nan"))
+    with pytest.raises(ValueError, match="every must be an integer >= 1, got inf"):
+        lrjax.swa_update(state, jnp.zeros(2), 1, start=0, every=float("inf"))
+
+
+@pytest.mark.parametrize(
+    "decay, match",
+    [
+        (float("nan"), r"decay must be a finite number in \[0, 1\], got nan"),
+        (float("inf"), r"decay must be a finite number in \[0, 1\], got inf"),
+        (1.5, r"decay must be a finite number in \[0, 1\]"),
+        (-0.1, r"decay must be a finite number in \[0, 1\]"),
+        (np.array([0.9, 0.99]), r"decay must be a scalar.*jax.vmap"),
+    ],
+)
+def test_ema_update_rejects_bad_concrete_decay(decay, match):
+    with pytest.raises(ValueError, match=match):
+        lrjax.ema_update(jnp.zeros(2), jnp.ones(2), decay)
+
+
+def test_ema_update_traced_decay_skips_the_check():
+    # Out of range on purpose: a traced value cannot be checked, so it must not be.
+    got = jax.jit(lambda d: lrjax.ema_update(jnp.zeros(()), jnp.ones(()), d))(1.5)
+    np.testing.assert_allclose(got, -0.5)
 
 
 class TinyBN(nn.Module):

@@ -140,9 +140,32 @@ def test_vmapped_members_are_independent():
         (dict(threshold_mode="relative"), "threshold_mode must be one of"),
         (dict(patience=-1), "patience must be an integer >= 0"),
         (dict(cooldown=1.5), "cooldown must be an integer >= 0"),
-        (dict(factor=1.0), r"factor must be in \(0, 1\)"),
+        (dict(factor=1.0), r"factor must be a finite number in \(0, 1\)"),
+        (dict(factor=float("nan")), r"factor must be a finite number in \(0, 1\), got nan"),
+        (dict(factor=np.float32(0.0)), r"factor must be a finite number in \(0, 1\)"),
+        (dict(factor=np.array([0.5, 0.1])), r"factor must be a scalar.*jax.vmap"),
+        (dict(threshold=float("nan")), r"threshold must be a finite number >= 0, got nan"),
+        (dict(threshold=-1e-4), r"threshold must be a finite number >= 0"),
+        (dict(min_lr=float("inf")), r"min_lr must be a finite number >= 0, got inf"),
+        (dict(min_lr=-0.1), r"min_lr must be a finite number >= 0"),
+        (dict(eps=float("nan")), r"eps must be a finite number >= 0, got nan"),
+        (dict(patience=np.float64("nan")), r"patience must be an integer >= 0"),
+        (dict(patience=True), r"patience must be an integer >= 0"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lrjax.reduce_on_plateau(**kwargs)
+
+
+def test_traced_magnitudes_skip_the_build_time_checks():
+    # Inside vmap the values are tracers: no Python check can look at them, and none may try.
+    def scale_after_reduction(factor, threshold, min_lr, eps):
+        plateau = lrjax.reduce_on_plateau(
+            factor=factor, patience=0, threshold=threshold, min_lr=min_lr, eps=eps
+        )
+        state = plateau.update(plateau.init(), 1.0, 1.0)
+        return plateau.update(state, 1.0, 1.0).scale
+
+    values = [jnp.asarray(v, jnp.float32) for v in ([0.5, 0.1], [0.0, 0.0], [0.0, 0.2], [0.0, 0.0])]
+    np.testing.assert_allclose(jax.vmap(scale_after_reduction)(*values), [0.5, 0.2], rtol=1e-6)

@@ -23,6 +23,7 @@ Sources (read from the peers' repositories):
 - Huang et al., Snapshot Ensembles, arXiv:1704.00109, eq. (2).
 """
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -104,6 +105,16 @@ def torch_step_lr(t, base_lr, step_size, gamma):
         return lr if k % step_size != 0 else lr * gamma
 
     return _replay(base_lr, advance, t)
+
+
+def torch_step_lr_closed(t, base_lr, step_size, gamma):
+    """PyTorch StepLR ``_get_closed_form_lr``: gamma ** (last_epoch // step_size), exact ints."""
+    return _closed(lambda s: base_lr * gamma ** (s // step_size), t)
+
+
+def torch_multistep_lr_closed(t, base_lr, milestones, gamma):
+    """PyTorch MultiStepLR ``_get_closed_form_lr``: gamma ** bisect_right(milestones, t)."""
+    return _closed(lambda s: base_lr * gamma ** bisect.bisect_right(sorted(milestones), s), t)
 
 
 def torch_multistep_lr(t, base_lr, milestones, gamma):
@@ -289,6 +300,16 @@ def torch_cosine_warm_restarts(t, base_lr, t_0, t_mult=1, eta_min=0.0):
     return lrs[t]
 
 
+def torch_cosine_warm_restarts_closed(t, base_lr, t_0, eta_min=0.0):
+    """CosineAnnealingWarmRestarts ``step(epoch)`` for T_mult = 1: T_cur = epoch % T_0."""
+
+    def lr(s):
+        t_cur = s % t_0  # Python ints: exact at any step
+        return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t_cur / t_0)) / 2
+
+    return _closed(lr, t)
+
+
 def keras_cosine_decay_restarts(t, init_value, first_decay_steps, t_mul=2.0, m_mul=1.0, alpha=0.0):
     """Keras CosineDecayRestarts, locating the restart by walking the periods one by one."""
 
@@ -411,6 +432,8 @@ def warmup(t, inner: Ref, warmup_steps, init_value=0.0, mode="linear"):
     x = t / max(warmup_steps, 1)
     if mode == "linear":
         warm = init_value + (peak - init_value) * x
+    elif mode == "1-sqrt":
+        warm = init_value + (peak - init_value) * (1 - np.sqrt(np.clip(1 - x, 0, None)))
     elif mode == "exponential":
         warm = init_value * (peak / init_value) ** x
     elif mode == "cosine":
@@ -431,6 +454,46 @@ def hf_linear_with_warmup_lambda(current_step, *, num_warmup_steps, num_training
         float(num_training_steps - current_step)
         / float(max(1, num_training_steps - num_warmup_steps)),
     )
+
+
+def hf_constant_with_warmup_lambda(current_step, *, num_warmup_steps):
+    """``_get_constant_schedule_with_warmup_lr_lambda``."""
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1.0, num_warmup_steps))
+    return 1.0
+
+
+def hf_polynomial_lambda(
+    current_step, *, num_warmup_steps, num_training_steps, lr_end, power, lr_init
+):
+    """``_get_polynomial_decay_schedule_with_warmup_lr_lambda`` (a factor of lr_init)."""
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    if current_step > num_training_steps:
+        return lr_end / lr_init
+    decay_steps = num_training_steps - num_warmup_steps
+    pct_remaining = 1 - (current_step - num_warmup_steps) / decay_steps
+    return ((lr_init - lr_end) * pct_remaining**power + lr_end) / lr_init
+
+
+def hf_cosine_warmup_with_min_lr_rate_lambda(
+    current_step,
+    *,
+    num_warmup_steps,
+    num_training_steps,
+    num_cycles,
+    min_lr_rate=0.0,
+    warmup_lr_rate=None,
+):
+    """``_get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda``: one step ahead."""
+    step, warm, total = float(current_step), float(num_warmup_steps), float(num_training_steps)
+    if step < warm:
+        if warmup_lr_rate is None:
+            return (step + 1.0) / max(1.0, warm)
+        return warmup_lr_rate + (1.0 - warmup_lr_rate) * step / max(1, warm - 1)
+    progress = (step - warm + 1.0) / max(1.0, total - warm)
+    factor = 0.5 * (1.0 + math.cos(math.pi * num_cycles * 2.0 * progress))
+    return max(0, factor * (1 - min_lr_rate) + min_lr_rate)
 
 
 def hf_cosine_with_warmup_lambda(

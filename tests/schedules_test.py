@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import pathlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -623,6 +624,17 @@ CASES = [
         constant_tail=True,
     ),
     Case(
+        "warmup/1-sqrt-into-cosine",
+        lambda p: S.warmup(
+            S.cosine_decay(0.8, 40, 0.1), p["warmup_steps"], p["init_value"], p["mode"]
+        ),
+        lambda t, p: _warm(t, p, lambda s: R.cosine_to_floor(s, f32(0.8), 40, f32(0.1))),
+        dict(warmup_steps=12, init_value=0.05, mode="1-sqrt"),
+        horizon=70,
+        edges=(0, 1, 11, 12, 13, 51, 52, 53),
+        constant_tail=True,
+    ),
+    Case(
         "warmup/zero-steps",
         lambda p: S.warmup(S.constant(0.3), p["warmup_steps"], p["init_value"], p["mode"]),
         lambda t, p: _warm(t, p, lambda s: R.constant(s, f32(0.3))),
@@ -1018,6 +1030,219 @@ def test_giant_step_is_finite(case):
         scale = float(np.max(np.abs(case.reference(case.grid()))))
         for value in values.values():
             assert_matches(value, tail, scale)
+
+
+def test_negative_steps_count_as_zero(case):
+    # Python's % would wrap a negative step into the period (repeat at -5 gave f(20)).
+    schedule = compiled(case.id).schedule
+    want = np.asarray(schedule(0))
+    for step in (-5, np.int32(-5), jnp.asarray(-5, jnp.int32), jnp.asarray(-5.0, jnp.float32)):
+        np.testing.assert_array_equal(np.asarray(schedule(step)), want, err_msg=repr(step))
+
+
+def test_concrete_non_finite_step_is_rejected(case):
+    schedule = compiled(case.id).schedule
+    for step in (float("nan"), float("inf"), np.float32("-inf"), jnp.asarray([0.0, np.nan])):
+        with pytest.raises(ValueError, match=r"step must be finite"):
+            schedule(step)
+    # A traced step cannot be inspected: under jit it goes through unchecked, as before.
+    assert jax.jit(schedule)(jnp.asarray(np.nan, jnp.float32)).shape == ()
+
+
+# ------------------------------------------------------------------------------------------------
+# Giant steps: periods and staircases in integer arithmetic, against float64 references.
+# ------------------------------------------------------------------------------------------------
+
+# float32 holds every integer only below 2**24; optax's count is int32 up to 2**31 - 1.
+# 52_428_822 and 21_547_998 are where the float32 cast first pushed the two cyclic cases below
+# base_value under jit.
+GIANT_STEPS = np.array(
+    sorted(
+        {
+            *(2**24 + k for k in range(-2, 9)),
+            21_547_998,
+            52_428_822,
+            5 * 10**7 - 1,
+            5 * 10**7,
+            5 * 10**7 + 1,
+            2**31 - 2,
+            2**31 - 1,
+        }
+    ),
+    np.int64,
+)
+GIANT_SAMPLE = np.random.default_rng(0).integers(2**24, 2**31 - 1, size=1000, dtype=np.int64)
+# Python ints and int64 arrays beyond int32, divided on the host. (Further out the float64
+# references themselves lose the phase: s / period carries ulp(s / period) of error.)
+BEYOND_INT32 = (2**31 + 5, 2**32 + 7)
+
+
+@dataclasses.dataclass(frozen=True)
+class Giant:
+    id: str
+    make: Callable[[], optax.Schedule]
+    ref: Callable[[np.ndarray], np.ndarray]  # float64, magnitudes rounded to float32
+    low: float  # the documented range of the schedule
+    high: float
+
+
+GIANTS = [
+    Giant(
+        "cyclic-10-15",
+        lambda: S.cyclic(0.001, 0.1, 10, 15),
+        lambda t: R.torch_cyclic(t, f32(0.001), f32(0.1), 10, 15),
+        f32(0.001),
+        f32(0.1),
+    ),
+    Giant(
+        "cyclic-1000-1000",
+        lambda: S.cyclic(0.001, 0.1, 1000, 1000),
+        lambda t: R.torch_cyclic(t, f32(0.001), f32(0.1), 1000),
+        f32(0.001),
+        f32(0.1),
+    ),
+    Giant(
+        "cyclic-exp_range",
+        lambda: S.cyclic(0.01, 1.0, 7, 6, "exp_range", 0.99),
+        lambda t: R.torch_cyclic(t, f32(0.01), 1.0, 7, 6, "exp_range", f32(0.99)),
+        f32(0.01),
+        1.0,
+    ),
+    Giant(
+        "sgdr-T_mult-1",
+        lambda: S.sgdr(0.1, 10),
+        lambda t: R.torch_cosine_warm_restarts_closed(t, f32(0.1), 10),
+        0.0,
+        f32(0.1),
+    ),
+    Giant(
+        "sgdr-T_mult-1-floor",
+        lambda: S.sgdr(1.0, 7, end_value=0.125),
+        lambda t: R.torch_cosine_warm_restarts_closed(t, 1.0, 7, 0.125),
+        0.125,
+        1.0,
+    ),
+    Giant(
+        # Growing periods stay in float32 (the phase error shrinks with the period); checked.
+        "sgdr-t_mul-2",
+        lambda: S.sgdr(1.0, 10, 2.0, 0.95, 0.01),
+        lambda t: R.keras_cosine_decay_restarts(t, 1.0, 10, 2.0, f32(0.95), f32(0.01)),
+        f32(0.01),
+        1.0,
+    ),
+    Giant(
+        "snapshot_ensemble",
+        lambda: S.snapshot_ensemble(0.01, 1000, 7),
+        lambda t: R.huang_snapshot(t, f32(0.01), 1000, 7),
+        0.0,
+        f32(0.01),
+    ),
+    Giant(
+        "repeat",
+        lambda: S.repeat(S.warmup_linear_decay(1.0, 5, 25), 25),
+        lambda t: R.repeat(t, lambda s: R.hf_warmup_linear_decay(s, 1.0, 5, 25), 25),
+        0.0,
+        1.0,
+    ),
+    Giant(
+        "polynomial-cycle",
+        lambda: S.polynomial_decay(1.0, 0.125, 20, power=0.5, cycle=True),
+        lambda t: R.keras_polynomial(t, 1.0, 0.125, 20, 0.5, cycle=True),
+        0.125,
+        1.0,
+    ),
+    Giant(
+        # n D < 2**31: the phase (n s) mod D is int32 arithmetic; restarts every D / 3 steps.
+        "cosine_with_hard_restarts",
+        lambda: S.cosine_with_hard_restarts(1.0, 0, 3 * (2**24 + 3), 3, 0.125),
+        lambda t: R.hf_cosine_hard_restarts(t, 1.0, 0, 3 * (2**24 + 3), 3, 0.125),
+        0.125,
+        1.0,
+    ),
+    Giant(
+        # n D >= 2**31: the documented float32 fallback, still within 1e-6 here.
+        "cosine_with_hard_restarts-float-fallback",
+        lambda: S.cosine_with_hard_restarts(1.0, 16, 2**30, 3),
+        lambda t: R.hf_cosine_hard_restarts(t, 1.0, 16, 2**30, 3),
+        0.0,
+        1.0,
+    ),
+    Giant(
+        "step_decay",
+        lambda: S.step_decay(1.0, 2**24 + 1, 0.5),
+        lambda t: R.torch_step_lr_closed(t, 1.0, 2**24 + 1, 0.5),
+        0.0,
+        1.0,
+    ),
+    Giant(
+        "exponential-staircase-begin",
+        lambda: S.exponential_decay(1.0, 0.5, 2**24 + 1, staircase=True, transition_begin=3),
+        lambda t: R.keras_optax_exponential(t, 1.0, 0.5, 2**24 + 1, True, None, 3),
+        0.0,
+        1.0,
+    ),
+    Giant(
+        "inverse_time-staircase",
+        lambda: S.inverse_time_decay(1.0, 1.0, 2**24 + 1, staircase=True),
+        lambda t: R.keras_inverse_time(t, 1.0, 1.0, 2**24 + 1, True),
+        0.0,
+        1.0,
+    ),
+    Giant(
+        "multistep",
+        lambda: S.multistep_decay(1.0, [2**24 + 1, 5 * 10**7], 0.5),
+        lambda t: R.torch_multistep_lr_closed(t, 1.0, [2**24 + 1, 5 * 10**7], 0.5),
+        0.25,
+        1.0,
+    ),
+    Giant(
+        "piecewise_constant",
+        # float32 reads 2**24 + 1 as 2**24 (not past b_0) and 5 * 10**7 - 1 as 5 * 10**7.
+        lambda: S.piecewise_constant([2**24, 5 * 10**7 - 1], [1.0, 0.5, 0.25]),
+        lambda t: R.keras_piecewise_constant(t, [2**24, 5 * 10**7 - 1], [1.0, 0.5, 0.25]),
+        0.25,
+        1.0,
+    ),
+]
+
+
+@pytest.mark.parametrize("giant", GIANTS, ids=[g.id for g in GIANTS])
+def test_giant_int32_steps_match_float64_reference_under_jit(giant):
+    steps = np.concatenate([GIANT_STEPS, GIANT_SAMPLE])
+    got = np.asarray(jax.jit(jax.vmap(giant.make()))(jnp.asarray(steps, jnp.int32)))
+    assert_matches(got, giant.ref(steps), scale=giant.high)
+    tol = 4 * 2**-23 * giant.high
+    outside = steps[(got < giant.low - tol) | (got > giant.high + tol)]
+    assert outside.size == 0, f"LR leaves [{giant.low}, {giant.high}] at steps {outside[:5]}"
+
+
+@pytest.mark.parametrize("giant", GIANTS, ids=[g.id for g in GIANTS])
+def test_giant_host_integer_steps_match_float64_reference(giant):
+    # Python ints and NumPy int64 are divided on the host, exactly, also beyond int32.
+    schedule = giant.make()
+    steps = np.concatenate([GIANT_STEPS, BEYOND_INT32])
+    want = giant.ref(steps)
+    assert_matches(np.asarray(schedule(steps)), want, scale=giant.high)
+    for step, expected in zip(steps[-6:], want[-6:], strict=True):
+        assert_matches(schedule(int(step)), expected, scale=giant.high)
+
+
+@pytest.mark.parametrize(
+    ("make", "period"),
+    [
+        (lambda: S.cyclic(0.001, 0.1, 10, 15), 25),
+        (lambda: S.cyclic(0.01, 1.0, 7, 6, "exp_range", 1.0), 13),
+        (lambda: S.sgdr(1.0, 7, end_value=0.125), 7),
+        (lambda: S.snapshot_ensemble(0.01, 1000, 7), 143),
+        (lambda: S.repeat(S.warmup_linear_decay(1.0, 5, 25), 25), 25),
+    ],
+    ids=["cyclic", "cyclic-exp_range-gamma-1", "sgdr", "snapshot_ensemble", "repeat"],
+)
+def test_periodic_schedules_are_exactly_periodic_at_any_python_int(make, period):
+    # Beyond int64, where no float reference holds the phase, the period itself is the check.
+    schedule = make()
+    for step in (2**40 + 3, 2**63 + 11, 10**30 + 17):
+        np.testing.assert_array_equal(schedule(step), schedule(step % period), err_msg=str(step))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1685,6 +1910,210 @@ def test_bad_input_raises_naming_argument_and_range(name):
         build()
 
 
+# ------------------------------------------------------------------------------------------------
+# Concrete magnitudes are validated when the schedule is built; traced ones are not.
+# ------------------------------------------------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+# The reproductions of issue 12: each was silently accepted (NaN, inf or negative LRs).
+MAGNITUDE_ERRORS = {
+    "cosine_decay-init-nan": (
+        lambda: S.cosine_decay(NAN, 100),
+        r"init_value must be a finite number >= 0, got nan",
+    ),
+    "cosine_decay-init-inf": (
+        lambda: S.cosine_decay(INF, 100),
+        r"init_value must be a finite number >= 0, got inf",
+    ),
+    "step_decay-gamma-nan": (
+        lambda: S.step_decay(0.1, 10, gamma=NAN),
+        r"gamma must be a finite number > 0, got nan",
+    ),
+    "step_decay-gamma-negative": (
+        lambda: S.step_decay(0.1, 10, gamma=-0.5),
+        r"gamma must be a finite number > 0, got -0.5",
+    ),
+    "exponential_decay-decay_rate-negative": (
+        lambda: S.exponential_decay(0.1, decay_rate=-0.5, decay_steps=10),
+        r"decay_rate must be a finite number > 0, got -0.5",
+    ),
+    "sgdr-period_mult-nan": (
+        lambda: S.sgdr(0.1, 10, period_mult=NAN),
+        r"period_mult must be a finite number >= 1, got nan",
+    ),
+    "sgdr-period_mult-inf": (
+        lambda: S.sgdr(0.1, 10, period_mult=INF),
+        r"period_mult must be a finite number >= 1, got inf",
+    ),
+    "one_cycle-div_factor-0": (
+        lambda: S.one_cycle(100, 0.1, div_factor=0),
+        r"div_factor must be a finite number > 0, got 0",
+    ),
+    "warmup_cosine_decay-peak-negative": (
+        lambda: S.warmup_cosine_decay(-0.1, 10, 100),
+        r"peak_value must be a finite number >= 0, got -0.1",
+    ),
+    "warmup_cosine_decay-num_cycles-negative": (
+        lambda: S.warmup_cosine_decay(0.1, 10, 100, num_cycles=-1),
+        r"num_cycles must be a finite number > 0, got -1",
+    ),
+    "clip-min-above-max": (
+        lambda: S.clip(S.cosine_decay(1.0, 10), min_value=0.5, max_value=0.1),
+        r"min_value must be <= max_value, got min_value=0.5, max_value=0.1",
+    ),
+    "polynomial_decay-power-negative": (
+        lambda: S.polynomial_decay(0.1, 0.0, 100, power=-1),
+        r"power must be a finite number > 0, got -1",
+    ),
+    "optimal-alpha-0": (lambda: S.optimal(alpha=0.0), r"alpha must be a finite number > 0"),
+    "optimal-alpha-negative": (
+        lambda: S.optimal(alpha=-1e-4),
+        r"alpha must be a finite number > 0",
+    ),
+    "inverse_time_decay-decay_rate-negative": (
+        lambda: S.inverse_time_decay(0.1, decay_rate=-1.0, decay_steps=1),
+        r"decay_rate must be a finite number >= 0, got -1.0",
+    ),
+    "cosine_decay-vector-init": (
+        lambda: S.cosine_decay([0.1, 0.2], 100),
+        r"init_value must be a scalar, got shape \(2,\).*jax\.vmap",
+    ),
+    "schedule-nan-step": (
+        lambda: S.cosine_decay(0.1, 100)(float("nan")),
+        r"step must be finite, got nan",
+    ),
+    # The same rule for the other factories' ranges.
+    "linear-end-negative": (lambda: S.linear(1.0, -0.1, 10), r"end_value must be .* >= 0"),
+    "multistep-gamma-0": (
+        lambda: S.multistep_decay(1.0, [5], gamma=0.0),
+        r"gamma must be a finite number > 0, got 0.0",
+    ),
+    "piecewise-value-negative": (
+        lambda: S.piecewise_constant([5], [1.0, -0.5]),
+        r"values\[1\] must be a finite number >= 0, got -0.5",
+    ),
+    "exponential-end_value-nan": (
+        lambda: S.exponential_decay(1.0, 0.5, 10, end_value=NAN),
+        r"end_value must be a finite number >= 0, got nan",
+    ),
+    "invscaling-power_t-inf": (
+        lambda: S.invscaling(0.1, power_t=INF),
+        r"power_t must be a finite number, got inf",
+    ),
+    "optimal-t0-0": (lambda: S.optimal(0.01, t0=0.0), r"t0 must be a finite number > 0"),
+    "sgdr-peak_decay-0": (lambda: S.sgdr(1.0, 10, peak_decay=0.0), r"peak_decay .* > 0"),
+    "cyclic-gamma-negative": (
+        lambda: S.cyclic(0.1, 1.0, 5, mode="exp_range", gamma=-0.9),
+        r"gamma must be a finite number > 0",
+    ),
+    "one_cycle-final_div_factor-nan": (
+        lambda: S.one_cycle(100, 1.0, final_div_factor=NAN),
+        r"final_div_factor must be a finite number > 0, got nan",
+    ),
+    "one_cycle_momentum-above-1": (
+        lambda: S.one_cycle_momentum(100, base_momentum=1.5),
+        r"base_momentum must be a finite number in \[0, 1\], got 1.5",
+    ),
+    "one_cycle-pct_start-nan": (
+        lambda: S.one_cycle(100, 1.0, pct_start=NAN),
+        r"pct_start must be a finite number in \(0, 1\), got nan",
+    ),
+    "warmup-init-negative": (
+        lambda: S.warmup(S.constant(1.0), 5, init_value=-0.1),
+        r"init_value must be a finite number >= 0",
+    ),
+    "scale-factor-negative": (
+        lambda: S.scale(S.constant(1.0), -2.0),
+        r"factor must be a finite number >= 0",
+    ),
+    "clip-min-inf": (
+        lambda: S.clip(S.constant(1.0), min_value=INF),
+        r"min_value must be a finite number >= 0, got inf",
+    ),
+    "swa_schedule-swa_lr-nan": (
+        lambda: S.swa_schedule(S.constant(1.0), 10, NAN),
+        r"swa_lr must be a finite number >= 0, got nan",
+    ),
+    "tanh-lower_bound-nan": (
+        lambda: S.tanh_decay(1.0, 100, lower_bound=NAN),
+        r"lower_bound must be a finite number, got nan",
+    ),
+    "wsd-end-negative": (
+        lambda: S.warmup_stable_decay(1.0, 100, 10, 20, end_value=-1e-3),
+        r"end_value must be a finite number >= 0",
+    ),
+    "hard_restarts-init-inf": (
+        lambda: S.cosine_with_hard_restarts(1.0, 10, 100, init_value=INF),
+        r"init_value must be a finite number >= 0, got inf",
+    ),
+    "inverse_sqrt-peak-numpy-nan": (
+        lambda: S.inverse_sqrt(np.float32("nan"), 10),
+        r"peak_value must be a finite number >= 0",
+    ),
+    "to_steps-fraction-nan": (
+        lambda: S.to_steps(NAN, 100, "warmup_steps"),
+        r"warmup_steps .* must be in \[0, 1\], got nan",
+    ),
+    "get-fraction-inf": (
+        lambda: S.get("cosine", total_steps=100, init_value=1.0, decay_steps=INF),
+        r"decay_steps .* must be in \[0, 1\], got inf",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MAGNITUDE_ERRORS))
+def test_bad_concrete_magnitude_raises_naming_argument(name):
+    build, pattern = MAGNITUDE_ERRORS[name]
+    with pytest.raises(ValueError, match=pattern):
+        build()
+
+
+_HYPER_IDS = [f"{f.__name__}-{n}-{i}" for i, (f, _, n, _) in enumerate(HYPER)]
+
+
+@pytest.mark.parametrize(("factory", "fixed", "name", "values"), HYPER, ids=_HYPER_IDS)
+@pytest.mark.parametrize("bad", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
+def test_every_traced_argument_rejects_concrete_non_finite_values(
+    factory, fixed, name, values, bad
+):
+    value = [bad, *values[0][1:]] if name == "values" else bad
+    pattern = re.escape(name) + r"(\[0\])? must be a finite number"
+    with pytest.raises(ValueError, match=pattern):
+        factory(**fixed, **{name: value})
+
+
+@pytest.mark.parametrize(("factory", "fixed", "name", "values"), HYPER, ids=_HYPER_IDS)
+def test_every_traced_argument_rejects_a_concrete_vector(factory, fixed, name, values):
+    # A vector outside vmap would silently make every LR a vector; vmap is the way.
+    if name == "values":
+        pattern = r"values must have len\(boundaries\) \+ 1"
+    else:
+        pattern = re.escape(name) + r" must be a scalar, got shape \(2,\).*jax\.vmap"
+    with pytest.raises(ValueError, match=pattern):
+        factory(**fixed, **{name: np.asarray(values[:2])})
+
+
+def test_traced_magnitudes_skip_the_build_time_checks():
+    # Out-of-range values on purpose: under vmap they are tracers and nothing may inspect them.
+    steps = jnp.arange(5)
+    build = {
+        "gamma": lambda g: S.step_decay(1.0, 2, g)(steps),
+        "power": lambda p: S.polynomial_decay(1.0, 0.0, 10, p)(steps),
+        "min_value": lambda m: S.clip(S.constant(0.5), m, 0.1)(steps),
+        "init_value": lambda v: S.cosine_decay(v, 10)(steps),
+    }
+    for name, fn in build.items():
+        out = jax.vmap(fn)(jnp.asarray([-0.5, 2.0], jnp.float32))
+        assert out.shape == (2, 5), name
+
+
+def test_concrete_jax_scalars_are_checked_like_python_numbers():
+    with pytest.raises(ValueError, match=r"gamma must be a finite number > 0"):
+        S.step_decay(1.0, 10, jnp.asarray(-0.5, jnp.float32))
+    assert float(S.step_decay(1.0, 10, jnp.asarray(0.5, jnp.float32))(10)) == 0.5
+
+
 PUBLIC_SCHEDULES = sorted(
     name
     for name in S.__all__
@@ -1860,6 +2289,460 @@ def test_to_steps_converts_steps_and_fractions(duration, total, want):
 def test_to_steps_rejects_bad_values(duration, pattern):
     with pytest.raises(ValueError, match=pattern):
         S.to_steps(duration, 100, "warmup_steps")
+
+
+# ------------------------------------------------------------------------------------------------
+# Hugging Face scheduler names in get(), against HF's own lambdas (schedules_reference.py).
+# ------------------------------------------------------------------------------------------------
+
+# transformers' SchedulerType values, all of which get() must know.
+HF_SCHEDULER_TYPES = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class HFCase:
+    id: str
+    name: str
+    kwargs: dict[str, Any]
+    factor: Callable[[int], float]  # HF's lambda: the LR is learning_rate * factor(t)
+    horizon: int
+    held_from: int | None = None  # lrjax holds the floor from here (HF's cosine turns back up)
+
+
+def _lr(kw):
+    return kw["learning_rate"]
+
+
+HF_CASES = [
+    HFCase(
+        "linear",
+        "linear",
+        dict(learning_rate=0.5, num_warmup_steps=8, num_training_steps=64),
+        lambda t: R.hf_linear_with_warmup_lambda(t, num_warmup_steps=8, num_training_steps=64),
+        90,
+    ),
+    HFCase(
+        "linear-no-warmup-fraction",
+        "linear",
+        dict(learning_rate=0.25, num_warmup_steps=0.125, num_training_steps=64),
+        lambda t: R.hf_linear_with_warmup_lambda(t, num_warmup_steps=8, num_training_steps=64),
+        70,
+    ),
+    HFCase(
+        "cosine",
+        "cosine",
+        dict(learning_rate=0.5, num_warmup_steps=8, num_training_steps=64),
+        lambda t: R.hf_cosine_with_warmup_lambda(
+            t, num_warmup_steps=8, num_training_steps=64, num_cycles=0.5
+        ),
+        90,
+        held_from=64,
+    ),
+    HFCase(
+        "cosine-1.5-cycles",
+        "cosine",
+        dict(learning_rate=1.0, num_warmup_steps=5, num_training_steps=45, num_cycles=1.5),
+        lambda t: R.hf_cosine_with_warmup_lambda(
+            t, num_warmup_steps=5, num_training_steps=45, num_cycles=1.5
+        ),
+        60,
+        held_from=45,
+    ),
+    HFCase(
+        "cosine_with_restarts",
+        "cosine_with_restarts",
+        dict(learning_rate=0.5, num_warmup_steps=10, num_training_steps=100, num_cycles=3),
+        lambda t: R.hf_hard_restarts_lambda(
+            t, num_warmup_steps=10, num_training_steps=100, num_cycles=3
+        ),
+        120,
+    ),
+    HFCase(
+        "cosine_with_restarts-default",
+        "cosine_with_restarts",
+        dict(learning_rate=0.5, num_warmup_steps=4, num_training_steps=40),
+        lambda t: R.hf_hard_restarts_lambda(
+            t, num_warmup_steps=4, num_training_steps=40, num_cycles=1
+        ),
+        50,
+    ),
+    HFCase(
+        "polynomial",
+        "polynomial",
+        dict(
+            learning_rate=0.5, num_warmup_steps=10, num_training_steps=74, lr_end=0.0625, power=2.0
+        ),
+        lambda t: R.hf_polynomial_lambda(
+            t, num_warmup_steps=10, num_training_steps=74, lr_end=0.0625, power=2.0, lr_init=0.5
+        ),
+        90,
+    ),
+    HFCase(
+        "polynomial-defaults",
+        "polynomial",
+        dict(learning_rate=1.0, num_warmup_steps=3, num_training_steps=30),
+        lambda t: R.hf_polynomial_lambda(
+            t, num_warmup_steps=3, num_training_steps=30, lr_end=f32(1e-7), power=1.0, lr_init=1.0
+        ),
+        40,
+    ),
+    HFCase("constant", "constant", dict(learning_rate=0.25), lambda t: 1.0, 10),
+    HFCase(
+        "constant-ignores-steps",
+        "constant",
+        dict(learning_rate=0.25, num_training_steps=5),
+        lambda t: 1.0,
+        10,
+    ),
+    HFCase(
+        "constant_with_warmup",
+        "constant_with_warmup",
+        dict(learning_rate=0.5, num_warmup_steps=10, num_training_steps=50),
+        lambda t: R.hf_constant_with_warmup_lambda(t, num_warmup_steps=10),
+        60,
+    ),
+    HFCase(
+        "inverse_sqrt",
+        "inverse_sqrt",
+        dict(learning_rate=0.5, num_warmup_steps=10),
+        lambda t: R.hf_inverse_sqrt_lambda(t, num_warmup_steps=10),
+        300,
+    ),
+    HFCase(
+        "inverse_sqrt-timescale",
+        "inverse_sqrt",
+        dict(learning_rate=0.5, num_warmup_steps=16, timescale=100, num_training_steps=200),
+        lambda t: R.hf_inverse_sqrt_lambda(t, num_warmup_steps=16, timescale=100),
+        300,
+    ),
+    HFCase(
+        "cosine_with_min_lr-min_lr",
+        "cosine_with_min_lr",
+        dict(learning_rate=0.5, num_warmup_steps=8, num_training_steps=64, min_lr=0.0625),
+        lambda t: R.hf_cosine_with_warmup_lambda(
+            t, num_warmup_steps=8, num_training_steps=64, num_cycles=0.5, min_lr_rate=0.125
+        ),
+        80,
+        held_from=64,
+    ),
+    HFCase(
+        "cosine_with_min_lr-rate",
+        "cosine_with_min_lr",
+        dict(learning_rate=1.0, num_warmup_steps=0, num_training_steps=50, min_lr_rate=0.25),
+        lambda t: R.hf_cosine_with_warmup_lambda(
+            t, num_warmup_steps=0, num_training_steps=50, num_cycles=0.5, min_lr_rate=0.25
+        ),
+        60,
+        held_from=50,
+    ),
+    HFCase(
+        "cosine_warmup_with_min_lr",
+        "cosine_warmup_with_min_lr",
+        dict(learning_rate=0.5, num_warmup_steps=8, num_training_steps=64, min_lr_rate=0.125),
+        lambda t: R.hf_cosine_warmup_with_min_lr_rate_lambda(
+            t, num_warmup_steps=8, num_training_steps=64, num_cycles=0.5, min_lr_rate=0.125
+        ),
+        80,
+        held_from=63,
+    ),
+    HFCase(
+        "cosine_warmup_with_min_lr-warmup_lr_rate",
+        "cosine_warmup_with_min_lr",
+        dict(
+            learning_rate=1.0,
+            num_warmup_steps=9,
+            num_training_steps=41,
+            min_lr=0.125,
+            warmup_lr_rate=0.25,
+        ),
+        lambda t: R.hf_cosine_warmup_with_min_lr_rate_lambda(
+            t,
+            num_warmup_steps=9,
+            num_training_steps=41,
+            num_cycles=0.5,
+            min_lr_rate=0.125,
+            warmup_lr_rate=0.25,
+        ),
+        50,
+        held_from=40,
+    ),
+    HFCase(
+        "cosine_warmup_with_min_lr-one-warmup-step",
+        "cosine_warmup_with_min_lr",
+        dict(learning_rate=1.0, num_warmup_steps=1, num_training_steps=20, min_lr_rate=0.0),
+        lambda t: R.hf_cosine_warmup_with_min_lr_rate_lambda(
+            t, num_warmup_steps=1, num_training_steps=20, num_cycles=0.5
+        ),
+        30,
+        held_from=19,
+    ),
+    HFCase(
+        "cosine_warmup_with_min_lr-no-warmup",
+        "cosine_warmup_with_min_lr",
+        dict(learning_rate=1.0, num_warmup_steps=0, num_training_steps=20, min_lr_rate=0.5),
+        lambda t: R.hf_cosine_warmup_with_min_lr_rate_lambda(
+            t, num_warmup_steps=0, num_training_steps=20, num_cycles=0.5, min_lr_rate=0.5
+        ),
+        30,
+        held_from=19,
+    ),
+    HFCase(
+        "warmup_stable_decay",
+        "warmup_stable_decay",
+        dict(learning_rate=0.5, num_warmup_steps=10, num_decay_steps=20, num_training_steps=100),
+        lambda t: R.hf_wsd_lambda(t, num_warmup_steps=10, num_stable_steps=70, num_decay_steps=20),
+        120,
+    ),
+    HFCase(
+        "warmup_stable_decay-shapes-min_lr_ratio",
+        "warmup_stable_decay",
+        dict(
+            learning_rate=1.0,
+            num_warmup_steps=12,
+            num_decay_steps=24,
+            num_stable_steps=40,
+            warmup_type="cosine",
+            decay_type="1-sqrt",
+            min_lr_ratio=0.125,
+        ),
+        lambda t: R.hf_wsd_lambda(
+            t,
+            num_warmup_steps=12,
+            num_stable_steps=40,
+            num_decay_steps=24,
+            warmup_type="cosine",
+            decay_type="1-sqrt",
+            min_lr_ratio=0.125,
+        ),
+        90,
+    ),
+    HFCase(
+        "warmup_stable_decay-1-sqrt-warmup",
+        "warmup_stable_decay",
+        dict(
+            learning_rate=1.0,
+            num_warmup_steps=16,
+            num_decay_steps=8,
+            num_training_steps=40,
+            warmup_type="1-sqrt",
+            decay_type="linear",
+            min_lr_ratio=0.25,
+        ),
+        lambda t: R.hf_wsd_lambda(
+            t,
+            num_warmup_steps=16,
+            num_stable_steps=16,
+            num_decay_steps=8,
+            warmup_type="1-sqrt",
+            decay_type="linear",
+            min_lr_ratio=0.25,
+        ),
+        50,
+    ),
+]
+
+
+@pytest.mark.parametrize("hf", HF_CASES, ids=[c.id for c in HF_CASES])
+def test_hf_names_give_hf_schedules(hf):
+    steps = np.arange(hf.horizon + 1)
+    got = _lrs(lrjax.get(hf.name, **hf.kwargs), steps)
+    want = np.asarray([_lr(hf.kwargs) * hf.factor(int(t)) for t in steps])
+    end = hf.horizon + 1 if hf.held_from is None else hf.held_from + 1
+    assert_matches(got[:end], want[:end], scale=_lr(hf.kwargs))
+    if hf.held_from is not None:  # past the end lrjax holds HF's value at the end
+        np.testing.assert_array_equal(got[end:], np.full(got[end:].shape, got[end - 1]))
+
+
+def test_hf_cases_cover_every_hf_scheduler_type():
+    assert {c.name for c in HF_CASES} == set(HF_SCHEDULER_TYPES) - {"reduce_lr_on_plateau"}
+
+
+@pytest.mark.parametrize("hf", HF_CASES, ids=[c.id for c in HF_CASES])
+def test_hf_names_vmap_over_learning_rate(hf):
+    kwargs = {k: v for k, v in hf.kwargs.items() if k != "learning_rate"}
+    steps = jnp.arange(hf.horizon + 1)
+    values = [_lr(hf.kwargs), _lr(hf.kwargs) * 0.75]
+
+    def run(lr):
+        return jax.vmap(lrjax.get(hf.name, learning_rate=lr, **kwargs))(steps)
+
+    @jax.jit
+    def batched_and_single(batch):
+        # The single calls see Python floats at build time: the checked, untraced path.
+        return jax.vmap(run)(batch), jnp.stack([run(v) for v in values])
+
+    batched, singles = batched_and_single(jnp.asarray(values, jnp.float32))
+    np.testing.assert_allclose(batched, singles, rtol=1e-6, atol=1e-7)
+
+
+def test_get_total_steps_stands_in_for_num_training_steps():
+    want = _lrs(
+        lrjax.get("cosine", learning_rate=0.5, num_warmup_steps=8, num_training_steps=64),
+        np.arange(80),
+    )
+    got = _lrs(
+        lrjax.get("cosine", total_steps=64, learning_rate=0.5, num_warmup_steps=0.125),
+        np.arange(80),
+    )
+    np.testing.assert_array_equal(got, want)
+
+
+def test_lrjax_forms_of_shared_names_are_unchanged():
+    # HF's names do not take over lrjax's own: lrjax's arguments still build lrjax's factory.
+    steps = np.arange(120)
+    pairs = [
+        (
+            lrjax.get("linear", init_value=1.0, end_value=0.5, transition_steps=10),
+            S.linear(1.0, 0.5, 10),
+        ),
+        (lrjax.get("cosine", init_value=1.0, decay_steps=40), S.cosine_decay(1.0, 40)),
+        (
+            lrjax.get("polynomial", init_value=1.0, end_value=0.0, decay_steps=50, power=2.0),
+            S.polynomial_decay(1.0, 0.0, 50, 2.0),
+        ),
+        (lrjax.get("constant", value=0.3), S.constant(0.3)),
+        (lrjax.get("inverse_sqrt", peak_value=1.0, warmup_steps=10), S.inverse_sqrt(1.0, 10)),
+        (
+            lrjax.get(
+                "warmup_stable_decay",
+                total_steps=100,
+                peak_value=1.0,
+                warmup_steps=10,
+                decay_steps=20,
+            ),
+            S.warmup_stable_decay(1.0, 100, 10, 20),
+        ),
+    ]
+    for got, want in pairs:
+        np.testing.assert_array_equal(_lrs(got, steps), _lrs(want, steps))
+
+
+_HF = dict(learning_rate=0.5, num_warmup_steps=8, num_training_steps=64)
+
+GET_ERRORS = {
+    "lrjax-form-missing-argument": (
+        lambda: lrjax.get("cosine", total_steps=200, init_value=1e-2),
+        r"missing argument\(s\) decay_steps.*'cosine' accepts Hugging Face's \(learning_rate, "
+        r"num_warmup_steps, num_training_steps, num_cycles=0.5\) or lrjax cosine_decay's "
+        r"\(init_value, decay_steps, end_value=0.0\)",
+    ),
+    "hf-form-missing-argument": (
+        lambda: lrjax.get("linear", learning_rate=0.5, num_warmup_steps=8),
+        r"missing argument\(s\) num_training_steps.*Hugging Face's \(learning_rate, "
+        r"num_warmup_steps, num_training_steps\)",
+    ),
+    "hf-form-unknown-argument": (
+        lambda: lrjax.get("cosine", **_HF, min_lr=0.1),
+        r"unknown argument\(s\) min_lr",
+    ),
+    "lrjax-only-name-with-hf-arguments": (
+        lambda: lrjax.get("wsd", **_HF),
+        r"unknown argument\(s\) learning_rate, num_training_steps, num_warmup_steps.*"
+        r"lrjax warmup_stable_decay's \(peak_value, total_steps",
+    ),
+    "hf-only-name-missing-learning_rate": (
+        lambda: lrjax.get("constant_with_warmup", num_warmup_steps=5),
+        r"missing argument\(s\) learning_rate",
+    ),
+    "reduce_lr_on_plateau": (
+        lambda: lrjax.get("reduce_lr_on_plateau", mode="min", factor=0.1),
+        r"not a schedule.*lrjax\.reduce_on_plateau",
+    ),
+    "unknown-name": (
+        lambda: lrjax.get("cosine_annealing", **_HF),
+        r"name must be one of \[.*'constant_with_warmup'.*'cosine_decay'",
+    ),
+    "total_steps-disagrees": (
+        lambda: lrjax.get("cosine", total_steps=100, **_HF),
+        r"total_steps=100 and num_training_steps=64 disagree",
+    ),
+    "learning_rate-nan": (
+        lambda: lrjax.get("cosine", **{**_HF, "learning_rate": NAN}),
+        r"learning_rate must be a finite number >= 0, got nan",
+    ),
+    "warmup-too-long": (
+        lambda: lrjax.get("linear", **{**_HF, "num_warmup_steps": 64}),
+        r"num_warmup_steps must be in \[0, num_training_steps\)",
+    ),
+    "min_lr-both": (
+        lambda: lrjax.get("cosine_with_min_lr", **_HF, min_lr=0.1, min_lr_rate=0.1),
+        r"exactly one of min_lr or min_lr_rate",
+    ),
+    "min_lr-neither": (
+        lambda: lrjax.get("cosine_warmup_with_min_lr", **_HF),
+        r"exactly one of min_lr or min_lr_rate",
+    ),
+    "min_lr_rate-above-1": (
+        lambda: lrjax.get("cosine_with_min_lr", **_HF, min_lr_rate=1.5),
+        r"min_lr_rate must be a finite number in \[0, 1\]",
+    ),
+    "polynomial-lr_end-not-below-lr": (
+        lambda: lrjax.get("polynomial", **_HF, lr_end=0.5),
+        r"lr_end must be < learning_rate",
+    ),
+    "restarts-num_cycles-float": (
+        lambda: lrjax.get("cosine_with_restarts", **_HF, num_cycles=1.5),
+        r"num_cycles must be an integer >= 1",
+    ),
+    "wsd-no-length": (
+        lambda: lrjax.get(
+            "warmup_stable_decay", learning_rate=0.5, num_warmup_steps=5, num_decay_steps=5
+        ),
+        r"num_training_steps or num_stable_steps must be given",
+    ),
+    "wsd-lengths-disagree": (
+        lambda: lrjax.get(
+            "warmup_stable_decay",
+            learning_rate=0.5,
+            num_warmup_steps=5,
+            num_decay_steps=5,
+            num_stable_steps=10,
+            num_training_steps=30,
+        ),
+        r"num_training_steps=30 disagrees with .* = 20",
+    ),
+    "wsd-num_cycles": (
+        lambda: lrjax.get("warmup_stable_decay", **_HF, num_decay_steps=8, num_cycles=1.0),
+        r"num_cycles must be 0.5",
+    ),
+    "wsd-decay-too-long": (
+        lambda: lrjax.get("warmup_stable_decay", **_HF, num_decay_steps=60),
+        r"num_warmup_steps \+ num_decay_steps must be <= num_training_steps = 64",
+    ),
+    "wsd-decay-0": (
+        lambda: lrjax.get("warmup_stable_decay", **_HF, num_decay_steps=0),
+        r"num_decay_steps must be an integer >= 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(GET_ERRORS))
+def test_get_errors_list_the_accepted_arguments(name):
+    build, pattern = GET_ERRORS[name]
+    with pytest.raises(ValueError, match=pattern):
+        build()
+
+
+def test_names_table_lists_every_name_and_matches_the_docs_file():
+    table = S.names_table()
+    for name in (*HF_SCHEDULER_TYPES, *S.SCHEDULES, *(f.__name__ for f in S.SCHEDULES.values())):
+        assert f"| `{name}` |" in table, name
+    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "schedule_names.md"
+    assert path.read_text() == table, (
+        "docs/schedule_names.md is stale; regenerate it from lrjax.schedules.names_table()"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
