@@ -82,7 +82,11 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     results.write_jsonl(out / "parallel_metrics.jsonl", results.member_rows(res, labels))
     all_suggestions = {**suggestions, "parallel (min val loss)": parallel.suggestion()}
 
-    reference = _part3_best(out.parent / config["compare_with"] / "summary.json", config["model"])
+    reference = None
+    if "compare_with" in config:
+        summary_path = out.parent / config["compare_with"] / "summary.json"
+        reference = _part3_best(summary_path, config["model"])
+    config = {**config, "dataset_name": ds.name}
     _figure(config, out, classic, suggestions, parallel, reference)
     table = _table(all_suggestions, reference)
     (out / "table.md").write_text(table)
@@ -198,7 +202,8 @@ def _report(config, classic, parallel, classic_s, parallel_s, table, ref) -> str
         else "no run diverged"
     )
     lines = [
-        f"{config['model_title']} on MNIST-1D, SGD with momentum {config['momentum']}, batch "
+        f"{config['model_title']} on {config['dataset_name']}, SGD with momentum "
+        f"{config['momentum']}, batch "
         f"{config['batch_size']}, seeds {config['seeds']}.",
         "",
         f"- **Classic** (Smith 2017): the LR grows exponentially from {c['start_lr']:g} to "
@@ -214,7 +219,13 @@ def _report(config, classic, parallel, classic_s, parallel_s, table, ref) -> str
         "![range tests](range_tests.png)",
         "",
     ]
-    if ref is None:
+    if ref is None and "compare_with" not in config:
+        lines += [
+            "This part trains a model that part 3 (schedule comparison) does not, so the "
+            "suggestions are not compared with a sweep's best LR.",
+            "",
+        ]
+    elif ref is None:
         lines += [
             "Part 3 (schedule comparison) has no result for this model in this results folder, "
             "so the suggestions are not compared with a sweep's best LR; run "

@@ -368,7 +368,10 @@ class ResNet(nn.Module):
         x = nn.relu(_batch_norm(train)(_SliceConv2D(self.features[0])(x)))
         for i, f in enumerate(self.features):
             if i > 0:
-                x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+                # 2x2 average pooling (nn.avg_pool divides by an int, which strict promotion
+                # rejects).
+                window = (1, 2, 2, 1)
+                x = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, window, "VALID") * 0.25
                 x = nn.relu(_batch_norm(train)(_SliceConv2D(f)(x)))
             for _ in range(self.blocks):
                 x = _ResidualBlock(f)(x, train)

@@ -51,7 +51,9 @@ LOSS = optax.softmax_cross_entropy_with_integer_labels
 def classifier(module: Any, sample_input: Any) -> sweep.Model:
     """Wraps a ``flax.linen`` classifier as a :class:`lrjax.sweep.Model`.
 
-    Parameters come from the engine's threefry key of each member's seed. (An ``"rbg"`` key
+    Parameters come from the engine's threefry key of each member's seed. A module with batch
+    statistics or dropout (a ``train`` argument) becomes a model with state
+    (:meth:`lrjax.Model.from_linen`). (An ``"rbg"`` key
     compiles the vmapped init about twice as fast on CPU, but its bits depend on the member's
     position in the vmapped group, so the same seed would start from different parameters
     depending on K and the group size; threefry costs 2-4 s of compile per model and is exact.)
@@ -60,7 +62,8 @@ def classifier(module: Any, sample_input: Any) -> sweep.Model:
 
 
 def make_model(name: str, sample_input: Any, num_classes: int = 10) -> sweep.Model:
-    """The study's models: ``"mlp"`` (the MNIST-1D paper's 100-100 MLP) or ``"cnn1d"``.
+    """The study's models: ``"mlp"`` (the MNIST-1D paper's 100-100 MLP), ``"cnn1d"``, or
+    ``"resnet"`` (:class:`lrjax.models.ResNet`, BatchNorm and dropout, for images).
 
     The CNN uses ``conv="slices"`` (same parameters and outputs as the paper's CNN, fast under
     ``vmap``; see :class:`lrjax.models.CNN1D`).
@@ -69,8 +72,10 @@ def make_model(name: str, sample_input: Any, num_classes: int = 10) -> sweep.Mod
         module = models.MLP(hidden=(100, 100), num_classes=num_classes)
     elif name == "cnn1d":
         module = models.CNN1D(num_classes=num_classes, conv="slices")
+    elif name == "resnet":
+        module = models.ResNet(num_classes=num_classes)
     else:
-        raise ValueError(f"model must be 'mlp' or 'cnn1d', got {name!r}")
+        raise ValueError(f"model must be 'mlp', 'cnn1d' or 'resnet', got {name!r}")
     return classifier(module, np.asarray(sample_input)[:1])
 
 
@@ -252,21 +257,22 @@ def family_schedules(
 
 
 def evaluate(
-    model: sweep.Model, params: Any, x: Any, y: Any, batch: int = 1000
+    model: sweep.Model, variables: Any, x: Any, y: Any, batch: int = 1000
 ) -> dict[str, np.ndarray]:
-    """Mean accuracy and cross-entropy ``{name: [K]}`` of stacked params ``[K, ...]`` on (x, y)."""
+    """Mean accuracy and cross-entropy ``{name: [K]}`` of stacked ``[K, ...]`` variables
+    (:meth:`lrjax.Model.variables`: the params of a stateless model) on (x, y)."""
 
     @jax.jit
     def scores(p, xb, yb):
         def one(q):
-            logits = model.apply(q, xb)
+            logits = model.predict(q, xb)
             return jnp.stack([jnp.sum(sweep.accuracy(logits, yb)), jnp.sum(LOSS(logits, yb))])
 
         return jax.vmap(one)(p)
 
     x, y = np.asarray(x), np.asarray(y)
     total = sum(
-        np.asarray(scores(params, x[i : i + batch], y[i : i + batch]), np.float64)
+        np.asarray(scores(variables, x[i : i + batch], y[i : i + batch]), np.float64)
         for i in range(0, len(y), batch)
     )
     return {"accuracy": total[:, 0] / len(y), "loss": total[:, 1] / len(y)}

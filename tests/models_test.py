@@ -146,3 +146,46 @@ def test_cnn1d_slices_matches_lax_conv(config):
     )
     with pytest.raises(ValueError, match=r"conv must be 'lax' or 'slices', got 'fft'"):
         models.CNN1D(conv="fft").init(_key(0), x)
+
+
+# -----------------------------------------------------------------------------------------------
+# ResNet: batch statistics, dropout, and convolutions as slices
+
+
+@pytest.mark.parametrize("shape, count", [((8, 8), 7_298), ((28, 28), 7_298)])
+def test_resnet_counts_and_train_and_eval_modes(shape, count):
+    model = models.ResNet()
+    x = jax.ShapeDtypeStruct((3, *shape), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    assert set(variables) == {"params", "batch_stats"}
+    assert models.param_count(variables["params"]) == count
+    assert models.param_count(variables["batch_stats"]) == 144  # mean and var of 72 channels
+    assert jax.eval_shape(model.apply, variables, x).shape == (3, 10)
+    def train(v, inputs):
+        key = jax.random.key(0)
+        return model.apply(
+            v, inputs, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
+        )
+
+    out, updates = jax.eval_shape(train, variables, x)
+    assert out.shape == (3, 10) and set(updates) == {"batch_stats"}
+
+
+def test_slice_convolution_equals_flax_conv():
+    x = _inputs((6, 5, 3), batch=2)
+    conv = models._SliceConv2D(4)
+    params = conv.init(_key(0), x)
+    reference = nn.Conv(4, (3, 3), padding="SAME", use_bias=False)
+    want = reference.apply({"params": {"kernel": params["params"]["kernel"]}}, x)
+    np.testing.assert_allclose(conv.apply(params, x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_takes_a_traced_rate():
+    x = jnp.ones((4000,))
+    rates = jnp.array([0.0, 0.25, 0.5, 1.0])
+    out = jax.jit(jax.vmap(lambda r: models.dropout(x, r, jax.random.key(1))))(rates)
+    kept = np.mean(np.asarray(out) != 0, axis=1)
+    np.testing.assert_allclose(kept, [1.0, 0.75, 0.5, 0.0], atol=0.03)
+    # the kept units are scaled by 1 / (1 - rate), so the mean is preserved
+    np.testing.assert_allclose(np.asarray(out[1])[np.asarray(out[1]) != 0], 4 / 3, rtol=1e-6)
+    assert np.isfinite(np.asarray(out)).all()

@@ -1,6 +1,7 @@
 """The README's engine examples, verbatim, on small random data (kept in sync by hand)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -13,6 +14,54 @@ x_train = rng.normal(size=(256, 40)).astype(np.float32)
 y_train = (x_train[:, :10].argmax(axis=1)).astype(np.int32)
 x_test = rng.normal(size=(64, 40)).astype(np.float32)
 y_test = (x_test[:, :10].argmax(axis=1)).astype(np.int32)
+
+
+images = rng.normal(size=(128, 8, 8)).astype(np.float32)
+labels = (images[:, :4].mean(axis=(1, 2)) > 0).astype(np.int32)
+
+
+# README: the primitive, your own step vectorized (model with BatchNorm and dropout).
+def readme_primitive(num_steps=200):
+    model = lrjax.models.ResNet()  # BatchNorm + dropout
+
+    def tx(member):  # the optimizer of one member, from its traced learning rate
+        return optax.sgd(member["lr"], momentum=0.9)
+
+    def init(member):
+        v = model.init(jax.random.key(member["seed"]), images[:1])
+        opt = tx(member).init(v["params"])
+        return {"params": v["params"], "stats": v["batch_stats"], "opt": opt, "t": jnp.int32(0)}
+
+    def step(state, batch, member):
+        x, y = batch
+        key = lrjax.step_key(member["seed"], state["t"])  # dropout: seed and step only
+
+        def loss_fn(params):
+            logits, new = model.apply({"params": params, "batch_stats": state["stats"]}, x,
+                                      train=True, rngs={"dropout": key},
+                                      mutable=["batch_stats"])  # fmt: skip
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
+
+        (loss, new), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt = tx(member).update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "stats": new["batch_stats"], "opt": opt, "t": state["t"] + 1}, {
+            "loss": loss}  # fmt: skip
+
+    members = {"lr": np.geomspace(1e-3, 1, 16, dtype=np.float32),
+               "seed": np.arange(16, dtype=np.int32)}  # fmt: skip
+    result = lrjax.fit(lrjax.vectorize(step, init), members, (images, labels), batch_size=64,
+                       num_steps=num_steps)  # fmt: skip
+    return result
+
+
+def test_primitive_example_trains_every_member():
+    result = readme_primitive(num_steps=20)
+    assert result.metrics["loss"].shape == (16, 20)
+    assert np.isfinite(result.metrics["loss"][:8]).all()  # the smaller learning rates
+    assert int(result.state["t"][0]) == 20
+    moved = jax.tree.leaves(result.state["stats"])[0]
+    assert not np.allclose(moved[0], moved[1])  # every member has its own batch statistics
 
 
 # README example (a): an lrjax schedule in a hand-written Flax NNX training loop.

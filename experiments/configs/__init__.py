@@ -9,6 +9,9 @@ a JSON-serializable dict with at least:
           `out_dir` and returns the body of its Markdown report section;
   quick:  whether this is the small smoke-test version.
 
+Optionally `images: True` marks a part that trains on images: it uses MNIST from `data_dir`
+when one is given without a dataset name (scikit-learn's digits otherwise).
+
 Optionally `reads`: parts whose results this part reads (e.g. the range test compares its
 suggestions with the schedule comparison's best LR); `make experiment` runs those first and
 re-runs this part whenever one of them was re-run.
@@ -32,6 +35,8 @@ PARTS: tuple[str, ...] = (
     "snapshots",
     "plateau",
     "search",
+    "range_test_bn",
+    "snapshots_bn",
 )
 
 
@@ -50,6 +55,8 @@ def get_config(
     for key in ("part", "title", "runner", "quick"):
         if key not in config:
             raise ValueError(f"config {name!r} lacks the required key {key!r}")
+    if dataset is None and data_dir is not None and config.get("images"):
+        dataset = "mnist"  # the image parts train on MNIST's IDX files when a folder is given
     if dataset is not None and "dataset" in config:
         config["dataset"] = dataset
         # The built-in dataset's own arguments (sizes of MNIST-1D) do not apply to another one.

@@ -1,0 +1,43 @@
+"""LR range tests on a CNN with BatchNorm and dropout, on real images: classic and parallel.
+
+The range-test part (`experiments/range_test.py`) again, on :class:`lrjax.models.ResNet` and
+scikit-learn's 8×8 digits (or MNIST when `DATA_DIR` holds its IDX files): the batch statistics
+are model state of every run, dropout draws from each run's step key.
+
+Command:
+  make experiment CONFIG=range_test_bn          # = python -m experiments.run --config range_test_bn
+  make experiment CONFIG=range_test_bn QUICK=1
+
+Expected runtime on a 2-core CPU: about a minute (quick: about 20 s).
+
+Expected result, in results/range_test_bn/: range_tests.png, classic.csv,
+parallel_metrics.jsonl, table.md and summary.json, as for the range-test part (no comparison
+with the schedule comparison, which trains other models).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from experiments.configs import range_test
+
+
+def get_config(quick: bool = False) -> dict[str, Any]:
+    """Returns the config; `quick` is the smoke-test size."""
+    config = range_test.get_config(quick)
+    for key in ("reads", "compare_with"):
+        config.pop(key)
+    config.update(
+        part="range_test_bn",
+        title="LR range test on a CNN with BatchNorm: classic and parallel",
+        dataset="digits",
+        images=True,
+        model="resnet",
+        model_title="ResNet (BatchNorm, dropout 0.1; 7,298 params)",
+        batch_size=64,
+    )
+    config["classic"] = dict(config["classic"], num_steps=60 if quick else 200)
+    config["parallel"] = dict(
+        config["parallel"], num_lrs=5 if quick else 9, num_steps=40 if quick else 150
+    )
+    return config
