@@ -50,7 +50,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix} done in {seconds:.1f} s -> {part_dir / REPORT}", flush=True)
     report = stitch(out)
     print(f"report: {report} ({time.perf_counter() - total:.1f} s in all)")
+    if args.snapshot and not args.quick:
+        print(f"snapshot of the results for the repository: {snapshot(out, Path(args.snapshot))}/")
     return 0
+
+
+# What the committed snapshot keeps of each part: the report, its figures and its summary.
+SNAPSHOT_FILES = ("report.md", "*.png", "summary.json", "table*.md")
+
+
+def snapshot(out: Path, target: Path) -> Path:
+    """Copies the reports, figures and summaries of `out` into `target` (e.g. docs/results),
+    the small part of a run that is committed so the README's numbers and images are in the
+    repository; a part not in `out` keeps its earlier snapshot."""
+    for part in [p for p in configs.PARTS if (out / p / REPORT).exists()]:
+        dest = target / part
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        for pattern in SNAPSHOT_FILES:
+            for path in sorted((out / part).glob(pattern)):
+                shutil.copy2(path, dest / path.name)
+    if (out / REPORT).exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out / REPORT, target / REPORT)
+    return target
 
 
 def execution_order(todo: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -123,6 +147,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=os.environ.get("OUT", "results"), help="results folder")
     p.add_argument("--force", action="store_true", default=_flag("FORCE"), help="re-run parts")
     p.add_argument("--quick", action="store_true", default=_flag("QUICK"), help="smoke-test size")
+    p.add_argument(
+        "--snapshot",
+        default=os.environ.get("SNAPSHOT", "docs/results"),
+        help="copy reports, figures and summaries of a full run here ('' to skip)",
+    )
     p.add_argument(
         "--dataset",
         default=os.environ.get("DATASET") or None,

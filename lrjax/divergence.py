@@ -80,6 +80,7 @@ def freeze_on_divergence(
     *,
     factor: float | None = 100.0,
     loss: str = "loss",
+    finite: Callable[[PyTree], PyTree] | None = None,
 ) -> tuple[Callable, Callable | None]:
     r"""Wraps ``(step, init)`` so a diverging member is frozen and flagged.
 
@@ -89,7 +90,8 @@ def freeze_on_divergence(
     .. math:: \neg\,\mathrm{finite}(\ell_t) \;\lor\; \neg\,\mathrm{finite}(s_{t+1})
               \;\lor\; \ell_t > c\,|\ell_0|
 
-    where :math:`s_{t+1}` is every floating-point leaf of the new state. The new state is then
+    where :math:`s_{t+1}` is every floating-point leaf of the new state (or of
+    ``finite(new_state)``). The new state is then
     discarded: the member keeps :math:`s_t` for the rest of the run. Metrics of that step are
     kept (they show what went wrong); later ones are ``nan``.
 
@@ -99,6 +101,9 @@ def freeze_on_divergence(
       factor: :math:`c > 0` (static); None turns the ratio test off (non-finite values still
         freeze).
       loss: the name of the loss in the step's metrics.
+      finite: what must stay finite, ``finite(state) -> pytree``; default the whole state.
+        Checking less is cheaper: with a finite loss and gradient, SGD's or Adam's new
+        parameters are finite exactly when the update is, so the parameters alone suffice.
 
     Returns:
       ``(guarded_step, guarded_init)`` over :class:`Guarded` states (``guarded_init`` is None
@@ -117,7 +122,8 @@ def freeze_on_divergence(
             )
         value = jnp.asarray(metrics[loss], jnp.float32)
         initial = jnp.where(jnp.isnan(state.initial_loss), value, state.initial_loss)
-        bad = ~jnp.isfinite(value) | ~_all_finite(new_state) | (value > limit * jnp.abs(initial))
+        checked = new_state if finite is None else finite(new_state)
+        bad = ~jnp.isfinite(value) | ~_all_finite(checked) | (value > limit * jnp.abs(initial))
         keep = state.alive & ~bad
 
         def choose(new, old):

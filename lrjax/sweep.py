@@ -507,6 +507,13 @@ def _model_variables(state: supervised.State) -> PyTree:
     return {"params": state.params, **state.model_state}
 
 
+def _finite_part(state: PyTree) -> PyTree:
+    """What divergence freezing checks besides the loss: the new parameters and model state
+    (a non-finite gradient or update shows there; the optimizer state need not be scanned)."""
+    inner = engine.unwrap(state)
+    return inner.params, inner.model_state
+
+
 def _scheduled_lr(state: PyTree) -> Array:
     return engine.unwrap(state).opt_state.hyperparams["learning_rate"]
 
@@ -516,7 +523,7 @@ def _program(task, tracked, factor, devices) -> engine.Vectorized:
     """The compiled program of a sweep, cached on everything it depends on besides shapes."""
     select = _model_variables if task.model.stateful else params_of
     step, init = track(task.step, task.init, dict(tracked), select=select)
-    step, init = divergence.freeze_on_divergence(step, init, factor=factor)
+    step, init = divergence.freeze_on_divergence(step, init, factor=factor, finite=_finite_part)
     return engine.vectorize(step, init, devices=list(devices))
 
 

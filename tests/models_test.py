@@ -161,11 +161,10 @@ def test_resnet_counts_and_train_and_eval_modes(shape, count):
     assert models.param_count(variables["params"]) == count
     assert models.param_count(variables["batch_stats"]) == 144  # mean and var of 72 channels
     assert jax.eval_shape(model.apply, variables, x).shape == (3, 10)
+
     def train(v, inputs):
         key = jax.random.key(0)
-        return model.apply(
-            v, inputs, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
-        )
+        return model.apply(v, inputs, train=True, rngs={"dropout": key}, mutable=["batch_stats"])
 
     out, updates = jax.eval_shape(train, variables, x)
     assert out.shape == (3, 10) and set(updates) == {"batch_stats"}

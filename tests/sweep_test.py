@@ -1057,3 +1057,61 @@ def test_batch_size_masking_is_refused_for_models_with_batch_statistics():
             hparams={"learning_rate": np.array([0.1, 0.3], np.float32)}, num_steps=2,
             batch_size=BATCH, batch_sizes=[BATCH, 4], options=QUIET,
         )  # fmt: skip
+
+
+# -----------------------------------------------------------------------------------------------
+# Masked examples never reach a member; checkpoints with and without evaluation and trackers
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e30])
+def test_an_example_outside_a_members_batch_cannot_affect_it(value):
+    x, y = (a.copy() for a in DATA)
+    x[np.asarray(sweep.batch_indices(0, 0, N, 16))[10]] = value  # position 10 of the step-0 batch
+    kwargs = dict(optimizer=optax.sgd, hparams={"learning_rate": np.full(4, 0.1, np.float32)},
+                  num_steps=1, batch_size=16, batch_sizes=[16, 8, 5, 1], options=QUIET)  # fmt: skip
+    poisoned = sweep.train(MODEL, LOSS, (x, y), **kwargs)
+    clean = sweep.train(MODEL, LOSS, DATA, **kwargs)
+    # Members 1-3 never see position 10: bit-identical to training on clean data.
+    assert not poisoned.diverged[1:].any()
+    np.testing.assert_array_equal(poisoned.loss[1:], clean.loss[1:])
+    for a, b in zip(jax.tree.leaves(poisoned.params), jax.tree.leaves(clean.params), strict=True):
+        np.testing.assert_array_equal(a[1:], b[1:])
+    # Member 0's batch holds it: a non-finite example makes it diverge, a huge one need not.
+    assert poisoned.diverged[0] == (not np.isfinite(value))
+
+
+@pytest.mark.parametrize("with_eval", [False, True])
+@pytest.mark.parametrize("with_trackers", [False, True])
+def test_checkpoint_resume_with_and_without_evaluation_and_trackers(
+    tmp_path, with_eval, with_trackers
+):
+    trackers = (
+        {"snapshots": lrjax.Snapshots((3, 9)), "swa": lrjax.SWA(2), "ema": lrjax.EMA([0.5, 0.9])}
+        if with_trackers
+        else None
+    )
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first_chunk(info):
+        if info["step"] == CHUNK:
+            raise Interrupt
+
+    def run(checkpoint_dir=None, callback=None):
+        return sgd_train(
+            [0.1, 0.3], eval_data=EVAL if with_eval else None, trackers=trackers,
+            options=sweep.Options(progress=False, checkpoint_dir=checkpoint_dir,
+                                  callback=callback, chunk_steps=None if with_eval else CHUNK),
+        )  # fmt: skip
+
+    whole = run()
+    with pytest.raises(Interrupt):
+        run(tmp_path, stop_after_first_chunk)
+    resumed = run(tmp_path)
+    np.testing.assert_array_equal(resumed.loss, whole.loss)
+    for name in ("params", "trackers", "eval_metrics"):
+        got, want = jax.tree.leaves(getattr(resumed, name)), jax.tree.leaves(getattr(whole, name))
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
