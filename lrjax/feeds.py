@@ -39,6 +39,7 @@ __all__ = [
     "as_feed",
     "batch_indices",
     "batch_indices_np",
+    "canonical",
 ]
 
 PyTree = Any
@@ -164,7 +165,7 @@ class Feed:
         del position
 
 
-def _canonical(a: Any) -> Any:
+def canonical(a: Any) -> Any:
     """An array in the dtype JAX will use (float64 becomes float32 unless x64 is enabled)."""
     if isinstance(a, np.memmap):
         return a
@@ -207,7 +208,7 @@ class ArrayFeed(Feed):
         leaves = jax.tree.leaves(arrays)
         if not leaves:
             raise ValueError("data must hold at least one array")
-        arrays = jax.tree.map(_canonical, arrays)
+        arrays = jax.tree.map(canonical, arrays)
         sizes = [np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(arrays)]
         if None in sizes or len(set(sizes)) != 1:
             shapes = jax.tree.map(np.shape, arrays)
@@ -274,7 +275,7 @@ def _stack_batches(batches: list, first_step: int, length: int) -> PyTree:
                 "batch of an epoch)"
             )
     batches = batches + [batches[-1]] * (length - len(batches))
-    return jax.tree.map(lambda *leaves: np.stack([_canonical(a) for a in leaves]), *batches)
+    return jax.tree.map(lambda *leaves: np.stack([canonical(a) for a in leaves]), *batches)
 
 
 class FunctionFeed(Feed):

@@ -381,7 +381,7 @@ def range_test(
     )
     step = task.step
     if validation_data is not None:
-        validation = tuple(jnp.asarray(feeds._canonical(a)) for a in validation_data)
+        validation = tuple(jnp.asarray(a) for a in validation_data)
         step = _with_validation_loss(step, task, validation)
     members = supervised.Member(
         hparams=hparams,

@@ -488,7 +488,7 @@ def _check_optimizer(task: supervised.Supervised, hparams: Mapping[str, np.ndarr
 
 def _abstract(tree: PyTree) -> PyTree:
     def spec(a):
-        a = feeds._canonical(np.asarray(a)) if not hasattr(a, "dtype") else a
+        a = feeds.canonical(np.asarray(a)) if not hasattr(a, "dtype") else a
         return jax.ShapeDtypeStruct(np.shape(a), jax.dtypes.canonicalize_dtype(a.dtype))
 
     return jax.tree.map(spec, tree)
@@ -717,7 +717,7 @@ def _chunk_and_evaluation(evaluation, options, num_steps, plateau, loss):
         eval_data = evaluation.data
         if not isinstance(eval_data, tuple | list) or len(eval_data) != 2:
             raise ValueError("evaluation.data must be an (inputs, targets) pair of arrays")
-        eval_data = tuple(feeds._canonical(a) for a in eval_data)
+        eval_data = tuple(feeds.canonical(a) for a in eval_data)
         if len(eval_data[0]) != len(eval_data[1]):
             raise ValueError(
                 f"evaluation.data inputs and targets must share a leading size, got "

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import lrjax
 
@@ -152,3 +153,55 @@ def test_swa_schedule_vmaps_over_swa_lr():
     swa_lrs = jnp.asarray([0.01, 0.1], jnp.float32)
     got = jax.vmap(lambda v: lrjax.swa_schedule(lrjax.constant(1.0), 5, v, 2)(20))(swa_lrs)
     np.testing.assert_allclose(got, swa_lrs)
+
+
+class NnxBN(nnx.Module):
+    def __init__(self, rngs):
+        self.dense = nnx.Linear(4, 3, rngs=rngs)
+        self.norm = nnx.BatchNorm(3, momentum=0.9, rngs=rngs)
+
+    def __call__(self, x):
+        return self.norm(self.dense(x))
+
+
+def expected_stats(kernel, bias, batches):
+    hidden = [np.asarray(b, np.float64) @ np.asarray(kernel, np.float64) + bias for b in batches]
+    return (
+        np.mean([h.mean(axis=0) for h in hidden], axis=0),
+        np.mean([h.var(axis=0) for h in hidden], axis=0),
+    )
+
+
+def bn_batches():
+    rng = np.random.default_rng(0)
+    return [jnp.asarray(rng.standard_normal((16, 4)) * (k + 1), jnp.float32) for k in range(3)]
+
+
+def test_recompute_batch_stats_of_an_nnx_module():
+    module = NnxBN(nnx.Rngs(0))
+    module.eval()  # the recomputation must switch to training mode by itself
+    batches = bn_batches()
+    out = lrjax.recompute_batch_stats(module, None, batches)
+    mean, var = expected_stats(module.dense.kernel[...], module.dense.bias[...], batches)
+    np.testing.assert_allclose(out.norm.mean[...], mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out.norm.var[...], var, rtol=1e-4, atol=1e-5)
+    assert np.all(np.asarray(module.norm.var[...]) == 1.0)  # the input module is untouched
+
+
+def test_recompute_batch_stats_of_stacked_members_of_an_nnx_model():
+    model = lrjax.Model.from_nnx(NnxBN)
+    keys = [jax.random.key(s) for s in (0, 1)]
+    params = [model.init(k) for k in keys]
+    states = [model.init_state(k) for k in keys]
+    stacked = jax.tree.map(lambda *a: np.stack(a), *[
+        model.variables(p, s) for p, s in zip(params, states, strict=True)])  # fmt: skip
+    batches = bn_batches()
+    out = lrjax.recompute_batch_stats(model, stacked, batches, stacked=True)
+    for k, p in enumerate(params):
+        mean, var = expected_stats(p["dense"]["kernel"], p["dense"]["bias"], batches)
+        np.testing.assert_allclose(
+            out["batch_stats"]["norm"]["mean"][k], mean, rtol=1e-4, atol=1e-5
+        )
+        np.testing.assert_allclose(out["batch_stats"]["norm"]["var"][k], var, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="pass the nnx.Module itself"):
+        lrjax.recompute_batch_stats(model, nnx.state(NnxBN(nnx.Rngs(0))), batches)
