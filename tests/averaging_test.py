@@ -203,5 +203,5 @@ def test_recompute_batch_stats_of_stacked_members_of_an_nnx_model():
             out["batch_stats"]["norm"]["mean"][k], mean, rtol=1e-4, atol=1e-5
         )
         np.testing.assert_allclose(out["batch_stats"]["norm"]["var"][k], var, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="pass the nnx.Module itself"):
+    with pytest.raises(ValueError, match=r"pass the nnx\.Module itself"):
         lrjax.recompute_batch_stats(model, nnx.state(NnxBN(nnx.Rngs(0))), batches)
