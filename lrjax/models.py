@@ -363,6 +363,10 @@ class ResNet(nn.Module):
     def __call__(
         self, x: jax.Array, train: bool = False, dropout_rate: jax.Array | None = None
     ) -> jax.Array:
+        if x.ndim not in (3, 4):
+            raise ValueError(
+                f"ResNet takes images (batch, height, width[, channels]), got shape {x.shape}"
+            )
         if x.ndim == 3:
             x = x[..., None]
         x = nn.relu(_batch_norm(train)(_SliceConv2D(self.features[0])(x)))

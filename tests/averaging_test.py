@@ -165,7 +165,8 @@ class NnxBN(nnx.Module):
 
 
 def expected_stats(kernel, bias, batches):
-    hidden = [np.asarray(b, np.float64) @ np.asarray(kernel, np.float64) + bias for b in batches]
+    kernel, bias = np.asarray(kernel, np.float64), np.asarray(bias, np.float64)
+    hidden = [np.asarray(b, np.float64) @ kernel + bias for b in batches]
     return (
         np.mean([h.mean(axis=0) for h in hidden], axis=0),
         np.mean([h.var(axis=0) for h in hidden], axis=0),

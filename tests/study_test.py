@@ -72,7 +72,9 @@ def test_classifier_init_differs_by_seed_and_evaluate_counts_correct():
     y = np.asarray(jnp.argmax(logits[0], -1), np.int32)
     scores = study.evaluate(model, params, x, y, batch=4)
     assert scores["accuracy"][0] == 1.0 and scores["accuracy"].shape == (2,)
-    with pytest.raises(ValueError, match="model must be 'mlp' or 'cnn1d'"):
+    with pytest.raises(ValueError, match="model must be 'mlp', 'cnn1d' or 'resnet'"):
+        study.make_model("vgg", x)
+    with pytest.raises(ValueError, match=r"ResNet takes images .* got shape \(1, 8\)"):
         study.make_model("resnet", x)
 
 
