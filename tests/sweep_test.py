@@ -659,6 +659,16 @@ SHARDED_SCRIPT = textwrap.dedent(
                         jax.tree.leaves((one.loss, one.learning_rate, one.eval_metrics,
                                          one.params))):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # BatchNorm and dropout: a member's dropout masks do not depend on the device count.
+    from tests.sweep_test import LinenBNDropout
+    bn = dict(optimizer=optax.sgd, num_steps=4, batch_size=8,
+              hparams={"learning_rate": np.array([0.1, 0.2, 0.3, 0.4, 0.5], np.float32)},
+              seeds=[0, 1, 2, 3, 4])
+    bn_one = sweep.train(LinenBNDropout(), LOSS, DATA, **bn,
+                         options=sweep.Options(devices=jax.devices()[:1], group_size=5))
+    bn_four = sweep.train(LinenBNDropout(), LOSS, DATA, **bn, options=sweep.Options(group_size=8))
+    assert bn_four.metadata["devices"] == 4
+    np.testing.assert_allclose(bn_four.loss, bn_one.loss, rtol=1e-5, atol=1e-6)
     print("SHARDED OK")
     """
 )
