@@ -58,6 +58,7 @@ from jax.sharding import PartitionSpec as P
 __all__ = [
     "MEMBER_AXIS",
     "Vectorized",
+    "abstract",
     "compile_stats",
     "concatenate",
     "is_key",
@@ -239,6 +240,12 @@ def _describe(tree: PyTree) -> str:
 def _dtype(a: Any) -> np.dtype:
     dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
     return jax.dtypes.canonicalize_dtype(dtype, allow_extended_dtype=True)
+
+
+def abstract(tree: PyTree) -> PyTree:
+    """``tree`` as ``jax.ShapeDtypeStruct`` leaves, in the dtypes JAX will use (for
+    ``jax.eval_shape`` and ahead-of-time lowering)."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), _dtype(a)), tree)
 
 
 def _abstract_member(a: Any) -> jax.ShapeDtypeStruct:

@@ -135,13 +135,12 @@ def group_size_for_budget(program, members, feed, chunk_steps: int, budget: int)
     def bytes_for(size):
         some = engine.member_slice(members, 0, 1)
         host = engine.pad_members(some, size)
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), host)
-        state = jax.eval_shape(jax.vmap(program.init_fn), abstract)
+        members_spec = engine.abstract(host)
+        state = jax.eval_shape(jax.vmap(program.init_fn), members_spec)
         xs = feed.chunk(0, chunk_steps, chunk_steps, host)
         data = feed.data(lambda t: t)
-        spec = lambda t: jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), t)  # noqa: E731
         return single.compiled_bytes(
-            state, abstract, spec(xs), spec(data),
+            state, members_spec, engine.abstract(xs), engine.abstract(data),
             batch_fn=feed.batch_fn, per_member_batches=feed.per_member,
         )  # fmt: skip
 
