@@ -119,3 +119,56 @@ def check_magnitude(
     if not math.isfinite(number) or _outside(number, minimum, maximum, open_min, open_max):
         bound = _interval(minimum, maximum, open_min, open_max)
         raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+
+
+# Optimizer arguments whose domain is the same in every optax optimizer that takes them:
+# name -> (minimum, maximum, open_max). Outside it an optimizer trains silently wrong (a negative
+# learning rate ascends the loss, b1 >= 1 never forgets a gradient, a negative weight decay
+# grows the weights), so every member's values are checked before anything compiles.
+OPTIMIZER_DOMAINS: dict[str, tuple[int, int | None, bool]] = {
+    "learning_rate": (0, None, False),
+    "b1": (0, 1, True),
+    "b2": (0, 1, True),
+    "b3": (0, 1, True),
+    "momentum": (0, 1, True),
+    "decay": (0, 1, True),
+    "rho": (0, 1, True),
+    "eps": (0, None, False),
+    "eps_root": (0, None, False),
+    "weight_decay": (0, None, False),
+}
+
+
+def check_optimizer_argument(name: str, kwarg: str, value: Any) -> None:
+    """Checks a concrete optimizer argument ``kwarg`` against :data:`OPTIMIZER_DOMAINS`
+    (a real scalar inside its domain); ``name`` says whose argument it is in the message.
+    Arguments without a known domain, None (e.g. ``momentum=None``) and tracers pass."""
+    if kwarg not in OPTIMIZER_DOMAINS or value is None or is_traced(value):
+        return
+    minimum, maximum, open_max = OPTIMIZER_DOMAINS[kwarg]
+    if np.shape(value) != ():
+        raise ValueError(f"{name} must be a scalar, got shape {np.shape(value)}")
+    check_magnitude(name, _plain_number(value), minimum, maximum, open_max=open_max)
+
+
+def in_optimizer_domain(kwarg: str, values: Any) -> np.ndarray:
+    """Elementwise: which of ``values`` are real, finite and inside ``kwarg``'s domain."""
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        return np.zeros(values.shape, bool)
+    minimum, maximum, open_max = OPTIMIZER_DOMAINS[kwarg]
+    ok = np.isfinite(values) & (values >= minimum)
+    if maximum is not None:
+        ok &= values < maximum if open_max else values <= maximum
+    return ok
+
+
+def _plain_number(value: Any) -> Any:
+    """A concrete real scalar as a Python number, so a message reads ``got -0.2``, not an
+    array's repr (nor float32's -0.20000000298023224)."""
+    array = np.asarray(value)
+    if array.shape == () and np.issubdtype(array.dtype, np.floating):
+        return float(str(array[()]))  # the shortest repr that round-trips in its own dtype
+    if array.shape == () and np.issubdtype(array.dtype, np.integer):
+        return int(array)
+    return value

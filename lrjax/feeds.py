@@ -17,6 +17,12 @@ the batch with ``feed.batch_fn`` (or takes it as the batch). Four feeds cover th
 
 Host feeds stack ``T`` batches into one ``[T, ...]`` array per leaf; the loop asks for the next
 chunk while the device runs the current one, so loading overlaps training.
+
+A feed can check its data (:meth:`Feed.set_check`, what :func:`lrjax.sweep.train` does for
+non-finite values and labels out of range): arrays on the device are checked once, whole, when
+the check is set; host feeds check each chunk's batches as they are stacked, before they reach
+the device. Either way the cost is proportional to the data, and the error names the example
+(and the step).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from lrjax import _checks
 
 __all__ = [
     "ArrayFeed",
+    "Check",
     "Feed",
     "FunctionFeed",
     "IteratorFeed",
@@ -40,9 +47,13 @@ __all__ = [
     "batch_indices",
     "batch_indices_np",
     "canonical",
+    "raise_if_bad",
 ]
 
 PyTree = Any
+# check(arrays, lead) -> None, or (index, problem): the position along the first `lead` axes of
+# the first bad example of `arrays` (a pytree), and what is wrong with it.
+Check = Callable[[PyTree, int], "tuple[tuple[int, ...], str] | None"]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -141,6 +152,14 @@ class Feed:
 
     batch_fn: Callable | None = None
     per_member: bool = False
+    check: Check | None = None
+
+    def set_check(self, check: Check | None) -> None:
+        """Checks the data before it is used: ``check(arrays, lead)`` returns None, or
+        ``(index, problem)`` for the first bad example (its position along the first ``lead``
+        axes of ``arrays``), which the feed raises as a ``ValueError`` naming that example.
+        Host feeds call it on every chunk, with ``lead=2`` (``[T, B, ...]``: step, example)."""
+        self.check = check
 
     def data(self, put: Callable[[PyTree], PyTree]) -> PyTree:
         """Arrays constant over the run, placed (replicated) with ``put``; None by default."""
@@ -171,6 +190,15 @@ def canonical(a: Any) -> Any:
         return a
     a = np.asarray(a)
     return a.astype(jax.dtypes.canonicalize_dtype(a.dtype), copy=False)
+
+
+def raise_if_bad(check: Check | None, arrays: PyTree, lead: int, where: Callable) -> None:
+    """Runs ``check(arrays, lead)`` and raises its finding as a ``ValueError``, naming the bad
+    example with ``where(index) -> str``."""
+    found = None if check is None else check(arrays, lead)
+    if found is not None:
+        index, problem = found
+        raise ValueError(f"bad data at {where(tuple(int(i) for i in index))}: {problem}")
 
 
 def _gather(arrays: PyTree, indices: np.ndarray) -> PyTree:
@@ -226,6 +254,13 @@ class ArrayFeed(Feed):
         self.batch_fn = _take if self.on_device else None
         self._placed = None
 
+    def set_check(self, check):
+        """On the device, the arrays are checked now, whole (once per run: ``O(N)``); on the host,
+        every chunk's gathered batches are."""
+        self.check = check
+        if self.on_device:
+            raise_if_bad(check, self.arrays, 1, lambda i: f"example {i[0]} of the data")
+
     def data(self, put):
         if not self.on_device:
             return None
@@ -249,18 +284,26 @@ class ArrayFeed(Feed):
             per_member = jax.vmap(_chunk_indices, (0, None, None, None, None))
             return jnp.swapaxes(per_member(seeds, jnp.int32(step), length, n, b), 0, 1)
         if not self.per_member:
-            return _gather(self.arrays, batch_indices_np(self.seed, step, length, n, b))
-        table = np.stack(
-            [batch_indices_np(int(s), step, length, n, b) for s in self._seeds(members)], axis=1
-        )
-        return _gather(self.arrays, table)
+            table = batch_indices_np(self.seed, step, length, n, b)
+        else:
+            table = np.stack(
+                [batch_indices_np(int(s), step, length, n, b) for s in self._seeds(members)],
+                axis=1,
+            )
+        batches = _gather(self.arrays, table)
+
+        def where(i):
+            return f"example {table[i]} of the data (in the batch of step {step + i[0]})"
+
+        raise_if_bad(self.check, jax.tree.map(lambda a: a[:valid], batches), table.ndim, where)
+        return batches
 
 
 def _take(data: PyTree, indices: jax.Array) -> PyTree:
     return jax.tree.map(lambda a: a[indices], data)
 
 
-def _stack_batches(batches: list, first_step: int, length: int) -> PyTree:
+def _stack_batches(batches: list, first_step: int, length: int, check: Check | None) -> PyTree:
     reference = jax.tree.structure(batches[0])
     shapes = [np.shape(a) for a in jax.tree.leaves(batches[0])]
     for i, batch in enumerate(batches[1:], start=1):
@@ -274,8 +317,15 @@ def _stack_batches(batches: list, first_step: int, length: int) -> PyTree:
                 "every batch must have the same structure and shapes (drop the last partial "
                 "batch of an epoch)"
             )
-    batches = batches + [batches[-1]] * (length - len(batches))
-    return jax.tree.map(lambda *leaves: np.stack([canonical(a) for a in leaves]), *batches)
+    valid = len(batches)
+    batches = batches + [batches[-1]] * (length - valid)
+    stacked = jax.tree.map(lambda *leaves: np.stack([canonical(a) for a in leaves]), *batches)
+
+    def where(i):
+        return f"example {i[1]} of the batch of step {first_step + i[0]}"
+
+    raise_if_bad(check, jax.tree.map(lambda a: a[:valid], stacked), 2, where)
+    return stacked
 
 
 class FunctionFeed(Feed):
@@ -295,7 +345,8 @@ class FunctionFeed(Feed):
 
     def chunk(self, step, length, valid, members):
         del members
-        return _stack_batches([self.fn(s) for s in range(step, step + valid)], step, length)
+        batches = [self.fn(s) for s in range(step, step + valid)]
+        return _stack_batches(batches, step, length, self.check)
 
 
 class IteratorFeed(Feed):
@@ -336,7 +387,7 @@ class IteratorFeed(Feed):
                 f"the data iterator is at batch {self.consumed}, but step {step} was asked for"
             )
         batches = [self._next(step + valid) for _ in range(valid)]
-        return _stack_batches(batches, step, length)
+        return _stack_batches(batches, step, length, self.check)
 
     def position(self) -> int:
         return self.consumed

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from lrjax import engine
+from lrjax._fingerprint import cache as _cache_by_fingerprint
 
 __all__ = ["Callback", "Checkpoint", "Evaluate", "PlateauHook", "ProgressBar"]
 
@@ -143,10 +144,7 @@ class PlateauHook:
         self.scheduled_lr = scheduled_lr
         self.field = field
         self.states: dict[int, PyTree] = {}
-        self._update = jax.jit(jax.vmap(self._member_update))
-
-    def _member_update(self, plateau_state, metric, state):
-        return self.controller.update(plateau_state, metric, self.scheduled_lr(state))
+        self._update = _plateau_update(controller, scheduled_lr)
 
     def on_start(self, loop) -> None:
         for group in loop.groups:
@@ -177,6 +175,17 @@ class PlateauHook:
             int(g): PlateauState(**{k: np.asarray(v) for k, v in s.items()})
             for g, s in state.get("states", {}).items()
         }
+
+
+@_cache_by_fingerprint(maxsize=32)
+def _plateau_update(controller: Any, scheduled_lr: Callable[[PyTree], Any]) -> Callable:
+    """The controllers' update vmapped over members and compiled; cached on what it computes,
+    so a new sweep with an equal controller reuses it."""
+
+    def member_update(plateau_state, metric, state):
+        return controller.update(plateau_state, metric, scheduled_lr(state))
+
+    return jax.jit(jax.vmap(member_update))
 
 
 def _replace(members: PyTree, field: str, value: Any) -> PyTree:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrjax import engine
+from lrjax import _checks, engine
 
 __all__ = ["Member", "Model", "State", "Supervised", "accuracy"]
 
@@ -214,7 +214,7 @@ class Model(NamedTuple):
             def apply(pure_params, x):
                 return nnx.merge(graphdef, fill(params, pure_params), rngs, stats, rest)(x)
 
-            return cls(init, apply)
+            return _determined_by(factory, cls(init, apply))
 
         view = functools.partial(nnx.view, raise_if_not_found=False)
         train_graph = nnx.graphdef(view(module, deterministic=False, use_running_average=False))
@@ -243,7 +243,18 @@ class Model(NamedTuple):
         def apply_eval(pure_params, pure_state, x):
             return merged(eval_graph, pure_params, pure_state, jax.random.key(0))(x)
 
-        return cls(init, apply_eval, init_state, apply_train)
+        return _determined_by(factory, cls(init, apply_eval, init_state, apply_train))
+
+
+def _determined_by(factory: Any, model: Model) -> Model:
+    """``model`` with its functions marked as fixed by the nnx ``factory`` (None: an instance,
+    whose variables they close over), so a model built afresh from the same factory shares the
+    compiled programs of an earlier one (see ``lrjax._fingerprint``)."""
+    if factory is not None:
+        for field, fn in zip(model._fields, model, strict=True):
+            if fn is not None:
+                fn.__lrjax_fingerprint__ = ("Model.from_nnx", field, factory)
+    return model
 
 
 def _linen_mode_kwargs(module: Any) -> tuple[dict, dict]:
@@ -349,8 +360,19 @@ class Supervised:
     masked: bool = False
     scaled: bool = False
 
+    def kwargs(self, hparams: Mapping[str, Array]) -> dict[str, Any]:
+        """The optimizer's keyword arguments for one member. An integer given for an argument
+        with a real domain (``learning_rate``, ``b1``, ``momentum``, ...; see
+        ``lrjax._checks.OPTIMIZER_DOMAINS``) is cast to float32, so it is injected, and recorded,
+        as the float hyperparameter it is."""
+        kwargs = dict(self.optimizer_kwargs(hparams))
+        for name, value in kwargs.items():
+            if name in _checks.OPTIMIZER_DOMAINS and _is_integer(value):
+                kwargs[name] = jnp.asarray(value, jnp.float32)
+        return kwargs
+
     def transformation(self, hparams: Mapping[str, Array]) -> optax.GradientTransformation:
-        kwargs = self.optimizer_kwargs(hparams)
+        kwargs = self.kwargs(hparams)
         return optax.inject_hyperparams(self.optimizer, hyperparam_dtype=jnp.float32)(**kwargs)
 
     def init(self, member: Member) -> State:
@@ -411,6 +433,15 @@ class Supervised:
         x, y = data
         outputs = self.model.eval_outputs(state.params, state.model_state, x)
         return {name: jnp.mean(fn(outputs, y).astype(jnp.float32)) for name, fn in metrics}
+
+
+def _is_integer(value: Any) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    if isinstance(value, int | np.integer):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.integer)
 
 
 def _expand(mask: Array, a: Array) -> Array:

@@ -39,9 +39,10 @@ import numpy as np
 import optax
 
 from lrjax import _checks, divergence, engine, feeds, hooks, loop, supervised
+from lrjax._fingerprint import cache as _cache_by_fingerprint
 from lrjax.feeds import batch_indices
 from lrjax.supervised import Model, accuracy
-from lrjax.trackers import EMA, params_of, track
+from lrjax.trackers import EMA, SWA, Snapshots, params_of, track
 
 __all__ = [
     "Evaluation",
@@ -102,6 +103,13 @@ class Options:
       callback: ``callback({"step", "loss", "alive"})`` on the host after every chunk.
       vectorize: False trains members one by one with a jitted single-member step in a Python
         loop (no vmap, no scan): the debugging path, same results.
+      check_data: check the data before it trains (default): every float input and target
+        finite, and integer targets of a classifier (targets ``[B]``, outputs ``[B, C]``,
+        ``C >= 2``) in ``[0, C)``; arrays once, whole, before compiling (``O(N)``), batch
+        functions and iterators chunk by chunk on the host; and stop with an error naming the
+        step when every member's loss or gradient turns non-finite at the same step (a batch
+        does that, hyperparameters do not). False skips all of this, for data whose
+        non-finite values the model handles itself or integer targets that are not classes.
     """
 
     devices: Sequence[Any] | None = None
@@ -112,6 +120,7 @@ class Options:
     progress: bool | None = None
     callback: Callable[[dict[str, Any]], None] | None = None
     vectorize: bool = True
+    check_data: bool = True
 
 
 # -----------------------------------------------------------------------------------------------
@@ -350,41 +359,83 @@ def _rebuild_structure(spec, leaves):
 # Members
 
 
-def _per_member(name: str, value: Any, dtype: Any) -> np.ndarray:
+_INT32_RANGE = (-(2**31), 2**31 - 1)
+
+
+def _int32(name: str, value: Any) -> np.ndarray:
+    """``value`` as int32, after checking it holds integers that int32 holds (a wider seed
+    would wrap around, silently colliding with another: 2**32 is 0)."""
+    lo, hi = _INT32_RANGE
     arr = np.asarray(value)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers in [{lo}, {hi}], got {value!r}")
+    outside = (arr < lo) | (arr > hi)
+    if outside.any():
+        first = np.argwhere(outside)[0] if arr.ndim else ()
+        where = f" at index {tuple(int(i) for i in first)}" if arr.ndim else ""
+        raise ValueError(
+            f"{name} must hold integers in [{lo}, {hi}] (int32), got {arr[tuple(first)]}{where}"
+        )
+    return arr.astype(np.int32)
+
+
+def _hparam(name: str, value: Any, direct: bool) -> np.ndarray:
+    """One per-member hyperparameter, checked and cast (see :func:`train`'s ``hparams``)."""
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_:
+        raise ValueError(
+            f"{name} must hold numbers, got booleans; a per-member flag cannot change the "
+            "program's structure (run one sweep per setting), and one read as a number can be "
+            "given as 0/1 integers to an optimizer_kwargs that reads it"
+        )
     if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     ):
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if dtype is not None:
-        if np.issubdtype(dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
-        return arr.astype(dtype)
-    if np.issubdtype(arr.dtype, np.floating):
-        return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.int32)
-    return arr
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(
+            f"{name} must have a leading member axis of size K, got a scalar; use "
+            "optimizer_kwargs for values shared by all members"
+        )
+    if direct and arr.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D [K] array, one scalar optimizer argument per member, got "
+            f"shape {arr.shape}; write optimizer_kwargs to build arguments from [K, ...] values"
+        )
+    if np.issubdtype(arr.dtype, np.integer) and not direct:
+        return _int32(name, arr)
+    with np.errstate(over="ignore"):  # found just below, with the member it belongs to
+        cast = arr.astype(np.float32)
+    nan = np.isnan(cast)
+    overflow = np.isfinite(arr) & ~np.isfinite(cast)
+    if nan.any() or overflow.any():
+        member = int(np.argwhere(nan | overflow)[0][0])
+        raise ValueError(
+            f"{name} must hold float32 numbers, got {arr[member].tolist()} for member {member}"
+        )
+    return cast
 
 
-def _members(hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay) -> supervised.Member:
-    """Checks the per-member settings and stacks them into one :class:`Member` of ``[K]``."""
+def _members(
+    hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay, direct
+) -> supervised.Member:
+    """Checks the per-member settings and stacks them into one :class:`Member` of ``[K]``.
+
+    ``ema_decay`` is None or ``(label, decays)``; ``direct``: the hyperparameters are the
+    optimizer's arguments themselves (no ``optimizer_kwargs``).
+    """
     if not isinstance(hparams, Mapping):
         raise ValueError(f"hparams must be a mapping of name -> [K] array, got {type(hparams)}")
-    named = {f"hparams[{k!r}]": _per_member(f"hparams[{k!r}]", v, None) for k, v in hparams.items()}
-    for name, a in named.items():
-        if a.ndim == 0:
-            raise ValueError(
-                f"{name} must have a leading member axis of size K, got a scalar; use "
-                "optimizer_kwargs for values shared by all members"
-            )
-    named["seeds"] = _per_member("seeds", seeds, np.int32)
-    named["data_seeds"] = _per_member("data_seeds", data_seeds, np.int32)
+    named = {f"hparams[{k!r}]": _hparam(f"hparams[{k!r}]", v, direct) for k, v in hparams.items()}
+    named["seeds"] = _int32("seeds", seeds)
+    named["data_seeds"] = _int32("data_seeds", data_seeds)
     if batch_sizes is not None:
-        named["batch_sizes"] = _per_member("batch_sizes", batch_sizes, np.int32)
+        named["batch_sizes"] = _int32("batch_sizes", batch_sizes)
+    ema_label = "ema_decay"
     if ema_decay is not None:
-        named["ema_decay"] = _per_member("ema_decay", ema_decay, np.float32)
-    for name in ("seeds", "data_seeds", "batch_sizes", "ema_decay"):
+        ema_label, decays = ema_decay
+        named[ema_label] = np.asarray(decays, np.float32)
+    for name in ("seeds", "data_seeds", "batch_sizes", ema_label):
         if name in named and named[name].ndim > 1:
             raise ValueError(
                 f"{name} must be a scalar or a [K] array, got shape {named[name].shape}"
@@ -406,9 +457,9 @@ def _members(hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay) -> 
             f"batch_sizes must be in [1, batch_size={batch_size}], got values in "
             f"[{sizes.min()}, {sizes.max()}]"
         )
-    decay = full("ema_decay", 0.0, np.float32)
+    decay = full(ema_label, 0.0, np.float32)
     if np.any(~(decay >= 0) | ~(decay <= 1)):
-        raise ValueError(f"ema_decay must be in [0, 1], got {ema_decay!r}")
+        raise ValueError(f"{ema_label} must be in [0, 1], got {ema_decay!r}")
     return supervised.Member(
         hparams={name: named[f"hparams[{name!r}]"] for name in hparams},
         seed=full("seeds", 0, np.int32),
@@ -428,11 +479,17 @@ def _member_data_seed(members: supervised.Member) -> Array:
 
 
 def _split_trackers(trackers: Mapping[str, Any] | None):
-    """The trackers, with an EMA of per-member decays turned into one reading ``member``."""
+    """The trackers, with an EMA of per-member decays turned into one reading ``member``, and
+    those decays as ``(label, [K] decays)`` (None without one)."""
     out, ema_decay = {}, None
     for name, tracker in (trackers or {}).items():
         if isinstance(tracker, EMA) and isinstance(tracker.decay, tuple):
-            ema_decay = np.asarray(tracker.decay, np.float32)
+            if ema_decay is not None:
+                raise ValueError(
+                    f"at most one EMA tracker may take per-member decays, got {ema_decay[0]} "
+                    f"and trackers[{name!r}].decay"
+                )
+            ema_decay = (f"trackers[{name!r}].decay", np.asarray(tracker.decay, np.float32))
             tracker = EMA(_member_ema_decay)
         out[name] = tracker
     return out, ema_decay
@@ -442,7 +499,9 @@ def _split_trackers(trackers: Mapping[str, Any] | None):
 # Checks before anything compiles
 
 
-def _check_model_and_loss(model: Model, loss: Callable, x: Any, y: Any) -> None:
+def _check_model_and_loss(model: Model, loss: Callable, x: Any, y: Any) -> int | None:
+    """Checks model and loss on abstract values; returns the number of classes ``C`` when the
+    targets are class indices (integer targets ``[B]`` and outputs ``[B, C]``, ``C >= 2``)."""
     key = jax.random.key(0)
     try:
         params = jax.eval_shape(model.init, key)
@@ -468,22 +527,143 @@ def _check_model_and_loss(model: Model, loss: Callable, x: Any, y: Any) -> None:
             f"({y.shape[0]},), for model outputs {out.shape} and targets {y.shape}; got "
             f"{getattr(per_example, 'shape', per_example)}"
         )
+    classes = (
+        np.issubdtype(y.dtype, np.integer)
+        and jnp.issubdtype(out.dtype, jnp.floating)
+        and out.shape[:-1] == y.shape
+        and out.ndim == y.ndim + 1
+        and out.shape[-1] >= 2
+    )
+    return int(out.shape[-1]) if classes else None
 
 
-def _check_optimizer(task: supervised.Supervised, hparams: Mapping[str, np.ndarray]) -> None:
-    """Builds every member's optimizer eagerly: catches bad family indices before compiling."""
-    k = len(next(iter(hparams.values()))) if hparams else 1
-    for i in range(k):
-        member = {name: jnp.asarray(a[i]) for name, a in hparams.items()}
-        kwargs = task.optimizer_kwargs(member)
-        if not isinstance(kwargs, Mapping):
-            raise ValueError(
-                f"optimizer_kwargs must return a mapping of keyword arguments, got {kwargs!r}"
-            )
+def _first_bad(a: Any, lead: int, is_bad: Callable[[np.ndarray], np.ndarray]):
+    """``(index, value)`` of the first element of ``a`` where ``is_bad``: its position along the
+    first ``lead`` axes and the value; None if there is none. Reads ``a`` in blocks of rows, so
+    a memory map is never loaded whole."""
+    per_row = max(1, int(np.prod(np.shape(a)[1:], dtype=np.int64)))
+    rows = max(1, (1 << 22) // per_row)
+    for start in range(0, np.shape(a)[0], rows):
+        block = np.asarray(a[start : start + rows])
+        mask = is_bad(block)
+        if not mask.any():
+            continue
+        first = tuple(np.argwhere(mask.reshape(*block.shape[:lead], -1).any(-1))[0])
+        value = block[first].reshape(-1)[np.argmax(mask[first].reshape(-1))]
+        return (start + first[0], *first[1:]), value.item()
+    return None
+
+
+def _data_check(num_classes: int | None) -> feeds.Check:
+    """The check of the data (a :data:`lrjax.feeds.Check`): float inputs and targets finite,
+    class-index targets in ``[0, num_classes)``."""
+
+    def check(batch, lead):
+        x, y = batch
+        found = []
+        for part, tree in (("inputs", x), ("targets", y)):
+            for leaf in jax.tree.leaves(tree):
+                if np.issubdtype(leaf.dtype, np.inexact):
+                    hit = _first_bad(leaf, lead, lambda b: ~np.isfinite(b))
+                    if hit is not None:
+                        found.append((hit[0], f"the {part} hold {hit[1]}, a non-finite value"))
+        if num_classes is not None:
+            hit = _first_bad(y, lead, lambda b: (b < 0) | (b >= num_classes))
+            if hit is not None:
+                found.append((
+                    hit[0],
+                    f"the targets hold the label {hit[1]}, outside [0, {num_classes}): the "
+                    f"model has {num_classes} outputs per example, so integer targets are "
+                    "class indices (if yours are not, pass "
+                    "options=sweep.Options(check_data=False))",
+                ))  # fmt: skip
+        return min(found, key=lambda f: f[0]) if found else None
+
+    return check
+
+
+def _check_metrics(model: Model, metrics: tuple, x: Any, y: Any) -> None:
+    """Each evaluation metric on the model's (abstract) outputs for the evaluation data."""
+    key = jax.random.key(0)
+    params = jax.eval_shape(model.init, key)
+    state = jax.eval_shape(model.init_state, key) if model.stateful else {}
+    out = jax.eval_shape(model.eval_outputs, params, state, x)
+    for name, fn in metrics:
         try:
-            optax.inject_hyperparams(task.optimizer, hyperparam_dtype=jnp.float32)(**kwargs)
-        except TypeError as e:
-            raise ValueError(f"optimizer does not accept optimizer_kwargs: {e}") from e
+            jax.eval_shape(fn, out, y)
+        except Exception as e:
+            raise ValueError(
+                f"evaluation.metrics[{name!r}] does not fit the model: model outputs {out.shape} "
+                f"{out.dtype}, targets {y.shape} {y.dtype}; it raised {type(e).__name__}: {e}"
+            ) from e
+
+
+def _check_trackers(tracked: Mapping[str, Any], num_steps: int) -> None:
+    """Snapshots and SWA that would start after the last update would come back empty."""
+    for name, tracker in tracked.items():
+        if isinstance(tracker, Snapshots) and max(tracker.steps) > num_steps:
+            raise ValueError(
+                f"trackers[{name!r}] snapshot steps must be <= num_steps={num_steps} (a later "
+                f"one is never taken), got {list(tracker.steps)}"
+            )
+        if isinstance(tracker, SWA) and tracker.start > num_steps:
+            raise ValueError(
+                f"trackers[{name!r}].start must be <= num_steps={num_steps} (the average would "
+                f"hold nothing), got {tracker.start}"
+            )
+
+
+def _check_optimizer(
+    task: supervised.Supervised, hparams: Mapping[str, np.ndarray], num_steps: int
+) -> None:
+    """Builds every member's optimizer eagerly, with concrete values, before compiling: catches
+    bad family indices, and arguments outside their domain
+    (:data:`lrjax._checks.OPTIMIZER_DOMAINS`); a schedule's values are checked at up to 257
+    steps spread from the first to the last (both included), evaluated at once under
+    ``jax.vmap``. Runs without jit (``lax.switch`` picks its branch in Python), so checking
+    fresh closures compiles nothing."""
+    k = len(next(iter(hparams.values()))) if hparams else 1
+    probes = np.unique(np.linspace(0, num_steps - 1, min(num_steps, 257)).round().astype(np.int32))
+    with jax.disable_jit():
+        for i in range(k):
+            member = {name: jnp.asarray(a[i]) for name, a in hparams.items()}
+            kwargs = task.optimizer_kwargs(member)
+            if not isinstance(kwargs, Mapping):
+                raise ValueError(
+                    f"optimizer_kwargs must return a mapping of keyword arguments, got {kwargs!r}"
+                )
+            kwargs = task.kwargs(member)
+            if task.scaled and "learning_rate" not in kwargs:
+                raise ValueError(
+                    "plateau scales the learning rate, but the optimizer gets no learning_rate "
+                    f"argument (optimizer_kwargs gave {sorted(kwargs)})"
+                )
+            try:
+                optax.inject_hyperparams(task.optimizer, hyperparam_dtype=jnp.float32)(**kwargs)
+            except TypeError as e:
+                raise ValueError(f"optimizer does not accept optimizer_kwargs: {e}") from e
+            for name, value in kwargs.items():
+                if isinstance(value, optax.schedules.StatefulSchedule):
+                    continue  # its values depend on a state only the update sees
+                if name not in _checks.OPTIMIZER_DOMAINS or not callable(value):
+                    _checks.check_optimizer_argument(f"member {i}'s {name}", name, value)
+                    continue
+                try:
+                    values = np.asarray(jax.vmap(value)(jnp.asarray(probes)))
+                except Exception as e:  # the user's schedule; say whose, then re-raise
+                    raise ValueError(
+                        f"member {i}'s {name} schedule failed on steps 0..{num_steps - 1} "
+                        f"under jax.vmap: {type(e).__name__}: {e}"
+                    ) from e
+                if values.shape != probes.shape:
+                    raise ValueError(
+                        f"member {i}'s {name} schedule must return a scalar per step, got shape "
+                        f"{values.shape[1:]}"
+                    )
+                for j in np.flatnonzero(~_checks.in_optimizer_domain(name, values))[:1]:
+                    _checks.check_optimizer_argument(
+                        f"member {i}'s {name} schedule at step {probes[j]}", name, values[j]
+                    )
 
 
 def _abstract(tree: PyTree) -> PyTree:
@@ -518,16 +698,18 @@ def _scheduled_lr(state: PyTree) -> Array:
     return engine.unwrap(state).opt_state.hyperparams["learning_rate"]
 
 
-@functools.lru_cache(maxsize=32)
+@_cache_by_fingerprint(maxsize=32)
 def _program(task, tracked, factor, devices) -> engine.Vectorized:
-    """The compiled program of a sweep, cached on everything it depends on besides shapes."""
+    """The compiled program of a sweep, cached on everything it depends on besides shapes: a
+    fingerprint of the functions (code, closure values, globals; see ``lrjax._fingerprint``),
+    so a call with equal closures built afresh reuses the compiled program."""
     select = _model_variables if task.model.stateful else params_of
     step, init = track(task.step, task.init, dict(tracked), select=select)
     step, init = divergence.freeze_on_divergence(step, init, factor=factor, finite=_finite_part)
     return engine.vectorize(step, init, devices=list(devices))
 
 
-@functools.lru_cache(maxsize=32)
+@_cache_by_fingerprint(maxsize=32)
 def _evaluation_fn(task: supervised.Supervised, metrics: tuple) -> Callable:
     def evaluate(state, member, data):
         del member
@@ -588,16 +770,25 @@ def train(
       optimizer: an optax factory such as ``optax.sgd``, wrapped in
         ``optax.inject_hyperparams(optimizer, hyperparam_dtype=jnp.float32)``.
       hparams: ``{name: [K, ...] array}``, the per-member hyperparameters (traced: new values
-        never recompile). Float arrays become float32, integer arrays int32.
+        never recompile), real numbers (booleans and NaN are refused). Without
+        ``optimizer_kwargs`` each is one optimizer argument per member: a 1-D ``[K]`` array,
+        float32 even when given as integers (``[1, 2]`` is the learning rates 1.0 and 2.0).
+        With ``optimizer_kwargs``, ``[K, ...]`` arrays: floats become float32, integers int32
+        (a schedule family index, say).
       num_steps: updates per member, ``>= 1``.
       batch_size: the (largest) batch size, in ``[1, N]``, for array data.
       optimizer_kwargs: ``fn(member_hparams) -> {kwarg: value}``, the optimizer's keyword
         arguments for one member: numbers, traced scalars or schedules built from them
         (:func:`schedule_family_switch` picks the family per member). Default: the member's
-        hyperparameters themselves.
-      seeds: initialization (and dropout) seed, an int shared by all members or ``[K]`` ints.
+        hyperparameters themselves. Every member's arguments are built before compiling, and
+        those with a known domain checked (``learning_rate >= 0``, a schedule at up to 257
+        steps; ``b1``, ``b2``, ``b3``, ``momentum``, ``decay``, ``rho`` in ``[0, 1)``; ``eps``,
+        ``eps_root``, ``weight_decay >= 0``); an integer given for one of them is cast to
+        float32.
+      seeds: initialization (and dropout) seed, an int shared by all members or ``[K]`` ints,
+        each in int32's range ``[-2**31, 2**31 - 1]`` (a wider one would wrap onto another).
       data_seeds: data-order seed; an int means every member sees the same batch at each step,
-        ``[K]`` ints give each member its own order (array data).
+        ``[K]`` ints give each member its own order (array data); int32, like ``seeds``.
       batch_sizes: ``[K]`` ints in ``[1, batch_size]``: member ``k`` trains on the first
         ``batch_sizes[k]`` examples of each batch (masked; the gradient equals training with
         that batch). Not for models with batch statistics.
@@ -610,13 +801,17 @@ def train(
       divergence_factor: a member whose loss exceeds this multiple of ``|initial loss|`` is
         frozen and flagged, like one with a non-finite loss or state; None turns the ratio
         test off.
-      options: :class:`Options` (devices, groups, checkpoints, progress, callback, debug path).
+      options: :class:`Options` (devices, groups, checkpoints, progress, callback, debug path,
+        data checks).
 
     Returns:
       A :class:`SweepResult`.
 
     Raises:
-      ValueError: for inputs out of range, naming the argument.
+      ValueError: for inputs out of range, naming the argument; for bad data (a non-finite
+        value, a label outside the model's classes), naming the example (and the step, for a
+        batch function or an iterator); when every member's loss or gradient turns non-finite
+        at the same step, naming the step (see ``Options.check_data``).
     """
     t_start, compiles_before = time.perf_counter(), engine.compile_stats()
     options = options or Options()
@@ -625,12 +820,19 @@ def train(
     if not callable(loss):
         raise ValueError(f"loss must be a function loss(outputs, targets), got {loss!r}")
     num_steps = _checks.check_int("num_steps", num_steps, 1)
+    if options.callback is not None and not callable(options.callback):
+        raise ValueError(
+            f"options.callback must be a function callback(info), got {options.callback!r}"
+        )
+    seeds, data_seeds = _int32("seeds", seeds), _int32("data_seeds", data_seeds)
     tracked, ema_decay = _split_trackers(trackers)
+    _check_trackers(tracked, num_steps)
     feed, batch_size = _feed(data, batch_size, data_seeds)
     example = _example_batch(feed)
-    members = _members(hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay)
+    direct = optimizer_kwargs is None
+    members = _members(hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay, direct)
     model = supervised.as_model(model, example[0][:1])
-    _check_model_and_loss(model, loss, *_abstract(example))
+    num_classes = _check_model_and_loss(model, loss, *_abstract(example))
     if model.stateful and batch_sizes is not None and np.any(members.batch_size < batch_size):
         raise ValueError(
             "batch_sizes smaller than batch_size mask examples out of a batch, but this model "
@@ -645,11 +847,18 @@ def train(
                 f"evaluation.data must match data's per-example shapes "
                 f"{[np.shape(a)[1:] for a in example]}, got {[np.shape(a) for a in eval_hook[1]]}"
             )
+        _check_metrics(model, eval_hook[0], *_abstract(eval_hook[1]))
+    if options.check_data:
+        check = _data_check(num_classes)
+        feed.set_check(check)  # arrays on the device: checked here, once
+        if eval_hook is not None:
+            where = lambda i: f"example {i[0]} of evaluation.data"  # noqa: E731
+            feeds.raise_if_bad(check, eval_hook[1], 1, where)
     task = supervised.Supervised(
         model, loss, optimizer, optimizer_kwargs or _identity_kwargs,
         masked=not model.stateful, scaled=plateau is not None,
     )  # fmt: skip
-    _check_optimizer(task, members.hparams)
+    _check_optimizer(task, members.hparams, num_steps)
     devices = _devices(options, members)
     factor = None if divergence_factor is None else float(divergence_factor)
     if factor is not None:
@@ -663,10 +872,12 @@ def train(
         task, members, num_steps, batch_size, chunk, group, factor, tuple(tracked.items()),
         None if plateau is None else plateau[1],
     )  # fmt: skip
+    run_hooks = _hooks(task, eval_hook, plateau, options, fingerprint)
+    if options.check_data:  # first: it stops the run before a checkpoint keeps the damage
+        run_hooks.insert(0, _SameStepDivergence(task))
     fitted = loop.fit(
-        program, members, feed, num_steps=num_steps, chunk_steps=chunk,
-        hooks=_hooks(task, eval_hook, plateau, options, fingerprint), group_size=group,
-        memory_budget=options.memory_budget, vectorize=options.vectorize,
+        program, members, feed, num_steps=num_steps, chunk_steps=chunk, hooks=run_hooks,
+        group_size=group, memory_budget=options.memory_budget, vectorize=options.vectorize,
     )  # fmt: skip
     return _result(fitted, members, fingerprint, t_start, compiles_before)
 
@@ -674,7 +885,7 @@ def train(
 def _feed(data: Any, batch_size: int | None, data_seeds: Any) -> tuple[feeds.Feed, int]:
     """The feed of ``data``, and the (largest) batch size."""
     shared = np.ndim(data_seeds) == 0
-    seed = int(np.asarray(data_seeds)) if shared else _member_data_seed
+    seed = int(data_seeds) if shared else _member_data_seed
     feed = feeds.as_feed(data, batch_size, seed)
     if isinstance(feed, feeds.ArrayFeed):
         return feed, feed.batch_size
@@ -723,6 +934,14 @@ def _chunk_and_evaluation(evaluation, options, num_steps, plateau, loss):
                 f"evaluation.data inputs and targets must share a leading size, got "
                 f"{eval_data[0].shape} and {eval_data[1].shape}"
             )
+        if len(eval_data[0]) < 1:
+            raise ValueError("evaluation.data must hold at least one example, got none")
+        for name, fn in metrics:
+            if not callable(fn):
+                raise ValueError(
+                    f"evaluation.metrics[{name!r}] must be a function fn(outputs, targets), got "
+                    f"{fn!r}"
+                )
         eval_hook = (metrics, eval_data)
     chunk = (
         num_steps if chunk is None else min(_checks.check_int("chunk_steps", chunk, 1), num_steps)
@@ -749,10 +968,81 @@ def _devices(options: Options, members: supervised.Member) -> list:
     devices = list(jax.devices() if options.devices is None else options.devices)
     if not devices:
         raise ValueError("options.devices must hold at least one device, got none")
+    for i, device in enumerate(devices):
+        if not isinstance(device, jax.Device):
+            raise ValueError(
+                f"options.devices must hold jax devices (from jax.devices()), got {device!r} at "
+                f"index {i}"
+            )
     k = members.seed.shape[0]
     if jax.process_count() == 1 and len(devices) > k:
         devices = devices[:k]  # padding members to idle devices would only waste their cores
     return devices
+
+
+class _SameStepDivergence:
+    """Stops the run with an error when every member diverged at the same step with a
+    non-finite loss or gradient (at step 0, before any update, for a single member too).
+
+    Members with different hyperparameters do not blow up on the same batch by chance; a batch
+    the model or the loss cannot handle (a log of zero, an overflow) does that to all of them.
+    The error names the step and, where the batch can be read again (arrays, a batch
+    function), the examples whose loss is non-finite with the parameters the step started from
+    (those a diverged member keeps).
+    """
+
+    def __init__(self, task: supervised.Supervised):
+        self.task = task
+
+    def on_chunk_end(self, fit_loop: loop.Loop) -> None:
+        steps = np.concatenate([
+            np.asarray(engine.to_host(g.state.diverged_step))[: g.real] for g in fit_loop.groups
+        ])  # fmt: skip
+        if (steps < 0).any() or (steps != steps[0]).any():
+            return
+        t, k = int(steps[0]), fit_loop.num_members
+        if k < 2 and t > 0:
+            return  # one member's divergence may be its learning rate's doing
+        metrics = fit_loop.metrics
+        bad = ~np.isfinite(metrics["loss"][:, t]) | ~np.isfinite(metrics["grad_norm"][:, t])
+        if not bad.all():
+            return
+        when = "at the first step, before any update" if t == 0 else f"all {k} members at once"
+        raise ValueError(
+            f"every member's training loss or gradient was non-finite at step {t} ({when}, so "
+            f"not because of their hyperparameters): the batch of step {t} likely holds data the "
+            f"model or the loss cannot handle; {self._examples(fit_loop, t)}. Pass "
+            "options=sweep.Options(check_data=False) to get the diverged result back instead"
+        )
+
+    def _examples(self, fit_loop: loop.Loop, t: int) -> str:
+        """Which examples of the batch of step ``t`` give a non-finite loss (member 0)."""
+        feed, group = fit_loop.feed, fit_loop.groups[0]
+        if isinstance(feed, feeds.ArrayFeed):
+            seed = feed.seed
+            if feed.per_member:
+                seed = int(np.asarray(feed.seed(group.members_host)).reshape(-1)[0])
+            rows = feeds.batch_indices_np(seed, t, 1, feed.num_examples, feed.batch_size)[0]
+            x, y = (np.asarray(a[rows]) for a in feed.arrays)
+            name = lambda i: f"example {rows[i]} of the data"  # noqa: E731
+        elif isinstance(feed, feeds.FunctionFeed):
+            x, y = feed.fn(t)
+            name = lambda i: f"example {i} of that batch"  # noqa: E731
+        else:
+            return "an iterator's batches cannot be read again to find the examples"
+        inner = engine.unwrap(engine.member_slice(group.state, 0))
+        outputs = self.task.model.eval_outputs(inner.params, inner.model_state, jnp.asarray(x))
+        finite = np.isfinite(np.asarray(self.task.loss(outputs, jnp.asarray(y))))
+        if finite.all():
+            return (
+                "every example's loss is finite in evaluation mode with the parameters the step "
+                "started from, so a training-mode layer (batch statistics, dropout) may be the "
+                "cause"
+            )
+        if not finite.any():
+            return "every example of that batch gives a non-finite loss"
+        listed = [name(int(i)) for i in np.flatnonzero(~finite)[:5]]
+        return f"a non-finite loss comes from {', '.join(listed)}"
 
 
 def _hooks(task, eval_hook, plateau, options, fingerprint) -> list:

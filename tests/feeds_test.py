@@ -109,3 +109,39 @@ def test_chunks_are_stacked_on_the_host_with_the_last_one_padded():
     xs = feed.chunk(3, 4, 2, None)  # only 2 valid steps of 4
     assert jax.tree.map(np.shape, xs) == ((4, 2, D), (4, 2))
     np.testing.assert_array_equal(xs[0][2], xs[0][1])  # padding repeats the last batch
+
+
+def first_negative(arrays, lead):
+    """A check (feeds.Check): the first example, along the ``lead`` axes, with a negative input."""
+    x = np.asarray(arrays[0])
+    hits = np.argwhere((x < 0).reshape(*x.shape[:lead], -1).any(-1))
+    return (tuple(hits[0]), "a negative input") if len(hits) else None
+
+
+def test_a_check_runs_once_on_device_arrays_and_on_every_chunk_of_a_host_feed():
+    x, y = problem()
+    x = np.abs(x)
+    rows = feeds.batch_indices_np(0, 0, 12, N, B)
+    bad_row, position = int(rows[2, 3]), 3  # first used at step 2, position 3 of its batch
+    x[bad_row, 1] = -1.0
+    with pytest.raises(ValueError, match=f"bad data at example {bad_row} of the data: a negative"):
+        feeds.ArrayFeed((x, y), B).set_check(first_negative)  # the whole array, at once
+    host = feeds.ArrayFeed((x, y), B, on_device=False)
+    host.set_check(first_negative)  # nothing is read until a chunk is asked for
+    host.chunk(0, 2, 2, None)  # steps 0 and 1 do not hold it
+    named = rf"example {bad_row} of the data \(in the batch of step 2\): a negative input"
+    with pytest.raises(ValueError, match=named):
+        host.chunk(0, 4, 4, None)
+    per_member = feeds.ArrayFeed((x, y), B, seed=lambda m: m["seed"], on_device=False)
+    per_member.set_check(first_negative)
+    with pytest.raises(ValueError, match=named):
+        per_member.chunk(0, 4, 4, {"seed": np.array([5, 0], np.int32)})
+
+    def batch(step):
+        return x[rows[step]], y[rows[step]]
+
+    for feed in (feeds.FunctionFeed(batch), feeds.IteratorFeed(batch(t) for t in range(12))):
+        feed.set_check(first_negative)
+        feed.chunk(0, 2, 2, None)
+        with pytest.raises(ValueError, match=f"example {position} of the batch of step 2: a neg"):
+            feed.chunk(2, 4, 4, None)

@@ -1076,9 +1076,17 @@ def test_batch_size_masking_is_refused_for_models_with_batch_statistics():
 @pytest.mark.parametrize("value", [np.nan, np.inf, 1e30])
 def test_an_example_outside_a_members_batch_cannot_affect_it(value):
     x, y = (a.copy() for a in DATA)
-    x[np.asarray(sweep.batch_indices(0, 0, N, 16))[10]] = value  # position 10 of the step-0 batch
+    row = int(np.asarray(sweep.batch_indices(0, 0, N, 16))[10])  # position 10 of the step-0 batch
+    x[row] = value
+    # The data check would refuse a non-finite example before training; without it, masking
+    # still keeps the example away from the members whose batch does not hold it.
+    unchecked = sweep.Options(progress=False, check_data=False)
     kwargs = dict(optimizer=optax.sgd, hparams={"learning_rate": np.full(4, 0.1, np.float32)},
-                  num_steps=1, batch_size=16, batch_sizes=[16, 8, 5, 1], options=QUIET)  # fmt: skip
+                  num_steps=1, batch_size=16, batch_sizes=[16, 8, 5, 1],
+                  options=unchecked)  # fmt: skip
+    if not np.isfinite(value):
+        with pytest.raises(ValueError, match=f"bad data at example {row} of the data"):
+            sweep.train(MODEL, LOSS, (x, y), **{**kwargs, "options": QUIET})
     poisoned = sweep.train(MODEL, LOSS, (x, y), **kwargs)
     clean = sweep.train(MODEL, LOSS, DATA, **kwargs)
     # Members 1-3 never see position 10: bit-identical to training on clean data.
@@ -1125,3 +1133,349 @@ def test_checkpoint_resume_with_and_without_evaluation_and_trackers(
         assert len(got) == len(want)
         for a, b in zip(got, want, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+# -----------------------------------------------------------------------------------------------
+# Bad input never trains silently (each case below trained, or failed deep inside JAX, before)
+
+
+def with_value(value, row=5, part=0):
+    """DATA with ``value`` written into example ``row`` of the inputs (part 0) or targets (1)."""
+    arrays = [a.copy() for a in DATA]
+    arrays[part][row] = value
+    return tuple(arrays)
+
+
+EVAL_BAD_LABEL = (EVAL[0], np.where(np.arange(len(EVAL[1])) == 7, 3, EVAL[1]).astype(np.int32))
+LABEL = r"bad data at example 5 of the data: the targets hold the label {}, outside \[0, 3\)"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"data": with_value(15, part=1)}, LABEL.format(15)),  # was: all members "diverged"
+        ({"data": with_value(-1, part=1)}, LABEL.format(-1)),  # was: wrapped to class 2
+        ({"data": with_value(np.nan)}, "bad data at example 5 of the data: the inputs hold nan"),
+        ({"data": with_value(-np.inf)}, "bad data at example 5 of the data: the inputs hold -inf"),
+        (
+            {"evaluation": sweep.Evaluation(EVAL_BAD_LABEL)},
+            r"bad data at example 7 of evaluation.data: the targets hold the label 3",
+        ),
+        (  # was: both members got seed 0
+            {"seeds": [0, 2**32]},
+            r"seeds must hold integers in \[-2147483648, 2147483647\] \(int32\), got 4294967296 "
+            r"at index \(1,\)",
+        ),
+        ({"seeds": 2**31}, r"seeds must hold integers in .*, got 2147483648"),
+        ({"data_seeds": [0, 2**32]}, r"data_seeds must hold integers in .*, got 4294967296"),
+        ({"data_seeds": 2.5}, r"data_seeds must hold integers in .*, got 2.5"),
+        ({"batch_sizes": [8, 2**32 + 8]}, r"batch_sizes must hold integers in .*, got 4294967304"),
+        (  # was: trained, then result.learning_rate raised
+            {"hparams": {"learning_rate": [[0.1], [0.2]]}},
+            r"hparams\['learning_rate'\] must be a 1-D \[K\] array, one scalar optimizer argument "
+            r"per member, got shape \(2, 1\)",
+        ),
+        (
+            {"hparams": {"learning_rate": [True, False]}},
+            r"hparams\['learning_rate'\] must hold numbers, got booleans",
+        ),
+        (
+            {"hparams": {"learning_rate": [0.1, np.nan]}},
+            r"hparams\['learning_rate'\] must hold float32 numbers, got nan for member 1",
+        ),
+        (
+            {"hparams": {"learning_rate": [0.1, 1e40]}},
+            r"hparams\['learning_rate'\] must hold float32 numbers, got 1e\+40 for member 1",
+        ),
+        (  # was: gradient ascent
+            {"hparams": {"learning_rate": [0.1, -0.2]}},
+            "member 1's learning_rate must be a finite number >= 0, got -0.2",
+        ),
+        (
+            {"optimizer": optax.adam, "hparams": {"learning_rate": [0.1, 0.1], "b1": [0.9, 1.5]}},
+            r"member 1's b1 must be a finite number in \[0, 1\), got 1.5",
+        ),
+        (
+            {"hparams": {"learning_rate": [0.1, 0.1], "momentum": [0.9, 1.0]}},
+            r"member 1's momentum must be a finite number in \[0, 1\), got 1.0",
+        ),
+        (
+            {
+                "optimizer": optax.adamw,
+                "hparams": {"learning_rate": [0.1, 0.1], "weight_decay": [-1e-4, 0.0]},
+            },
+            "member 0's weight_decay must be a finite number >= 0, got -0.0001",
+        ),
+        (
+            {"optimizer": optax.adam, "hparams": {"learning_rate": [0.1, 0.1], "eps": [0, -1e-8]}},
+            "member 1's eps must be a finite number >= 0, got -1e-08",
+        ),
+        (  # 0.1 -> -0.1 over 12 steps: negative from step 7 on
+            {
+                "optimizer_kwargs": lambda hp: {
+                    "learning_rate": optax.linear_schedule(hp["learning_rate"], -0.1, STEPS)
+                }
+            },
+            "member 0's learning_rate schedule at step 7 must be a finite number >= 0",
+        ),
+        (
+            {
+                "optimizer_kwargs": lambda hp: {
+                    "learning_rate": hp["learning_rate"],
+                    "momentum": jnp.float32(jnp.nan),
+                }
+            },
+            "member 0's momentum must be a finite number in",
+        ),
+        (  # was: "operands could not be broadcast" from inside the program
+            {"trackers": {"ema": lrjax.EMA([0.5, 0.9, 0.99])}},
+            r"share one leading size K, got hparams\['learning_rate'\]: 2, "
+            r"trackers\['ema'\].decay: 3",
+        ),
+        (  # was: an array of zeros, silently
+            {"trackers": {"s": lrjax.Snapshots((5, 100))}},
+            r"trackers\['s'\] snapshot steps must be <= num_steps=12 .*, got \[5, 100\]",
+        ),
+        (
+            {"trackers": {"swa": lrjax.SWA(13)}},
+            r"trackers\['swa'\].start must be <= num_steps=12 .*, got 13",
+        ),
+        (  # was: an evaluation loss of nan
+            {"evaluation": sweep.Evaluation((EVAL[0][:0], EVAL[1][:0]))},
+            "evaluation.data must hold at least one example, got none",
+        ),
+        (  # was: a TypeError from inside the evaluation, after the first chunk had trained
+            {"evaluation": sweep.Evaluation(EVAL, metrics={"m": lambda o, t: o @ t})},
+            r"evaluation.metrics\['m'\] does not fit the model: model outputs \(32, 3\)",
+        ),
+        (  # was: a TypeError after the first chunk
+            {"options": sweep.Options(progress=False, callback=3)},
+            r"options.callback must be a function callback\(info\), got 3",
+        ),
+        (  # was: an AttributeError
+            {"options": sweep.Options(progress=False, devices=["cpu"])},
+            r"options.devices must hold jax devices \(from jax.devices\(\)\), got 'cpu'",
+        ),
+        (  # was: a KeyError from inside the plateau hook
+            {
+                "evaluation": sweep.Evaluation(EVAL),
+                "plateau": lrjax.reduce_on_plateau(),
+                "optimizer": lambda: optax.sgd(0.1),
+                "optimizer_kwargs": lambda hp: {},
+            },
+            "plateau scales the learning rate, but the optimizer gets no learning_rate argument",
+        ),
+        (  # was: both EMAs silently used the second one's decays
+            {"trackers": {"slow": lrjax.EMA([0.5, 0.9]), "fast": lrjax.EMA([0.1, 0.2])}},
+            r"at most one EMA tracker may take per-member decays, got trackers\['slow'\].decay "
+            r"and trackers\['fast'\].decay",
+        ),
+    ],
+)
+def test_bad_input_never_trains_silently(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        bad(**overrides)
+
+
+def test_non_finite_float_targets_and_host_batches_are_data_errors():
+    x, y = DATA
+    regression = sweep.Model(mlp_init, lambda p, x: mlp_apply(p, x)[:, 0])
+    targets = x[:, 1].copy()
+    targets[9] = np.nan
+    mse = lambda out, t: (out - t) ** 2  # noqa: E731
+    with pytest.raises(ValueError, match="example 9 of the data: the targets hold nan"):
+        bad(model=regression, loss=mse, data=(x, targets))
+
+    def batch(step):  # a batch function whose step-4 batch holds a label out of range
+        idx = np.asarray(sweep.batch_indices(0, step, N, BATCH))
+        labels = y[idx].copy()
+        labels[2] = 3 if step == 4 else labels[2]
+        return x[idx], labels
+
+    with pytest.raises(ValueError, match=r"example 2 of the batch of step 4: the targets hold the "
+                                         r"label 3, outside \[0, 3\)"):  # fmt: skip
+        bad(data=batch, batch_size=None)
+    with pytest.raises(ValueError, match="example 2 of the batch of step 4"):
+        bad(data=(batch(t) for t in range(STEPS)), batch_size=None)
+
+
+def test_integer_targets_that_are_not_class_indices_can_skip_the_check():
+    # One output per example (C=1) is not a classifier: integer targets are left alone.
+    regression = sweep.Model(mlp_init, lambda p, x: mlp_apply(p, x)[:, :1])
+    mse = lambda out, t: (out[:, 0] - t.astype(jnp.float32)) ** 2  # noqa: E731
+    counts = (np.arange(N) % 7).astype(np.int32)
+    assert np.isfinite(bad(model=regression, loss=mse, data=(DATA[0], counts)).loss).all()
+    # Three outputs and labels in [0, 3] is ambiguous (an ordinal loss, say): the check refuses,
+    # and says how to turn it off.
+    ordinal = (DATA[0], (np.arange(N) % 4).astype(np.int32))
+
+    def ordinal_loss(out, t):  # a stand-in: any loss taking labels up to C
+        return jnp.sum(out, -1) * t.astype(jnp.float32)
+
+    with pytest.raises(ValueError, match=r"pass options=sweep.Options\(check_data=False\)"):
+        bad(loss=ordinal_loss, data=ordinal)
+    unchecked = sweep.Options(progress=False, check_data=False)
+    kept = bad(loss=ordinal_loss, data=ordinal, options=unchecked)
+    assert kept.loss.shape == (2, STEPS)
+
+
+def test_integer_hyperparameters_are_cast_to_float_optimizer_arguments():
+    ints = bad(hparams={"learning_rate": [1, 2]}, num_steps=3)
+    floats = bad(hparams={"learning_rate": [1.0, 2.0]}, num_steps=3)
+    assert ints.hparams["learning_rate"].dtype == np.float32
+    np.testing.assert_array_equal(ints.learning_rate, [[1.0] * 3, [2.0] * 3])  # was: raised
+    np.testing.assert_array_equal(ints.loss, floats.loss)
+    # With optimizer_kwargs, integer hyperparameters stay int32 (a family index, say); an
+    # integer that reaches a real optimizer argument is cast there.
+    custom = bad(
+        hparams={"family": [0, 1]}, num_steps=3,
+        optimizer_kwargs=lambda hp: {"learning_rate": 1 + hp["family"]},
+    )  # fmt: skip
+    assert custom.hparams["family"].dtype == np.int32
+    np.testing.assert_array_equal(custom.learning_rate, ints.learning_rate)
+    np.testing.assert_array_equal(custom.loss, ints.loss)
+
+
+def log_model():
+    """MODEL plus 1e-3 log|x_0|: finite for every example except one whose x_0 is exactly 0."""
+    return sweep.Model(mlp_init, lambda p, x: mlp_apply(p, x) + 1e-3 * jnp.log(jnp.abs(x[:, :1])))
+
+
+@pytest.mark.parametrize("kind", ["arrays", "function", "iterator"])
+def test_every_member_diverging_on_one_batch_is_a_data_error(kind):
+    x, y = (a.copy() for a in DATA)
+    position = 3
+    row = int(np.asarray(sweep.batch_indices(0, 2, N, BATCH))[position])  # first used at step 2
+    x[row, 0] = 0.0
+
+    def batch(step):
+        idx = np.asarray(sweep.batch_indices(0, step, N, BATCH))
+        return x[idx], y[idx]
+
+    data = {"arrays": (x, y), "function": batch, "iterator": (batch(t) for t in range(STEPS))}
+    named = {
+        "arrays": f"a non-finite loss comes from example {row} of the data",
+        "function": f"a non-finite loss comes from example {position} of that batch",
+        "iterator": "an iterator's batches cannot be read again",
+    }[kind]
+    size = BATCH if kind == "arrays" else None
+    # Before, both members came back "diverged" at step 2, as if their learning rates were at
+    # fault.
+    message = r"every member's training loss or gradient was non-finite at step 2 \(all 2 members"
+    with pytest.raises(ValueError, match=message) as error:
+        bad(model=log_model(), data=data[kind], batch_size=size)
+    assert named in str(error.value)
+    if kind != "arrays":
+        return
+    # One member may diverge by its learning rate: no error after the first step.
+    alone = bad(model=log_model(), data=(x, y), hparams={"learning_rate": [0.1]})
+    assert alone.diverged_step.tolist() == [2]
+    unchecked = sweep.Options(progress=False, check_data=False)
+    kept = bad(model=log_model(), data=(x, y), options=unchecked)
+    assert kept.diverged_step.tolist() == [2, 2]
+
+
+def test_a_single_member_non_finite_before_any_update_is_a_data_error():
+    x, y = (a.copy() for a in DATA)
+    row = int(np.asarray(sweep.batch_indices(0, 0, N, BATCH))[0])
+    x[row, 0] = 0.0
+    with pytest.raises(ValueError, match=r"at step 0 \(at the first step, before any update"):
+        bad(model=log_model(), data=(x, y), hparams={"learning_rate": [0.1]})
+
+
+# -----------------------------------------------------------------------------------------------
+# Fresh but equal closures share the compiled program; different ones never do
+
+
+def readme_style_run():
+    """Everything built afresh, as the README's example writes it inline: the nnx model from its
+    factory, the optimizer arguments, the evaluation metrics."""
+    return sweep.train(
+        sweep.Model.from_nnx(lambda rngs: NnxMLP(rngs)), LOSS, DATA, optimizer=optax.sgd,
+        optimizer_kwargs=lambda hp: {
+            "learning_rate": lrjax.warmup_cosine_decay(hp["peak"], 2, STEPS), "momentum": 0.9
+        },
+        hparams={"peak": np.array([0.1, 0.3], np.float32)}, seeds=[0, 1], num_steps=STEPS,
+        batch_size=BATCH, options=QUIET,
+        evaluation=sweep.Evaluation(EVAL, CHUNK, {"loss": lambda o, t: LOSS(o, t),
+                                                  "accuracy": sweep.accuracy}),
+    )  # fmt: skip
+
+
+def test_fresh_but_equal_closures_compile_nothing():
+    runs = [readme_style_run() for _ in range(3)]
+    assert [r.metadata["num_compiles"] for r in runs[1:]] == [0, 0]  # was: 3 each, every call
+    np.testing.assert_array_equal(runs[2].loss, runs[0].loss)
+    for name in ("loss", "accuracy"):
+        np.testing.assert_array_equal(runs[2].eval_metrics[name], runs[0].eval_metrics[name])
+    # Reduce-on-plateau's update is compiled once too (it was compiled again on every call).
+    plateau = [sgd_train([0.1, 0.2], EVAL, plateau=lrjax.reduce_on_plateau()) for _ in range(2)]
+    assert plateau[1].metadata["num_compiles"] == 0
+
+
+def one_member(optimizer_kwargs=None, loss=LOSS):
+    return sweep.train(
+        MODEL, loss, DATA, optimizer=optax.sgd, optimizer_kwargs=optimizer_kwargs,
+        hparams={"learning_rate": np.array([0.1], np.float32)}, num_steps=STEPS,
+        batch_size=BATCH, options=QUIET,
+    )  # fmt: skip
+
+
+def with_momentum(momentum):
+    return lambda hp: {"learning_rate": hp["learning_rate"], "momentum": momentum}
+
+
+def weighted(weights):
+    return lambda out, t: LOSS(out, t) * weights[t]
+
+
+def test_closures_that_differ_never_share_a_program():
+    for momentum in (0.9, 0.5):  # the same code, another closure constant
+        result = one_member(with_momentum(momentum))
+        expected = reference(optax.sgd, {"learning_rate": 0.1, "momentum": momentum})
+        assert_member_matches(result, 0, *expected)
+    # The same function, its captured settings changed in place between calls.
+    config = {"momentum": 0.9}
+
+    def kwargs(hp):
+        return {"learning_rate": hp["learning_rate"], "momentum": config["momentum"]}
+
+    one_member(kwargs)
+    config["momentum"] = 0.5
+    assert_member_matches(one_member(kwargs), 0, *expected)
+    # Arrays in a closure count by their values.
+    x, y = DATA
+    idx = np.asarray(sweep.batch_indices(0, 0, N, BATCH))
+    outputs = MODEL.apply(MODEL.init(jax.random.key(0)), x[idx])
+    for w in ([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]):
+        weights = jnp.asarray(w, jnp.float32)
+        result = one_member(loss=weighted(weights))
+        first = jnp.mean(LOSS(outputs, y[idx]) * weights[y[idx]])
+        np.testing.assert_allclose(result.loss[0, 0], first, rtol=RTOL)
+
+
+def test_fingerprints_key_on_values_and_fall_back_to_identity():
+    from lrjax._fingerprint import fingerprint
+
+    def key(obj):
+        return fingerprint(obj)[0]
+
+    def make(value):
+        return lambda: value
+
+    assert key(make(0.9)) == key(make(0.9)) != key(make(0.5))
+    assert key(make(np.arange(3))) == key(make(np.arange(3))) != key(make(np.arange(3) + 1))
+    assert key(make(0.0)) != key(make(-0.0))  # floats exactly
+    assert key(make(1)) != key(make(1.0)) != key(make(True))
+    assert key(make({"a": [1, (2, 3)]})) == key(make({"a": [1, (2, 3)]}))
+    assert key(functools.partial(optax.adamw, weight_decay=0.1)) != key(
+        functools.partial(optax.adamw, weight_decay=0.2)
+    )
+
+    class Opaque:
+        pass
+
+    thing = Opaque()
+    found, pinned = fingerprint(make(thing))
+    assert found == key(make(thing)) != key(make(Opaque()))
+    assert any(p is thing for p in pinned)  # kept alive with the key: its id is never reused

@@ -1,0 +1,223 @@
+"""Fingerprints of functions and settings: what determines the program they trace to.
+
+``jax.jit`` and ``functools.lru_cache`` key on identity, so a closure built afresh for every
+call (``optimizer_kwargs=lambda hp: {...}``, ``Model.from_nnx(MLP)``) compiles again although it
+traces to the same program. :func:`fingerprint` keys on what the function computes instead:
+
+* a function nested in another or a lambda: its code (bytecode, constants, names, nested
+  code), defaults, the values in its closure cells and the globals its code names, each
+  fingerprinted in turn; a function reachable by its module and qualified name (``optax.sgd``,
+  a module-level ``def``) by identity;
+* a function may declare what determines it in ``__lrjax_fingerprint__`` (what
+  :meth:`lrjax.Model.from_nnx` does: its closures are fixed by the factory);
+* numbers and strings by value (floats exactly, by ``float.hex``); arrays by dtype, shape and a
+  hash of their bytes; tuples, lists, dicts and sets by their items; ``functools.partial`` by
+  its function and arguments; dataclasses and NamedTuples by their type and fields; modules by
+  name;
+* anything else by identity. Each such object is kept alive with the key (``pinned``), so its
+  id cannot be reused by another object while the key is cached: an unknown object never
+  produces a false match, only a missed one.
+
+Like ``jax.jit``, a cache keyed on a fingerprint cannot see state hidden inside an object it
+identifies by identity (mutate such an object and the cached program stays); :func:`cache`
+re-fingerprints the cached arguments on every hit, so a closure whose captured numbers, arrays
+or containers changed since is compiled afresh.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import hashlib
+import sys
+import types
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+import numpy as np
+
+_SCALARS = (type(None), bool, int, str, bytes)
+
+
+class _Fingerprinter:
+    def __init__(self):
+        self.pinned: list[Any] = []
+        self._active: dict[int, int] = {}  # objects being fingerprinted, for cycles
+
+    def identity(self, obj: Any) -> Hashable:
+        self.pinned.append(obj)
+        return ("id", type(obj).__qualname__, id(obj))
+
+    def __call__(self, obj: Any) -> Hashable:
+        if isinstance(obj, _SCALARS):
+            return (type(obj).__name__, obj)
+        if isinstance(obj, float):
+            return ("float", obj.hex())
+        if isinstance(obj, complex):
+            return ("complex", obj.real.hex(), obj.imag.hex())
+        if isinstance(obj, np.ndarray | np.generic | jax.Array):
+            return _array(obj) if not isinstance(obj, jax.core.Tracer) else self.identity(obj)
+        if isinstance(obj, types.ModuleType):
+            return ("module", obj.__name__)
+        if id(obj) in self._active:
+            return ("cycle", self._active[id(obj)])
+        self._active[id(obj)] = len(self._active)
+        try:
+            return self._compound(obj)
+        finally:
+            del self._active[id(obj)]
+
+    def _compound(self, obj: Any) -> Hashable:
+        declared = getattr(obj, "__lrjax_fingerprint__", None)
+        if declared is not None and callable(obj):
+            return ("declared", self(declared))
+        if isinstance(obj, types.FunctionType):
+            return self._function(obj)
+        if isinstance(obj, types.MethodType):
+            return ("method", self(obj.__func__), self(obj.__self__))
+        if isinstance(obj, functools.partial):
+            return ("partial", self(obj.func), self(obj.args), self(obj.keywords))
+        if isinstance(obj, types.CodeType):
+            return self._code(obj)
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple
+            return ("namedtuple", self.identity(type(obj)), tuple(self(v) for v in obj))
+        if type(obj) in (tuple, list):
+            return (type(obj).__name__, tuple(self(v) for v in obj))
+        if type(obj) is dict:
+            return ("dict", tuple((self(k), self(v)) for k, v in obj.items()))
+        if type(obj) in (set, frozenset):
+            return ("set", frozenset(self(v) for v in obj))
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            fields = tuple(
+                (f.name, self(getattr(obj, f.name, None))) for f in dataclasses.fields(obj)
+            )
+            return ("dataclass", self.identity(type(obj)), fields)
+        return self.identity(obj)
+
+    def _function(self, fn: types.FunctionType) -> Hashable:
+        module = sys.modules.get(getattr(fn, "__module__", None) or "")
+        if module is not None and _resolve(module, fn.__qualname__) is fn:
+            return self.identity(fn)  # a named function: the same object, the same program
+        cells = tuple(self(_cell_contents(c)) for c in fn.__closure__ or ())
+        names = _global_names(fn.__code__)
+        referenced = tuple(
+            (name, self(fn.__globals__[name])) for name in sorted(names) if name in fn.__globals__
+        )
+        return (
+            "function",
+            self._code(fn.__code__),
+            self(fn.__defaults__),
+            self(fn.__kwdefaults__),
+            cells,
+            referenced,
+        )
+
+    def _code(self, code: types.CodeType) -> Hashable:
+        consts = tuple(
+            self._code(c) if isinstance(c, types.CodeType) else self(c) for c in code.co_consts
+        )
+        return (
+            "code",
+            code.co_name,
+            code.co_code,
+            consts,
+            code.co_names,
+            code.co_varnames,
+            code.co_freevars,
+            code.co_cellvars,
+            code.co_argcount,
+            code.co_posonlyargcount,
+            code.co_kwonlyargcount,
+            code.co_flags,
+            getattr(code, "co_exceptiontable", b""),
+        )
+
+
+_EMPTY_CELL = object()
+
+
+def _cell_contents(cell) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not yet assigned
+        return _EMPTY_CELL
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _resolve(module: types.ModuleType, qualname: str) -> Any:
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _array(a: Any) -> Hashable:
+    if hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        impl = str(jax.random.key_impl(a))
+        return ("key", impl, _array(jax.random.key_data(a)))
+    host = np.ascontiguousarray(np.asarray(a))
+    digest = hashlib.blake2b(host.view(np.uint8).reshape(-1), digest_size=16).hexdigest()
+    return ("array", host.dtype.str, host.shape, digest)
+
+
+def fingerprint(obj: Any) -> tuple[Hashable, list[Any]]:
+    """``(key, pinned)``: a hashable key of what ``obj`` computes, and the objects the key
+    identifies by identity (keep them alive as long as the key is used).
+
+    Examples:
+      >>> make = lambda m: (lambda hp: {"momentum": m})
+      >>> fingerprint(make(0.9))[0] == fingerprint(make(0.9))[0]
+      True
+      >>> fingerprint(make(0.9))[0] == fingerprint(make(0.5))[0]
+      False
+    """
+    fingerprinter = _Fingerprinter()
+    key = fingerprinter(obj)
+    return key, fingerprinter.pinned
+
+
+@dataclasses.dataclass
+class _Entry:
+    value: Any
+    args: tuple
+    pinned: list
+
+
+def cache(maxsize: int) -> Callable[[Callable], Callable]:
+    """Like ``functools.lru_cache(maxsize)``, keyed on the :func:`fingerprint` of the
+    arguments (positional only). A hit whose cached arguments no longer have the key they were
+    stored under (a captured container was mutated since) is computed afresh."""
+
+    def decorate(fn: Callable) -> Callable:
+        entries: collections.OrderedDict[Hashable, _Entry] = collections.OrderedDict()
+
+        @functools.wraps(fn)
+        def cached(*args):
+            key, pinned = fingerprint(args)
+            entry = entries.get(key)
+            if entry is not None and fingerprint(entry.args)[0] == key:
+                entries.move_to_end(key)
+                return entry.value
+            value = fn(*args)
+            entries[key] = _Entry(value, args, pinned)
+            entries.move_to_end(key)
+            while len(entries) > maxsize:
+                entries.popitem(last=False)
+            return value
+
+        cached.cache_clear = entries.clear  # type: ignore[attr-defined]
+        cached.cache_len = lambda: len(entries)  # type: ignore[attr-defined]
+        return cached
+
+    return decorate
