@@ -318,8 +318,11 @@ class Vectorized:
             return jax.tree.map(jnp.asarray, tree)
 
         def place(a):
-            if isinstance(a, jax.Array) and a.sharding == sharding:
-                return a
+            if isinstance(a, jax.Array):
+                if a.sharding.is_equivalent_to(sharding, a.ndim):
+                    return a
+                if not a.is_fully_addressable:  # a global array of a multi-host run
+                    return jax.device_put(a, sharding)
             a = np.asarray(a)
             return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 

@@ -26,7 +26,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -666,14 +665,6 @@ def _check_optimizer(
                     )
 
 
-def _abstract(tree: PyTree) -> PyTree:
-    def spec(a):
-        a = feeds.canonical(np.asarray(a)) if not hasattr(a, "dtype") else a
-        return jax.ShapeDtypeStruct(np.shape(a), jax.dtypes.canonicalize_dtype(a.dtype))
-
-    return jax.tree.map(spec, tree)
-
-
 # -----------------------------------------------------------------------------------------------
 # The composition
 
@@ -832,7 +823,7 @@ def train(
     direct = optimizer_kwargs is None
     members = _members(hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay, direct)
     model = supervised.as_model(model, example[0][:1])
-    num_classes = _check_model_and_loss(model, loss, *_abstract(example))
+    num_classes = _check_model_and_loss(model, loss, *engine.abstract(example))
     if model.stateful and batch_sizes is not None and np.any(members.batch_size < batch_size):
         raise ValueError(
             "batch_sizes smaller than batch_size mask examples out of a batch, but this model "
@@ -847,7 +838,7 @@ def train(
                 f"evaluation.data must match data's per-example shapes "
                 f"{[np.shape(a)[1:] for a in example]}, got {[np.shape(a) for a in eval_hook[1]]}"
             )
-        _check_metrics(model, eval_hook[0], *_abstract(eval_hook[1]))
+        _check_metrics(model, eval_hook[0], *engine.abstract(eval_hook[1]))
     if options.check_data:
         check = _data_check(num_classes)
         feed.set_check(check)  # arrays on the device: checked here, once
@@ -1112,7 +1103,7 @@ def _program_bytes(fit_loop: loop.Loop) -> int | None:
     if isinstance(feed, feeds.IteratorFeed | feeds.FunctionFeed):
         return None  # measuring would draw batches
     xs = feed.chunk(0, fit_loop.chunk_steps, fit_loop.chunk_steps, group.members_host)
-    spec = functools.partial(jax.tree.map, lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype))
+    spec = engine.abstract
     return fit_loop.program.compiled_bytes(
         spec(group.state), spec(group.members), spec(xs), spec(fit_loop.data),
         batch_fn=feed.batch_fn, per_member_batches=feed.per_member,
