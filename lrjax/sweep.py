@@ -618,11 +618,12 @@ def _check_optimizer(
     """Builds every member's optimizer eagerly, with concrete values, before compiling: catches
     bad family indices, and arguments outside their domain
     (:data:`lrjax._checks.OPTIMIZER_DOMAINS`); a schedule's values are checked at up to 257
-    steps spread from the first to the last (both included), evaluated at once under
+    steps spread from the first to the last (both included), for all members at once under
     ``jax.vmap``. Runs without jit (``lax.switch`` picks its branch in Python), so checking
     fresh closures compiles nothing."""
     k = len(next(iter(hparams.values()))) if hparams else 1
     probes = np.unique(np.linspace(0, num_steps - 1, min(num_steps, 257)).round().astype(np.int32))
+    scheduled = set()
     with jax.disable_jit():
         for i in range(k):
             member = {name: jnp.asarray(a[i]) for name, a in hparams.items()}
@@ -644,25 +645,40 @@ def _check_optimizer(
             for name, value in kwargs.items():
                 if isinstance(value, optax.schedules.StatefulSchedule):
                     continue  # its values depend on a state only the update sees
-                if name not in _checks.OPTIMIZER_DOMAINS or not callable(value):
+                if name in _checks.OPTIMIZER_DOMAINS and callable(value):
+                    scheduled.add(name)
+                else:
                     _checks.check_optimizer_argument(f"member {i}'s {name}", name, value)
-                    continue
-                try:
-                    values = np.asarray(jax.vmap(value)(jnp.asarray(probes)))
-                except Exception as e:  # the user's schedule; say whose, then re-raise
-                    raise ValueError(
-                        f"member {i}'s {name} schedule failed on steps 0..{num_steps - 1} "
-                        f"under jax.vmap: {type(e).__name__}: {e}"
-                    ) from e
-                if values.shape != probes.shape:
-                    raise ValueError(
-                        f"member {i}'s {name} schedule must return a scalar per step, got shape "
-                        f"{values.shape[1:]}"
-                    )
-                for j in np.flatnonzero(~_checks.in_optimizer_domain(name, values))[:1]:
-                    _checks.check_optimizer_argument(
-                        f"member {i}'s {name} schedule at step {probes[j]}", name, values[j]
-                    )
+        if scheduled:
+            _check_schedules(task, hparams, sorted(scheduled), probes, num_steps)
+
+
+def _check_schedules(task, hparams, names, probes, num_steps) -> None:
+    """Every member's schedules at the probe steps, in one vmapped (eager) evaluation."""
+
+    def values(member):
+        kwargs = task.kwargs(member)
+        return {name: jax.vmap(kwargs[name])(jnp.asarray(probes)) for name in names}
+
+    try:
+        probed = jax.vmap(values)({name: jnp.asarray(a) for name, a in hparams.items()})
+    except Exception as e:  # the user's schedule; say whose, then re-raise
+        raise ValueError(
+            f"the {', '.join(names)} schedules failed on steps 0..{num_steps - 1} under "
+            f"jax.vmap: {type(e).__name__}: {e}"
+        ) from e
+    for name in names:
+        got = np.asarray(probed[name])
+        if got.shape[1:] != probes.shape:
+            raise ValueError(
+                f"the {name} schedule must return a scalar per step, got shape {got.shape[2:]}"
+            )
+        bad = np.argwhere(~_checks.in_optimizer_domain(name, got))
+        if bad.size:
+            i, j = bad[0]
+            _checks.check_optimizer_argument(
+                f"member {i}'s {name} schedule at step {probes[j]}", name, got[i, j]
+            )
 
 
 # -----------------------------------------------------------------------------------------------
