@@ -42,3 +42,21 @@ def test_images_of_the_study_section_are_committed():
     for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", study_section()):
         assert target.startswith("docs/results/"), target
         assert (ROOT / target).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", target
+
+
+def test_every_benchmark_figure_in_the_readme_is_in_the_committed_runs():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("### Benchmark")
+    section = text[start : text.index("\n## ", start)]
+    bench = ROOT / "docs" / "results" / "bench"
+    found = "\n".join(p.read_text() for p in sorted(bench.rglob("*.md")))
+    found += "\n" + (bench / "runs.txt").read_text()
+    numbers = set(re.findall(r"(?<![\w.])(?:\d+\.\d+|\d{4,})(?![\w.])", section))
+    # constants of the workload, not measurements: the matmul size of the MFU reference, the
+    # number of training sequences, SGD's momentum
+    numbers -= {"1024", "4000", "0.9"}
+    assert len(numbers) > 20
+    missing = sorted(
+        n for n in numbers if not re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", found)
+    )
+    assert not missing, f"README benchmark figures not in docs/results/bench: {missing}"
