@@ -248,9 +248,16 @@ def abstract(tree: PyTree) -> PyTree:
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), _dtype(a)), tree)
 
 
-def _abstract_member(a: Any) -> jax.ShapeDtypeStruct:
-    """One member's slice of a stacked array, as an abstract value."""
-    return jax.ShapeDtypeStruct(np.shape(a)[1:], _dtype(a))
+def _abstract_slice(tree: PyTree, drop: int = 1) -> PyTree:
+    """``tree`` without its ``drop`` leading axes (one member's, or one step's, slice), as
+    abstract values."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[drop:], _dtype(a)), tree)
+
+
+def _signature(tree: PyTree) -> tuple:
+    """What a compiled program depends on in ``tree``: its structure, shapes and dtypes."""
+    leaves = tuple((np.shape(a), str(_dtype(a))) for a in jax.tree.leaves(tree))
+    return jax.tree.structure(tree), leaves
 
 
 def _float_nan_like(abstract: PyTree) -> PyTree:
@@ -350,7 +357,7 @@ class Vectorized:
             raise ValueError("this program has no init; pass init= to lrjax.vectorize")
         k = num_members(members)
         self._check_k(k)
-        one = jax.tree.map(_abstract_member, members)
+        one = _abstract_slice(members)
         try:
             jax.eval_shape(self.init_fn, one)
         except Exception as e:
@@ -489,7 +496,7 @@ class Vectorized:
         t = self._check_inputs(state, members, xs, data, batch_fn, per_member_batches)
         single_step = self._single_step(batch_fn)
         num_valid = t if num_valid is None else int(num_valid)
-        states, logs = [], []
+        states, logs, skipped = [], [], None
         for i in range(k):
             member, member_state = member_slice(members, i), member_slice(state, i)
             member_logs = []
@@ -499,9 +506,11 @@ class Vectorized:
                     x = member_slice(x, i)
                 if s < num_valid:
                     member_state, metrics = single_step(member_state, member, x, data)
-                else:
-                    abstract = jax.eval_shape(single_step, member_state, member, x, data)
-                    metrics = _float_nan_like(abstract[1])
+                else:  # the same nan metrics for every skipped step: shapes do not change
+                    if skipped is None:
+                        out = jax.eval_shape(single_step, member_state, member, x, data)
+                        skipped = _float_nan_like(out[1])
+                    metrics = skipped
                 member_logs.append(jax.tree.map(np.asarray, metrics))
             states.append(member_state)
             logs.append(jax.tree.map(lambda *steps: np.stack(steps), *member_logs))
@@ -525,18 +534,7 @@ class Vectorized:
         t = next(iter(lengths.values()))
         if t < 1:
             raise ValueError("xs must hold at least one step, got T=0")
-        key = (
-            jax.tree.structure(state),
-            tuple((np.shape(a), str(_dtype(a))) for a in jax.tree.leaves(state)),
-            jax.tree.structure(members),
-            tuple((np.shape(a), str(_dtype(a))) for a in jax.tree.leaves(members)),
-            jax.tree.structure(xs),
-            tuple((np.shape(a), str(_dtype(a))) for a in jax.tree.leaves(xs)),
-            jax.tree.structure(data),
-            tuple((np.shape(a), str(_dtype(a))) for a in jax.tree.leaves(data)),
-            batch_fn,
-            per_member,
-        )
+        key = (*map(_signature, (state, members, xs, data)), batch_fn, per_member)
         if key in self._checked:
             return t
         for path, leaf in jax.tree_util.tree_leaves_with_path(state):
@@ -556,13 +554,9 @@ class Vectorized:
                         f"it needs axes [T, K={k}, ...]"
                     )
 
-        def abstract(a, drop):
-            return jax.ShapeDtypeStruct(np.shape(a)[drop:], _dtype(a))
-
-        one_state = jax.tree.map(lambda a: abstract(a, 1), state)
-        one_member = jax.tree.map(lambda a: abstract(a, 1), members)
-        one_x = jax.tree.map(lambda a: abstract(a, 2 if per_member else 1), xs)
-        abstract_data = jax.tree.map(lambda a: abstract(a, 0), data)
+        one_state, one_member = _abstract_slice(state), _abstract_slice(members)
+        one_x = _abstract_slice(xs, 2 if per_member else 1)
+        abstract_data = abstract(data)
         try:
             out = jax.eval_shape(
                 functools.partial(self._member_step, batch_fn),

@@ -252,7 +252,6 @@ class ArrayFeed(Feed):
             on_device = not any(isinstance(a, np.memmap) for a in jax.tree.leaves(arrays))
         self.on_device = bool(on_device)
         self.batch_fn = _take if self.on_device else None
-        self._placed = None
 
     def set_check(self, check):
         """On the device, the arrays are checked now, whole (once per run: ``O(N)``); on the host,
@@ -264,9 +263,7 @@ class ArrayFeed(Feed):
     def data(self, put):
         if not self.on_device:
             return None
-        if self._placed is None or self._placed[0] is not put:
-            self._placed = (put, put(self.arrays))
-        return self._placed[1]
+        return put(self.arrays)
 
     def peek(self):
         return jax.tree.map(lambda a: np.asarray(a[: self.batch_size]), self.arrays)

@@ -64,7 +64,7 @@ class Group:
     def set_members(self, loop: Loop, members_host: PyTree) -> None:
         """Replaces the group's member settings (e.g. a new learning-rate scale)."""
         self.members_host = members_host
-        self.members = members_host if not loop.vectorize else loop.program.put(members_host)
+        self.members = loop.put(members_host)
 
 
 @dataclasses.dataclass
@@ -213,7 +213,7 @@ def fit(
     padded = engine.pad_members(members, num_groups * group)
 
     loop = Loop(program, feed, num_steps, chunk_steps, k, [], tuple(hooks), vectorize)
-    loop.data = feed.data(loop.put) if vectorize else feed.data(lambda t: t)
+    loop.data = feed.data(loop.put)
     for g in range(num_groups):
         host = engine.member_slice(padded, g * group, (g + 1) * group)
         if vectorize:

@@ -834,8 +834,7 @@ def train(
     seeds, data_seeds = _int32("seeds", seeds), _int32("data_seeds", data_seeds)
     tracked, ema_decay = _split_trackers(trackers)
     _check_trackers(tracked, num_steps)
-    feed, batch_size = _feed(data, batch_size, data_seeds)
-    example = _example_batch(feed)
+    feed, batch_size, example = _feed(data, batch_size, data_seeds)
     direct = optimizer_kwargs is None
     members = _members(hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay, direct)
     model = supervised.as_model(model, example[0][:1])
@@ -889,26 +888,26 @@ def train(
     return _result(fitted, members, fingerprint, t_start, compiles_before)
 
 
-def _feed(data: Any, batch_size: int | None, data_seeds: Any) -> tuple[feeds.Feed, int]:
-    """The feed of ``data``, and the (largest) batch size."""
+def _feed(data: Any, batch_size: int | None, data_seeds: Any):
+    """The feed of ``data``, the (largest) batch size, and one batch (read once: a user's
+    batch function may load it from disk)."""
     shared = np.ndim(data_seeds) == 0
     seed = int(data_seeds) if shared else _member_data_seed
     feed = feeds.as_feed(data, batch_size, seed)
+    example = _example_batch(feed)
     if isinstance(feed, feeds.ArrayFeed):
-        return feed, feed.batch_size
+        return feed, feed.batch_size, example
     if not shared:
         raise ValueError("per-member data_seeds need array data (the order of an iterator or "
                          "a batch function is its own)")  # fmt: skip
-    size = int(np.shape(_example_batch(feed)[1])[0])
+    size = int(np.shape(example[1])[0])
     if batch_size is not None and batch_size != size:
         raise ValueError(f"batch_size={batch_size} differs from the batches' size {size}")
-    return feed, size
+    return feed, size, example
 
 
 def _example_batch(feed: feeds.Feed) -> tuple[Any, Any]:
     """One batch of the feed, without consuming it (for checks and for building the model)."""
-    if isinstance(feed, feeds.ArrayFeed):
-        return jax.tree.map(lambda a: np.asarray(a[: feed.batch_size]), feed.arrays)
     batch = feed.peek()
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
         raise ValueError(
