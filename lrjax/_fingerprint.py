@@ -18,6 +18,12 @@ traces to the same program. :func:`fingerprint` keys on what the function comput
   id cannot be reused by another object while the key is cached: an unknown object never
   produces a false match, only a missed one.
 
+:func:`stable_digest` is the same description made to hold across processes, for checkpoint
+identity: an object is named by its module and qualified name instead of its address, a
+function of the user's own code also by its code, sets in sorted order; an object with neither
+a name nor an address-free ``repr`` is reported as not describable, so the caller can ask for an
+explicit name. :func:`data_digest` is a cheap content hash of training data.
+
 Like ``jax.jit``, a cache keyed on a fingerprint cannot see state hidden inside an object it
 identifies by identity (mutate such an object and the cached program stays); :func:`cache`
 re-fingerprints the cached arguments on every hit, so a closure whose captured numbers, arrays
@@ -30,6 +36,7 @@ import collections
 import dataclasses
 import functools
 import hashlib
+import re
 import sys
 import types
 from collections.abc import Callable, Hashable
@@ -41,14 +48,45 @@ import numpy as np
 _SCALARS = (type(None), bool, int, str, bytes)
 
 
+# Packages whose functions are named, not read: their code changes only with their version.
+_LIBRARIES = frozenset({"jax", "jaxlib", "optax", "flax", "chex", "numpy", "lrjax", "orbax"})
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
 class _Fingerprinter:
-    def __init__(self):
+    """``stable=False``: keys for an in-process cache (unknown objects by address).
+    ``stable=True``: keys that hold across processes; unknown objects go to ``unstable``."""
+
+    def __init__(self, stable: bool = False):
+        self.stable = stable
         self.pinned: list[Any] = []
+        self.unstable: list[Any] = []
         self._active: dict[int, int] = {}  # objects being fingerprinted, for cycles
 
     def identity(self, obj: Any) -> Hashable:
+        if self.stable:
+            return self._name(obj)
         self.pinned.append(obj)
         return ("id", type(obj).__qualname__, id(obj))
+
+    def _name(self, obj: Any) -> Hashable:
+        """What names ``obj`` in any process: its module and qualified name (and, for a
+        function of the user's own code, that code), or an address-free ``repr``."""
+        module_name = getattr(obj, "__module__", None)
+        qualname = getattr(obj, "__qualname__", None)
+        if isinstance(module_name, str) and isinstance(qualname, str):
+            module = sys.modules.get(module_name)
+            if module is not None and _resolve(module, qualname) is obj:
+                own = module_name.split(".")[0] not in _LIBRARIES
+                return ("named", module_name, qualname, self._body(obj) if own else None)
+        nnx = sys.modules.get("flax.nnx")
+        if nnx is not None and isinstance(obj, nnx.Module):  # an instance: its type and values
+            return ("nnx", self._name(type(obj)), self(nnx.to_pure_dict(nnx.state(obj))))
+        text = repr(obj)
+        if _ADDRESS.search(text) is None:
+            return ("repr", type(obj).__module__, type(obj).__qualname__, text)
+        self.unstable.append(obj)
+        return ("unstable", type(obj).__qualname__)
 
     def __call__(self, obj: Any) -> Hashable:
         if isinstance(obj, _SCALARS):
@@ -88,13 +126,27 @@ class _Fingerprinter:
         if type(obj) is dict:
             return ("dict", tuple((self(k), self(v)) for k, v in obj.items()))
         if type(obj) in (set, frozenset):
-            return ("set", frozenset(self(v) for v in obj))
+            items = [self(v) for v in obj]
+            # str hashes differ between processes, so a stable key lists the items in order.
+            return ("set", tuple(sorted(items, key=repr)) if self.stable else frozenset(items))
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             fields = tuple(
                 (f.name, self(getattr(obj, f.name, None))) for f in dataclasses.fields(obj)
             )
             return ("dataclass", self.identity(type(obj)), fields)
         return self.identity(obj)
+
+    def _body(self, obj: Any) -> Hashable:
+        """The code of a function, or of the functions a class defines (the user's own code
+        may change between two runs under the same name)."""
+        if isinstance(obj, type):
+            return tuple(
+                (name, self._code(v.__code__))
+                for name, v in sorted(vars(obj).items())
+                if isinstance(v, types.FunctionType)
+            )
+        code = getattr(obj, "__code__", None)
+        return self._code(code) if isinstance(code, types.CodeType) else None
 
     def _function(self, fn: types.FunctionType) -> Hashable:
         module = sys.modules.get(getattr(fn, "__module__", None) or "")
@@ -185,6 +237,66 @@ def fingerprint(obj: Any) -> tuple[Hashable, list[Any]]:
     fingerprinter = _Fingerprinter()
     key = fingerprinter(obj)
     return key, fingerprinter.pinned
+
+
+def stable_digest(obj: Any) -> tuple[str, list[Any]]:
+    """``(digest, undescribed)``: a hex digest of what ``obj`` computes that is the same in
+    every process (functions by code, closure values and globals; named functions and types by
+    module and qualified name; arrays by content), and the objects found inside it that have no
+    such description (no importable name, a ``repr`` holding an address). The digest is
+    reliable only when ``undescribed`` is empty.
+
+    Examples:
+      >>> import functools, optax
+      >>> a, _ = stable_digest(functools.partial(optax.sgd, momentum=0.9))
+      >>> b, _ = stable_digest(functools.partial(optax.sgd, momentum=0.5))
+      >>> a == stable_digest(functools.partial(optax.sgd, momentum=0.9))[0], a == b
+      (True, False)
+    """
+    fingerprinter = _Fingerprinter(stable=True)
+    key = fingerprinter(obj)
+    return _hex(repr(key).encode()), fingerprinter.unstable
+
+
+# Arrays up to this size are hashed whole; larger ones (and memmaps, read lazily from disk) by
+# a strided sample of about this many bytes, plus their sum when they are in memory.
+_WHOLE_BYTES = 1 << 28
+_SAMPLE_ELEMENTS = 1 << 18
+
+
+def data_digest(arrays: Any) -> str:
+    """A content hash of a pytree of arrays: shapes, dtypes and bytes (for arrays over 256 MiB
+    a strided sample and the sum; for a ``numpy.memmap`` the sample alone, so it is never read
+    whole). Equal data gives equal digests in any process; changed values almost always change
+    it (a change that misses the sample of a large memmap does not).
+
+    Examples:
+      >>> import numpy as np
+      >>> x = np.arange(12.0).reshape(3, 4)
+      >>> data_digest((x, np.arange(3))) == data_digest((x.copy(), np.arange(3)))
+      True
+      >>> data_digest((x + 1e-6, np.arange(3))) == data_digest((x, np.arange(3)))
+      False
+    """
+    parts = []
+    for a in jax.tree.leaves(arrays):
+        whole = not isinstance(a, np.memmap) and (
+            jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) or a.nbytes <= _WHOLE_BYTES
+        )
+        if whole:
+            parts.append(_array(a))
+            continue
+        stride = max(1, a.size // _SAMPLE_ELEMENTS)
+        sample = np.asarray(a.reshape(-1)[::stride])
+        # A memmap is summed only in its sample: the whole file may not fit in memory.
+        total = None if isinstance(a, np.memmap) else float(np.asarray(a.sum(dtype=np.float32)))
+        parts.append(("sampled", a.dtype.str if hasattr(a.dtype, "str") else str(a.dtype),
+                      tuple(a.shape), stride, _array(sample), total))  # fmt: skip
+    return _hex(repr(parts).encode())
+
+
+def _hex(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 @dataclasses.dataclass

@@ -25,6 +25,7 @@ import numpy as np
 
 from lrjax import engine
 from lrjax._fingerprint import cache as _cache_by_fingerprint
+from lrjax._fingerprint import stable_digest
 
 __all__ = ["Callback", "Checkpoint", "Evaluate", "PlateauHook", "ProgressBar"]
 
@@ -284,6 +285,24 @@ def _non_empty(tree: Mapping) -> dict:
     return out
 
 
+def _describe(name: str, value: Any) -> Any:
+    """``value`` if it is JSON, else its stable digest (see :class:`Checkpoint`)."""
+    try:
+        text = json.dumps(value, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError):
+        text = None
+    if text is not None:
+        return json.loads(text)
+    digest, undescribed = stable_digest(value)
+    if undescribed:
+        raise ValueError(
+            f"fingerprint[{name!r}] holds a {type(undescribed[0]).__name__} with no description "
+            "that holds in a new process (no importable name, and its repr holds a memory "
+            "address); pass a name for it instead"
+        )
+    return digest
+
+
 class Checkpoint:
     """Saves the run with orbax after every chunk; a rerun with the same ``fingerprint``
     resumes from the last saved chunk, bit-exact.
@@ -293,13 +312,25 @@ class Checkpoint:
 
     Args:
       directory: where to save (created if needed).
-      fingerprint: a JSON-serializable description of the run; a directory holding a
-        different one is refused.
+      fingerprint: ``{name: value}``, what determines the run; a directory holding a different
+        one is refused, naming the entries that changed. JSON values (numbers, strings, lists,
+        dicts) are stored as they are; anything else (the step function, the data, an optax
+        transformation) as a digest that holds in a new process: functions by their code,
+        closure values and globals, arrays by their content (``lrjax._fingerprint``). A value
+        with no such digest (an object whose ``repr`` holds a memory address) is refused:
+        give a name for it instead.
+
+    Examples:
+      >>> import numpy as np
+      >>> x = np.ones((4, 2))
+      >>> hook = Checkpoint("/tmp/run", {"lr": 0.1, "data": x, "step": lambda s, b, m: s})
+      >>> sorted(hook.fingerprint)
+      ['data', 'lr', 'step']
     """
 
     def __init__(self, directory: str | os.PathLike, fingerprint: Mapping[str, Any] | None = None):
         self.directory = os.path.abspath(os.fspath(directory))
-        self.fingerprint = json.loads(json.dumps(dict(fingerprint or {})))
+        self.fingerprint = {k: _describe(k, v) for k, v in dict(fingerprint or {}).items()}
         self._manager = None
         self.restored_step: int | None = None  # the step a run resumed from, if it did
 
@@ -313,14 +344,19 @@ class Checkpoint:
                 saved = json.load(f)
             if saved != self.fingerprint:
                 keys = set(saved) | set(self.fingerprint)
-                diff = sorted(k for k in keys if saved.get(k) != self.fingerprint.get(k))
+                changed = ", ".join(
+                    sorted(k for k in keys if saved.get(k) != self.fingerprint.get(k))
+                )
                 raise ValueError(
-                    f"checkpoint_dir {self.directory} holds a different run (differs in {diff}); "
-                    "use a new directory, or delete this one to start fresh"
+                    f"checkpoint_dir {self.directory} holds a different run: {changed} changed "
+                    "since it was saved, so resuming would continue the old run's state; use a "
+                    "new directory, or delete this one to start fresh"
                 )
         elif jax.process_index() == 0:
-            with open(meta, "w") as f:
+            # Written whole or not at all: a run killed here leaves no half-written record.
+            with open(meta + ".tmp", "w") as f:
                 json.dump(self.fingerprint, f, indent=1, sort_keys=True)
+            os.replace(meta + ".tmp", meta)
         options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
         self._manager = ocp.CheckpointManager(
             os.path.join(self.directory, "chunks"), options=options, item_names=("device", "host")

@@ -39,6 +39,7 @@ import optax
 
 from lrjax import _checks, divergence, engine, feeds, hooks, loop, supervised
 from lrjax._fingerprint import cache as _cache_by_fingerprint
+from lrjax._fingerprint import data_digest, stable_digest
 from lrjax.feeds import batch_indices
 from lrjax.supervised import Model, accuracy
 from lrjax.trackers import EMA, SWA, Snapshots, params_of, track
@@ -96,7 +97,19 @@ class Options:
       chunk_steps: steps per compiled chunk when there is no evaluation (checkpoints, progress
         and callbacks run between chunks); default ``num_steps``.
       checkpoint_dir: save with orbax after every chunk and resume from it: a rerun with the
-        same arguments continues where an interrupted one stopped.
+        same arguments, in this process or a new one, continues where an interrupted one
+        stopped. "The same" is checked, so a changed run is never resumed from another's
+        state: the directory records the settings, a content hash of the data and of
+        ``evaluation.data``, and digests of the model, loss, optimizer, ``optimizer_kwargs``,
+        metrics, trackers and plateau controller (functions by their code, closure values and
+        globals; ``functools.partial`` by its function and arguments), and a rerun that
+        differs in any of them is refused with an error naming what changed. For an iterator
+        only its first batch is hashed.
+      checkpoint_id: a name for the run, stored with the checkpoint and compared on resume;
+        required when something the run depends on has no description that holds in a new
+        process (an object whose ``repr`` holds a memory address and that has no importable
+        name): it then stands in for that object, and changing the object without changing
+        the name is on you.
       progress: a tqdm bar (steps/s, members alive, best loss); default on when stderr is a
         terminal.
       callback: ``callback({"step", "loss", "alive"})`` on the host after every chunk.
@@ -116,6 +129,7 @@ class Options:
     memory_budget: int | None = None
     chunk_steps: int | None = None
     checkpoint_dir: str | os.PathLike | None = None
+    checkpoint_id: str | None = None
     progress: bool | None = None
     callback: Callable[[dict[str, Any]], None] | None = None
     vectorize: bool = True
@@ -744,6 +758,51 @@ def _fingerprint(task, members, num_steps, batch_size, chunk, group, factor, tra
     }
 
 
+def _identity(task, data, feed, example, eval_hook, tracked, plateau, options) -> dict:
+    """What the trajectory depends on beyond the settings, as digests that hold in a new
+    process (see ``Options.checkpoint_dir``); a part without one needs ``checkpoint_id``."""
+    if isinstance(feed, feeds.ArrayFeed):
+        data_id = data_digest(feed.arrays)
+    elif isinstance(feed, feeds.FunctionFeed):
+        data_id = (stable_digest(feed.fn), data_digest(example))
+    else:  # an iterator: its first batch is all that can be read without consuming it
+        data_id = ("first batch", data_digest(example))
+    parts = {
+        "model": task.model,
+        "loss": task.loss,
+        "optimizer": task.optimizer,
+        "optimizer_kwargs": task.optimizer_kwargs,
+        "metrics": None if eval_hook is None else eval_hook[0],
+        "trackers": dict(tracked),
+        "plateau_controller": None if plateau is None else plateau[0],
+        "data_function": data_id[0] if isinstance(feed, feeds.FunctionFeed) else None,
+    }
+    if options.checkpoint_id is not None and not (
+        isinstance(options.checkpoint_id, str) and options.checkpoint_id
+    ):
+        raise ValueError(
+            f"options.checkpoint_id must be a non-empty string, got {options.checkpoint_id!r}"
+        )
+    identity = {"masked": task.masked, "checkpoint_id": options.checkpoint_id}
+    undescribed = {}
+    for name, part in parts.items():
+        digest, unknown = stable_digest(part)
+        identity[name] = digest if not unknown else "named by checkpoint_id"
+        if unknown:
+            undescribed[name] = type(unknown[0]).__name__
+    if undescribed and options.checkpoint_id is None:
+        listed = ", ".join(f"{name} (a {kind})" for name, kind in undescribed.items())
+        raise ValueError(
+            f"options.checkpoint_dir needs a description of the run that holds in a new process, "
+            f"but {listed} has none (no importable name, and its repr holds a memory address); "
+            "pass options.checkpoint_id='<a name for this run>' and change it whenever that "
+            "object changes"
+        )
+    identity["data"] = data_id[1] if isinstance(feed, feeds.FunctionFeed) else data_id
+    identity["eval_data"] = None if eval_hook is None else data_digest(eval_hook[1])
+    return identity
+
+
 def train(
     model: Any,
     loss: Callable[[Array, Array], Array],
@@ -878,6 +937,9 @@ def train(
         task, members, num_steps, batch_size, chunk, group, factor, tuple(tracked.items()),
         None if plateau is None else plateau[1],
     )  # fmt: skip
+    if options.checkpoint_dir is not None:
+        identity = _identity(task, data, feed, example, eval_hook, tracked, plateau, options)
+        fingerprint.update(identity)
     run_hooks = _hooks(task, eval_hook, plateau, options, fingerprint)
     if options.check_data:  # first: it stops the run before a checkpoint keeps the damage
         run_hooks.insert(0, _SameStepDivergence(task))

@@ -3,9 +3,11 @@
 import dataclasses
 import functools
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -674,12 +676,12 @@ SHARDED_SCRIPT = textwrap.dedent(
 )
 
 
-def run_python(script, env_extra, timeout=240):
+def run_python(script, env_extra, timeout=240, args=()):
     env = dict(os.environ, **env_extra)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", script, *args],
         env=env,
         cwd=root,
         capture_output=True,
@@ -1479,3 +1481,156 @@ def test_fingerprints_key_on_values_and_fall_back_to_identity():
     found, pinned = fingerprint(make(thing))
     assert found == key(make(thing)) != key(make(Opaque()))
     assert any(p is thing for p in pinned)  # kept alive with the key: its id is never reused
+
+
+# -----------------------------------------------------------------------------------------------
+# Checkpoint identity: a checkpoint resumes only the run that wrote it, in any process
+
+
+class LinenBNDropoutAct(linen.Module):
+    """LinenBNDropout with its activation as an attribute: relu and tanh share every shape."""
+
+    act: Callable = jnp.tanh
+
+    @linen.compact
+    def __call__(self, x, train: bool = False):
+        x = linen.BatchNorm(use_running_average=not train, momentum=0.8)(linen.Dense(D_HID)(x))
+        x = linen.Dropout(0.5, deterministic=not train)(self.act(x))
+        return linen.Dense(D_OUT)(x)
+
+
+def identity_run_kwargs(momentum=0.9, warmup=2):
+    """A run as a user writes it: a partial for the optimizer and a lambda with a closure."""
+    optimizer = functools.partial(optax.sgd, nesterov=False)
+    return dict(
+        optimizer=optimizer,
+        optimizer_kwargs=lambda hp: {
+            "learning_rate": optax.linear_schedule(0.0, hp["lr"], warmup),
+            "momentum": momentum,
+        },
+        hparams={"lr": np.array([0.1, 0.3], np.float32)},
+        num_steps=STEPS,
+        batch_size=BATCH,
+        seeds=[0, 1],
+    )
+
+
+def identity_run(checkpoint_dir, callback=None, model=None, data=DATA, eval_data=EVAL,
+                 metrics=None, **changes):  # fmt: skip
+    return sweep.train(
+        model or LinenBNDropoutAct(), LOSS, data,
+        evaluation=sweep.Evaluation(eval_data, every=CHUNK, metrics=metrics),
+        options=sweep.Options(progress=False, checkpoint_dir=checkpoint_dir, callback=callback),
+        **identity_run_kwargs(**changes),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def completed_checkpoint(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("completed")
+    return directory, identity_run(directory)
+
+
+def test_identical_rerun_resumes_a_completed_checkpoint(completed_checkpoint):
+    directory, first = completed_checkpoint
+    chunks = []
+    again = identity_run(directory, callback=chunks.append)  # fresh partial and lambda
+    assert chunks == []  # nothing trained again
+    np.testing.assert_array_equal(again.loss, first.loss)
+    for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(first.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+NEW_VALUES = (DATA[0] + np.float32(0.5), DATA[1])
+
+
+@pytest.mark.parametrize(
+    "change, what",
+    [
+        (dict(momentum=0.5), "optimizer_kwargs"),
+        (dict(warmup=3), "optimizer_kwargs"),
+        (dict(data=NEW_VALUES), "data"),
+        (dict(model=LinenBNDropoutAct(act=jax.nn.relu)), "model"),
+        (dict(eval_data=(EVAL[0][::-1], EVAL[1][::-1])), "eval_data"),
+        (dict(metrics={"loss": LOSS, "accuracy": sweep.accuracy}), "metrics"),
+    ],
+    ids=["momentum", "warmup", "data", "activation", "eval_data", "metrics"],
+)
+def test_a_changed_rerun_is_refused_naming_what_changed(completed_checkpoint, change, what):
+    directory, _ = completed_checkpoint
+    with pytest.raises(ValueError, match=rf"holds a different run: {what} changed"):
+        identity_run(directory, **change)
+
+
+class Opaque:
+    """An object with neither an importable name nor an address-free repr."""
+
+    def __call__(self, outputs, targets):
+        return LOSS(outputs, targets)
+
+
+def test_an_undescribable_part_needs_a_checkpoint_id(tmp_path):
+    loss = Opaque()
+    kwargs = dict(optimizer=optax.sgd, hparams={"learning_rate": np.array([0.1], np.float32)},
+                  num_steps=2, batch_size=BATCH)  # fmt: skip
+    with pytest.raises(ValueError, match=r"loss \(a Opaque\) has none.*checkpoint_id"):
+        sweep.train(MODEL, loss, DATA, options=sweep.Options(checkpoint_dir=tmp_path), **kwargs)
+    options = sweep.Options(progress=False, checkpoint_dir=tmp_path, checkpoint_id="opaque-v1")
+    sweep.train(MODEL, loss, DATA, options=options, **kwargs)
+    renamed = dataclasses.replace(options, checkpoint_id="opaque-v2")
+    with pytest.raises(ValueError, match=r"checkpoint_id changed"):
+        sweep.train(MODEL, loss, DATA, options=renamed, **kwargs)
+
+
+def test_checkpoint_hook_digests_functions_and_data(tmp_path):
+    x = np.arange(6.0).reshape(3, 2)
+    step = lambda state, batch, member: (state, {})  # noqa: E731
+    hook = lrjax.hooks.Checkpoint(tmp_path, {"lr": 0.1, "data": x, "step": step})
+    same = lrjax.hooks.Checkpoint(tmp_path, {"lr": 0.1, "data": x.copy(), "step": step})
+    assert hook.fingerprint == same.fingerprint and hook.fingerprint["lr"] == 0.1
+    changed = lrjax.hooks.Checkpoint(tmp_path, {"lr": 0.1, "data": x + 1, "step": step})
+    assert changed.fingerprint["data"] != hook.fingerprint["data"]
+    with pytest.raises(ValueError, match=r"fingerprint\['loss'\] holds a Opaque"):
+        lrjax.hooks.Checkpoint(tmp_path, {"loss": Opaque()})
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import jax, numpy as np
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    import orbax.checkpoint as ocp
+    from tests.sweep_test import CHUNK, identity_run
+
+    directory, mode = sys.argv[1], sys.argv[2]
+    if mode == "kill":  # SIGKILL while the second chunk's save is being written
+        save = ocp.CheckpointManager.save
+        def save_then_die(self, step, *args, **kwargs):
+            saved = save(self, step, *args, **kwargs)
+            if step == 2 * CHUNK:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return saved
+        ocp.CheckpointManager.save = save_then_die
+    chunks = []
+    result = identity_run(directory, callback=lambda info: chunks.append(info["step"]))
+    np.savez(os.path.join(directory, "result.npz"), loss=result.loss,
+             *jax.tree.leaves(result.params))
+    print("CHUNKS", chunks)
+    """
+)
+
+
+def test_kill_during_a_save_then_a_new_process_resumes_bit_exact(tmp_path):
+    uninterrupted = identity_run(None)
+    killed = run_python(KILL_SCRIPT, {"JAX_PLATFORMS": "cpu"}, args=[str(tmp_path), "kill"])
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    resumed = run_python(KILL_SCRIPT, {"JAX_PLATFORMS": "cpu"}, args=[str(tmp_path), "resume"])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # The kill interrupted the save at step 2 * CHUNK: the run resumed from the chunk before it.
+    assert f"CHUNKS [{2 * CHUNK}, {STEPS}]" in resumed.stdout, resumed.stdout
+    saved = np.load(tmp_path / "result.npz")
+    np.testing.assert_array_equal(saved["loss"], uninterrupted.loss)
+    leaves = jax.tree.leaves(uninterrupted.params)
+    for i, want in enumerate(leaves):
+        np.testing.assert_array_equal(saved[f"arr_{i}"], want)
