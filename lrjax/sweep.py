@@ -761,6 +761,7 @@ def train(
     trackers: Mapping[str, Any] | None = None,
     plateau: Any = None,
     divergence_factor: float | None = 100.0,
+    pbt: Any = None,
     options: Options | None = None,
 ) -> SweepResult:
     """Trains K members of a hyperparameter sweep of a supervised model in one compiled program.
@@ -808,6 +809,10 @@ def train(
       divergence_factor: a member whose loss exceeds this multiple of ``|initial loss|`` is
         frozen and flagged, like one with a non-finite loss or state; None turns the ratio
         test off.
+      pbt: an :class:`lrjax.PBT` hook: population-based training every ``pbt.ready`` steps,
+        ranked on an evaluated metric (it runs after the evaluation; all members train in one
+        group). ``opt_hparams`` then records the explored values each update used, and the
+        hook itself the lineage.
       options: :class:`Options` (devices, groups, checkpoints, progress, callback, debug path,
         data checks).
 
@@ -874,11 +879,15 @@ def train(
     if group is None and options.memory_budget is None:
         cpu = all(d.platform == "cpu" for d in devices)
         group = CPU_MEMBERS_PER_DEVICE * len(devices) if cpu else None
+    if pbt is not None:
+        group = _pbt_group(pbt, options, members.seed.shape[0])
     fingerprint = _fingerprint(
         task, members, num_steps, batch_size, chunk, group, factor, tuple(tracked.items()),
         None if plateau is None else plateau[1],
     )  # fmt: skip
-    run_hooks = _hooks(task, eval_hook, plateau, options, fingerprint)
+    if pbt is not None:
+        fingerprint["pbt"] = repr(pbt)
+    run_hooks = _hooks(task, eval_hook, plateau, options, fingerprint, pbt)
     if options.check_data:  # first: it stops the run before a checkpoint keeps the damage
         run_hooks.insert(0, _SameStepDivergence(task))
     fitted = loop.fit(
@@ -1051,7 +1060,23 @@ class _SameStepDivergence:
         return f"a non-finite loss comes from {', '.join(listed)}"
 
 
-def _hooks(task, eval_hook, plateau, options, fingerprint) -> list:
+def _pbt_group(pbt: Any, options: Options, k: int) -> int:
+    """The group size of a PBT sweep: every member in one group, where they can exchange."""
+    from lrjax.pbt import PBT
+
+    if not isinstance(pbt, PBT):
+        raise ValueError(f"pbt must be an lrjax.PBT hook, got {pbt!r}")
+    if options.memory_budget is not None or (
+        options.group_size is not None and options.group_size < k
+    ):
+        raise ValueError(
+            f"pbt exchanges members within one group, so all {k} members train at once; "
+            "leave options.group_size and options.memory_budget unset"
+        )
+    return int(k)
+
+
+def _hooks(task, eval_hook, plateau, options, fingerprint, pbt=None) -> list:
     run_hooks = []
     if options.checkpoint_dir is not None:
         run_hooks.append(hooks.Checkpoint(options.checkpoint_dir, fingerprint))
@@ -1063,6 +1088,8 @@ def _hooks(task, eval_hook, plateau, options, fingerprint) -> list:
     if plateau is not None:
         controller, metric = plateau
         run_hooks.append(hooks.PlateauHook(controller, evaluate, metric, _scheduled_lr))
+    if pbt is not None:
+        run_hooks.append(pbt)
     run_hooks.append(hooks.ProgressBar(options.progress))
     if options.callback is not None:
         callback = options.callback
