@@ -74,7 +74,7 @@ import optax
 
 from lrjax import _checks, engine
 
-__all__ = ["PBT", "Range"]
+__all__ = ["PBT", "Range", "ancestry", "lineage_schedule"]
 
 PyTree = Any
 _INJECTED = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
@@ -104,6 +104,48 @@ class Range:
         if self.log:
             return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
         return float(rng.uniform(self.low, self.high))
+
+
+def ancestry(parents: Any, k: int) -> np.ndarray:
+    """The slots that trained the line of member ``k``, one per segment ``[E + 1]``.
+
+    ``parents[j, e]`` is whose state member ``j`` continued from at event ``e``; following it
+    back from ``k`` at the end gives, for each segment, the member whose slot held the
+    parameters that became member ``k``'s.
+
+    Examples:
+      >>> ancestry(np.array([[0, 0], [0, 1], [2, 1]]), 2).tolist()  # 2 copied 1, 1 copied 0
+      [0, 1, 2]
+    """
+    parents = np.asarray(parents)
+    e = parents.shape[1]
+    slots = np.empty(e + 1, np.int64)
+    slots[e] = slot = int(k)
+    for j in range(e - 1, -1, -1):
+        slots[j] = slot = int(parents[slot, j])
+    return slots
+
+
+def lineage_schedule(steps: Any, parents: Any, values: Any, k: int, num_steps: int) -> np.ndarray:
+    """``[num_steps]`` a hyperparameter at every step along the line of member ``k``.
+
+    Args:
+      steps: ``[E + 1]`` the first step of each segment (0, then each event).
+      parents: ``[K, E]`` (see :func:`ancestry`).
+      values: ``[K, E + 1]`` the hyperparameter of each member in each segment.
+      k: the final member.
+      num_steps: the length of the run.
+
+    Examples:
+      >>> lineage_schedule([0, 2], [[0], [0]], [[1.0, 0.8], [0.1, 1.2]], 1, 4).tolist()
+      [1.0, 1.0, 1.2000000476837158, 1.2000000476837158]
+    """
+    values = np.asarray(values, np.float32)
+    bounds = [*np.asarray(steps).tolist(), num_steps]
+    out = np.empty(num_steps, np.float32)
+    for j, slot in enumerate(ancestry(parents, k)):
+        out[bounds[j] : bounds[j + 1]] = values[slot, j]
+    return out
 
 
 def _is_injected(x: Any) -> bool:
@@ -386,27 +428,15 @@ class PBT:
 
     def ancestry(self, k: int) -> np.ndarray:
         """``[E + 1]`` the member whose slot trained the line of member ``k`` in each segment
-        (follow ``parents`` back from the end)."""
-        e = self.parents.shape[1]
-        slots = np.empty(e + 1, np.int64)
-        slot = int(k)
-        slots[e] = slot
-        for j in range(e - 1, -1, -1):
-            slot = int(self.parents[slot, j])
-            slots[j] = slot
-        return slots
+        (see :func:`ancestry`)."""
+        return ancestry(self.parents, k)
 
     def schedule(self, name: str, k: int, num_steps: int) -> np.ndarray:
         """``[num_steps]`` the value of ``name`` at each step along the line of member ``k``:
-        the schedule the final member ``k`` actually followed."""
+        the schedule the final member ``k`` actually followed (see :func:`lineage_schedule`)."""
         if name not in self.values:
             raise ValueError(f"name must be one of the explored {list(self.names)}, got {name!r}")
-        slots = self.ancestry(k)
-        bounds = [*self.steps.tolist(), num_steps]
-        out = np.empty(num_steps, np.float32)
-        for j, slot in enumerate(slots):
-            out[bounds[j] : bounds[j + 1]] = self.values[name][slot, j]
-        return out
+        return lineage_schedule(self.steps, self.parents, self.values[name], k, num_steps)
 
     # -- helpers ------------------------------------------------------------------------------
 
