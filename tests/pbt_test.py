@@ -357,3 +357,50 @@ def test_sharded_members_exchange_across_devices(tmp_path, spied):
         np.testing.assert_allclose(two["loss"], one_device.metrics["loss"], rtol=1e-5, atol=1e-6)
         for i, leaf in enumerate(jax.tree.leaves(one_device.state)):
             np.testing.assert_allclose(two[str(i)], np.asarray(leaf), rtol=1e-5, atol=1e-6)
+
+
+def test_lineage_records_agree_with_numpy_references():
+    parents = np.array([[0, 2], [0, 1], [2, 2]])  # 1 copied 0 at event 0; 0 copied 2 at event 1
+    np.testing.assert_array_equal(lrjax.pbt.ancestry(parents, 0), [2, 2, 0])
+    np.testing.assert_array_equal(lrjax.pbt.ancestry(parents, 1), [0, 1, 1])
+    np.testing.assert_array_equal(lrjax.pbt.ancestry(parents, 2), [2, 2, 2])
+    values = np.array([[1.0, 1.0, 0.5], [2.0, 0.8, 0.8], [3.0, 3.0, 3.0]], np.float32)
+    got = lrjax.pbt.lineage_schedule([0, 2, 3], parents, values, 1, 5)
+    np.testing.assert_array_equal(got, np.float32([1.0, 1.0, 0.8, 0.8, 0.8]))
+    got = lrjax.pbt.lineage_schedule([0, 2, 3], parents, values, 0, 5)
+    np.testing.assert_array_equal(got, np.float32([3.0, 3.0, 3.0, 0.5, 0.5]))
+
+
+def test_plots_draw_the_lineage_and_the_discovered_schedules(spied):
+    from lrjax import plotting
+
+    _, pbt, _, _ = spied
+    ax = plotting.plot_pbt_lineage(
+        pbt.steps, pbt.parents, pbt.values["learning_rate"], 4 * CHUNK, highlight=[0]
+    )
+    replaced = int((pbt.parents != np.arange(K)[:, None]).sum())
+    assert len(ax.texts) == replaced  # one arrow per copy
+    assert len(ax.lines) == K * 4 + 1  # a bar per member and segment, and the traced line
+    ax = plotting.plot_pbt_schedules(
+        pbt.steps, pbt.parents, pbt.values["learning_rate"], 4 * CHUNK, {"member 0": 0}
+    )
+    np.testing.assert_array_equal(
+        ax.lines[0].get_ydata(), pbt.schedule("learning_rate", 0, 4 * CHUNK)
+    )
+    with pytest.raises(ValueError, match="disagree"):
+        plotting.plot_pbt_lineage(pbt.steps, pbt.parents[:, :1], pbt.values["wd"], 4 * CHUNK)
+
+
+def test_sweep_refuses_pbt_over_several_groups():
+    from lrjax import sweep
+
+    x, y = DATA
+    model = lrjax.Model.from_linen(NET, X0)
+    kwargs = dict(optimizer=optax.sgd, hparams={"learning_rate": [0.1, 0.2, 0.3, 0.4]},
+                  num_steps=2, batch_size=B)  # fmt: skip
+    with pytest.raises(ValueError, match=r"pbt must be an lrjax\.PBT hook"):
+        sweep.train(model, optax.softmax_cross_entropy_with_integer_labels, (x, y), pbt="pbt",
+                    **kwargs)  # fmt: skip
+    with pytest.raises(ValueError, match="all 4 members train at once"):
+        sweep.train(model, optax.softmax_cross_entropy_with_integer_labels, (x, y),
+                    pbt=make_pbt(), options=sweep.Options(group_size=2), **kwargs)  # fmt: skip
