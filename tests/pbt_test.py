@@ -404,3 +404,13 @@ def test_sweep_refuses_pbt_over_several_groups():
     with pytest.raises(ValueError, match="all 4 members train at once"):
         sweep.train(model, optax.softmax_cross_entropy_with_integer_labels, (x, y),
                     pbt=make_pbt(), options=sweep.Options(group_size=2), **kwargs)  # fmt: skip
+
+
+def test_the_debugging_path_agrees(spied):
+    out, pbt, _, _ = spied
+    again = make_pbt(fraction=0.25)
+    slow = run(again, vectorize=False)
+    np.testing.assert_array_equal(again.parents, pbt.parents)
+    np.testing.assert_allclose(slow.metrics["loss"], out.metrics["loss"], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(slow.state), jax.tree.leaves(out.state), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
