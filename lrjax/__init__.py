@@ -1,6 +1,6 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
-from lrjax import data, engine, feeds, hooks, models, range_test, supervised, sweep
+from lrjax import data, engine, feeds, hooks, models, pbt, range_test, supervised, sweep
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
 from lrjax.divergence import Guarded, freeze_on_divergence
@@ -8,6 +8,7 @@ from lrjax.engine import Vectorized, step_key, unwrap, vectorize
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
 from lrjax.loop import FitResult, fit
 from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier
+from lrjax.pbt import PBT, Range
 from lrjax.plateau import PlateauState, ReduceOnPlateau, reduce_on_plateau
 from lrjax.schedules import (
     SCHEDULES,
@@ -54,6 +55,7 @@ __all__ = [
     "CNN2D",
     "EMA",
     "MLP",
+    "PBT",
     "SCHEDULES",
     "SWA",
     "Dataset",
@@ -61,6 +63,7 @@ __all__ = [
     "Guarded",
     "Model",
     "PlateauState",
+    "Range",
     "ReduceOnPlateau",
     "SWAState",
     "SnapshotEvaluation",
@@ -100,6 +103,7 @@ __all__ = [
     "one_cycle",
     "one_cycle_momentum",
     "optimal",
+    "pbt",
     "piecewise_constant",
     "polynomial_decay",
     "range_test",

@@ -41,6 +41,8 @@ __all__ = [
     "plot_heatmap",
     "plot_lr_ranges",
     "plot_lr_sweep",
+    "plot_pbt_lineage",
+    "plot_pbt_schedules",
     "plot_range_test",
     "plot_scaling",
     "plot_schedule",
@@ -659,3 +661,136 @@ def _style(ax: Axes, *, log_y: bool, xlabel: str, ylabel: str) -> None:
     if log_y:
         ax.set_yscale("log")
     ax.grid(True, which="major", alpha=0.3)
+
+
+# -----------------------------------------------------------------------------------------------
+# Population-based training
+
+
+def plot_pbt_schedules(
+    steps: ArrayLike,
+    parents: ArrayLike,
+    values: ArrayLike,
+    num_steps: int,
+    members: Mapping[str, int],
+    *,
+    ax: Axes | None = None,
+    log_y: bool = True,
+    reference: Mapping[str, ArrayLike] | None = None,
+    ylabel: str = _LR_LABEL,
+    title: str | None = None,
+    legend_fontsize: str | float = "small",
+) -> Axes:
+    """Draws the schedules PBT discovered: a hyperparameter along the line of chosen members.
+
+    Args:
+      steps: ``[E + 1]`` the first step of each segment (``PBT.steps``).
+      parents: ``[K, E]`` whose state each member continued from at each event
+        (``PBT.parents``).
+      values: ``[K, E + 1]`` the hyperparameter of each member in each segment
+        (``PBT.values[name]``).
+      num_steps: the length of the run.
+      members: legend label -> final member whose line (:func:`lrjax.pbt.ancestry`) is drawn.
+      ax: Axes to draw into; a new figure is made when None.
+      log_y: logarithmic y axis.
+      reference: legend label -> ``[num_steps]`` values drawn dashed (e.g. a fixed schedule).
+      ylabel: y axis label.
+      title: axes title.
+      legend_fontsize: legend font size.
+
+    Returns:
+      The Axes drawn into; exploit/explore events are dotted vertical lines.
+    """
+    from lrjax.pbt import lineage_schedule
+
+    ax = new_axes() if ax is None else ax
+    t = np.arange(num_steps)
+    for label, k in members.items():
+        ax.step(t, lineage_schedule(steps, parents, values, k, num_steps), where="post",
+                label=label, linewidth=1.4)  # fmt: skip
+    for label, curve in (reference or {}).items():
+        ax.plot(*_as_curve(t, curve), "--", color="0.3", linewidth=1.2, label=label)
+    for i, x in enumerate(np.asarray(steps)[1:]):
+        ax.axvline(x, color="0.6", linestyle=":", linewidth=0.8,
+                   label="exploit/explore" if i == 0 else None)  # fmt: skip
+    _style(ax, log_y=log_y, xlabel=_STEP_LABEL, ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=legend_fontsize)
+    return ax
+
+
+def plot_pbt_lineage(
+    steps: ArrayLike,
+    parents: ArrayLike,
+    values: ArrayLike,
+    num_steps: int,
+    *,
+    ax: Axes | None = None,
+    highlight: Sequence[int] = (),
+    log_color: bool = True,
+    label: str = "learning rate",
+    title: str | None = None,
+) -> Axes:
+    """Draws a PBT lineage tree: one row per member slot, colored by its hyperparameter.
+
+    Each member is a horizontal bar per segment, colored by ``values`` (log scale by
+    default); an arrow at an event goes from the donor's row to the member that copied it.
+    The lines of the ``highlight`` members (:func:`lrjax.pbt.ancestry`) are drawn in black.
+
+    Args:
+      steps: ``[E + 1]`` the first step of each segment (``PBT.steps``).
+      parents: ``[K, E]`` (``PBT.parents``).
+      values: ``[K, E + 1]`` (``PBT.values[name]``).
+      num_steps: the length of the run.
+      ax: Axes to draw into; a new figure is made when None.
+      highlight: final members whose lines are traced.
+      log_color: color by the logarithm of the value.
+      label: the colorbar's label.
+      title: axes title.
+
+    Returns:
+      The Axes drawn into.
+    """
+    from lrjax.pbt import ancestry
+
+    ax = new_axes() if ax is None else ax
+    steps, parents = np.asarray(steps), np.asarray(parents)
+    values = np.asarray(values, np.float64)
+    k, e = parents.shape
+    if values.shape != (k, e + 1) or steps.shape != (e + 1,):
+        raise ValueError(
+            f"steps [E + 1], parents [K, E] and values [K, E + 1] disagree: got shapes "
+            f"{steps.shape}, {parents.shape} and {values.shape}"
+        )
+    bounds = np.append(steps, num_steps)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (1.0, 2.0)
+    norm_cls = matplotlib.colors.LogNorm if log_color and low > 0 else matplotlib.colors.Normalize
+    norm = norm_cls(vmin=low, vmax=high if high > low else low * 1.0001 + 1e-12)
+    cmap = matplotlib.colormaps["viridis"]
+    for row in range(k):
+        for j in range(e + 1):
+            ax.plot(bounds[j : j + 2], [row, row], color=cmap(norm(values[row, j])),
+                    linewidth=4, solid_capstyle="butt")  # fmt: skip
+    for j in range(e):
+        for row in np.flatnonzero(parents[:, j] != np.arange(k)):
+            arrow = {"arrowstyle": "->", "color": "0.45", "linewidth": 0.7}
+            xy, donor = (steps[j + 1], row), (steps[j + 1], parents[row, j])
+            ax.annotate("", xy=xy, xytext=donor, arrowprops=arrow)
+    for member in highlight:
+        slots = ancestry(parents, member)
+        xs, ys = [], []
+        for j, slot in enumerate(slots):
+            xs += [bounds[j], bounds[j + 1]]
+            ys += [slot, slot]
+        ax.plot(xs, ys, color="black", linewidth=1.2)
+    mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+    ax.figure.colorbar(mappable, ax=ax, label=label)
+    ax.set_xlim(0, num_steps)
+    ax.set_ylim(-0.7, k - 0.3)
+    ax.set_xlabel(_STEP_LABEL)
+    ax.set_ylabel("member")
+    if title:
+        ax.set_title(title)
+    return ax

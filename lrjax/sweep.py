@@ -758,7 +758,7 @@ def _fingerprint(task, members, num_steps, batch_size, chunk, group, factor, tra
     }
 
 
-def _identity(task, data, feed, example, eval_hook, tracked, plateau, options) -> dict:
+def _identity(task, data, feed, example, eval_hook, tracked, plateau, pbt, options) -> dict:
     """What the trajectory depends on beyond the settings, as digests that hold in a new
     process (see ``Options.checkpoint_dir``); a part without one needs ``checkpoint_id``."""
     if isinstance(feed, feeds.ArrayFeed):
@@ -775,6 +775,7 @@ def _identity(task, data, feed, example, eval_hook, tracked, plateau, options) -
         "metrics": None if eval_hook is None else eval_hook[0],
         "trackers": dict(tracked),
         "plateau_controller": None if plateau is None else plateau[0],
+        "pbt": pbt,
         "data_function": data_id[0] if isinstance(feed, feeds.FunctionFeed) else None,
     }
     if options.checkpoint_id is not None and not (
@@ -820,6 +821,7 @@ def train(
     trackers: Mapping[str, Any] | None = None,
     plateau: Any = None,
     divergence_factor: float | None = 100.0,
+    pbt: Any = None,
     options: Options | None = None,
 ) -> SweepResult:
     """Trains K members of a hyperparameter sweep of a supervised model in one compiled program.
@@ -867,6 +869,10 @@ def train(
       divergence_factor: a member whose loss exceeds this multiple of ``|initial loss|`` is
         frozen and flagged, like one with a non-finite loss or state; None turns the ratio
         test off.
+      pbt: an :class:`lrjax.PBT` hook: population-based training every ``pbt.ready`` steps,
+        ranked on an evaluated metric (it runs after the evaluation; all members train in one
+        group). ``opt_hparams`` then records the explored values each update used, and the
+        hook itself the lineage.
       options: :class:`Options` (devices, groups, checkpoints, progress, callback, debug path,
         data checks).
 
@@ -933,14 +939,18 @@ def train(
     if group is None and options.memory_budget is None:
         cpu = all(d.platform == "cpu" for d in devices)
         group = CPU_MEMBERS_PER_DEVICE * len(devices) if cpu else None
+    if pbt is not None:
+        group = _pbt_group(pbt, options, members.seed.shape[0])
     fingerprint = _fingerprint(
         task, members, num_steps, batch_size, chunk, group, factor, tuple(tracked.items()),
         None if plateau is None else plateau[1],
     )  # fmt: skip
+    if pbt is not None:
+        fingerprint["pbt"] = repr(pbt)
     if options.checkpoint_dir is not None:
-        identity = _identity(task, data, feed, example, eval_hook, tracked, plateau, options)
+        identity = _identity(task, data, feed, example, eval_hook, tracked, plateau, pbt, options)
         fingerprint.update(identity)
-    run_hooks = _hooks(task, eval_hook, plateau, options, fingerprint)
+    run_hooks = _hooks(task, eval_hook, plateau, options, fingerprint, pbt)
     if options.check_data:  # first: it stops the run before a checkpoint keeps the damage
         run_hooks.insert(0, _SameStepDivergence(task))
     fitted = loop.fit(
@@ -1113,7 +1123,23 @@ class _SameStepDivergence:
         return f"a non-finite loss comes from {', '.join(listed)}"
 
 
-def _hooks(task, eval_hook, plateau, options, fingerprint) -> list:
+def _pbt_group(pbt: Any, options: Options, k: int) -> int:
+    """The group size of a PBT sweep: every member in one group, where they can exchange."""
+    from lrjax.pbt import PBT
+
+    if not isinstance(pbt, PBT):
+        raise ValueError(f"pbt must be an lrjax.PBT hook, got {pbt!r}")
+    if options.memory_budget is not None or (
+        options.group_size is not None and options.group_size < k
+    ):
+        raise ValueError(
+            f"pbt exchanges members within one group, so all {k} members train at once; "
+            "leave options.group_size and options.memory_budget unset"
+        )
+    return int(k)
+
+
+def _hooks(task, eval_hook, plateau, options, fingerprint, pbt=None) -> list:
     run_hooks = []
     if options.checkpoint_dir is not None:
         run_hooks.append(hooks.Checkpoint(options.checkpoint_dir, fingerprint))
@@ -1125,6 +1151,8 @@ def _hooks(task, eval_hook, plateau, options, fingerprint) -> list:
     if plateau is not None:
         controller, metric = plateau
         run_hooks.append(hooks.PlateauHook(controller, evaluate, metric, _scheduled_lr))
+    if pbt is not None:
+        run_hooks.append(pbt)
     run_hooks.append(hooks.ProgressBar(options.progress))
     if options.callback is not None:
         callback = options.callback

@@ -7,6 +7,7 @@ import pytest
 
 import lrjax
 from experiments import configs, gallery, plateau, results, run, snapshots
+from experiments import pbt as pbt_part
 
 
 @pytest.fixture(scope="module")
@@ -361,3 +362,57 @@ def test_dataset_override_trains_on_another_dataset(tmp_path, monkeypatch):
     saved = results.read_json(tmp_path / "plateau" / "config.json")
     assert saved["dataset"] == "digits"
     assert (tmp_path / "plateau" / "summary.json").exists()
+
+
+def test_pbt_summary_records_lineage_and_the_schedule_each_update_used(study_run):
+    config = configs.get_config("pbt", quick=True)
+    d = study_run / "pbt"
+    summary = results.read_json(d / "summary.json")
+    part3 = results.read_json(study_run / "schedule_comparison" / "summary.json")
+    assert summary["reference"]["family"] == part3["models"]["mlp"]["best_family"]
+    assert set(summary["methods"]) == {"fixed", "pbt"}
+    rows = results.read_jsonl(d / "metrics.jsonl")
+    ready, T = config["pbt"]["ready"], config["num_steps"]
+    assert summary["pbt_steps"] == list(range(0, T, ready))
+    for found in summary["discovered"]:
+        # The discovered schedule is the LR each update of the member's line actually used.
+        for j, slot in enumerate(found["ancestry"]):
+            used = rows[slot]["learning_rate"][j * ready : (j + 1) * ready]
+            np.testing.assert_allclose(used, found["lr"][j * ready : (j + 1) * ready], rtol=1e-4)
+        assert found["ancestry"][-1] == found["member"]
+        lo, hi = (
+            config["pbt"]["space"]["momentum"]["low"],
+            config["pbt"]["space"]["momentum"]["high"],
+        )
+        assert all(lo - 1e-6 <= m <= hi + 1e-6 for m in found["momentum"][ready:])
+    # Fixed members never take part: their parents are themselves.
+    L = len(config["learning_rates"])
+    for k, row in enumerate(rows[: L * len(config["seeds"])]):
+        assert row["parents"] == [k] * (len(summary["pbt_steps"]) - 1)
+    assert summary["methods"]["pbt"]["test_acc_seeds"]
+
+
+def test_pbt_verdict_flips_with_the_numbers():
+    def summary(pbt, fixed):
+        methods = {"pbt": {"test_acc_seeds": pbt, "label": "PBT"},
+                   "fixed": {"test_acc_seeds": fixed, "label": "WSD"}}  # fmt: skip
+        return {"methods": methods}
+
+    high, low = [0.93, 0.94, 0.92], [0.88, 0.89, 0.87]
+    assert pbt_part.verdict(summary(high, low)).startswith("**PBT beats WSD**")
+    losing = pbt_part.verdict(summary(low, high))
+    assert losing.startswith("**PBT loses to WSD**") and "it loses here" in losing
+    # A gap inside the seed spread is a tie, whichever side is ahead.
+    assert pbt_part.verdict(summary([0.90, 0.95, 0.85], [0.91, 0.92, 0.93])).startswith(
+        "**PBT ties with WSD**"
+    )
+
+
+def test_pbt_describes_warmup_and_decay():
+    T = 100
+    assert pbt_part.describe(np.r_[np.full(10, 0.1), np.ones(70), np.full(20, 0.2)])["shape"] == (
+        "warmup, then decay"
+    )
+    assert pbt_part.describe(np.geomspace(1.0, 0.01, T))["shape"] == "decay"
+    assert pbt_part.describe(np.r_[np.full(10, 0.1), np.ones(90)])["shape"] == "warmup, no decay"
+    assert pbt_part.describe(np.full(T, 0.3))["shape"].startswith("flat")
