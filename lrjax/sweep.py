@@ -642,6 +642,10 @@ def _check_optimizer(
                 optax.inject_hyperparams(task.optimizer, hyperparam_dtype=jnp.float32)(**kwargs)
             except TypeError as e:
                 raise ValueError(f"optimizer does not accept optimizer_kwargs: {e}") from e
+            # A factory that knows its own arguments' domains (lrjax.param_groups) checks them.
+            check_arguments = getattr(task.optimizer, "check_arguments", None)
+            if check_arguments is not None:
+                check_arguments(f"member {i}'s ", kwargs)
             for name, value in kwargs.items():
                 if isinstance(value, optax.schedules.StatefulSchedule):
                     continue  # its values depend on a state only the update sees
