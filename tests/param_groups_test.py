@@ -156,13 +156,18 @@ def llrd_sweep():
     )  # fmt: skip
 
 
-@jax.jit
-def reference_step(params, stats, opt_state, x, y, key, group_lrs):
-    """Plain optax: one SGD with momentum per depth with its own LR, through optax.multi_transform."""
+def reference_tx(group_lrs):
+    """optax.multi_transform over the depths: PyTorch's parameter groups."""
     labels = {m: {n: str(DEPTH_OF[m]) for n in leaves} for m, leaves in PARAMS.items()}
-    tx = optax.multi_transform(
+    return optax.multi_transform(
         {str(d): optax.sgd(group_lrs[d], momentum=0.9) for d in range(4)}, labels
     )
+
+
+@jax.jit
+def reference_step(params, stats, opt_state, x, y, key, group_lrs):
+    """Plain optax: one SGD with momentum per depth, each with its own LR."""
+    tx = reference_tx(group_lrs)
 
     def loss_fn(p):
         out, upd = BNDropoutNet().apply({"params": p, "batch_stats": stats}, x, train=True,
@@ -183,10 +188,7 @@ def reference_run(seed, lr, decay, rest):
     group_lrs = jnp.array(
         [lr * (1.0 if d == 3 else rest) * decay ** (3 - d) for d in range(4)], jnp.float32
     )
-    labels = {m: {n: str(DEPTH_OF[m]) for n in leaves} for m, leaves in PARAMS.items()}
-    opt_state = optax.multi_transform({str(d): optax.sgd(1.0, momentum=0.9) for d in range(4)}, labels).init(
-        params
-    )
+    opt_state = reference_tx(group_lrs).init(params)
     init, losses = params, []
     rows = lrjax.feeds.batch_indices_np(0, 0, STEPS, N, BATCH)
     for t in range(STEPS):
