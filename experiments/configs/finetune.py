@@ -13,15 +13,16 @@ Command:
   make experiment CONFIG=finetune          # = python -m experiments.run --config finetune
   make experiment CONFIG=finetune QUICK=1  # 2 LRs, 2 decays, 1 seed, 40 steps
 
-Expected runtime on a 2-core CPU: about 30 s (pretraining ~5 s, 160 fine-tuning members and
-40 scratch members of 300 steps; quick: ~7 s).
+Expected runtime on a 2-core CPU: about 30 s (three compiled runs: pretraining, 200
+fine-tuning members and 40 scratch members of 300 steps; quick: about 10 s, mostly compiling).
 
 Expected result, in results/finetune/: acc_vs_lr.png (validation accuracy vs peak LR, one line
-per LLRD factor, the frozen backbone and scratch as references, one panel per recipe),
-table.md, metrics.jsonl, summary.json, pretrained.npz. Pretraining helps clearly on this
-small target set (several points over scratch); full fine-tuning beats the frozen backbone;
-LLRD, the recipe (linear vs cosine) and the warmup fraction move accuracy by less than the
-seed spread, and the report says so.
+per LLRD factor, the frozen backbone and scratch dashed, one panel per recipe), table.md,
+metrics.jsonl, summary.json, pretrained.npz. The pretrained MLP reaches ~0.69 test accuracy on
+digits 0-4. On digits 5-9 fine-tuning beats training from scratch by ~7 points (0.57 vs 0.51)
+and the frozen backbone by ~4; LLRD helps by ~2.5 points, best at the smallest γ of the grid
+(0.25: the backbone wants far less LR than the head); warmup and linear vs cosine move test
+accuracy by less than one point, which the verdicts call a tie.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def get_config(quick: bool = False) -> dict[str, Any]:
         "pretrain_lr": 3e-3,
         "recipes": ["linear", "cosine"],
         "warmup_fractions": [0.0, 0.1],
-        "learning_rates": [1e-3, 1e-2] if quick else [3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        "layer_decays": [1.0, 0.5] if quick else [1.0, 0.75, 0.5],
+        "learning_rates": [1e-3, 1e-2] if quick else [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+        "layer_decays": [1.0, 0.5] if quick else [1.0, 0.75, 0.5, 0.25],
         "weight_decay": 0.01,
         "seeds": [0] if quick else [0, 1],
         "num_steps": 40 if quick else 300,
