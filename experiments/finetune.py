@@ -288,8 +288,17 @@ def summarize(config, ft, sc) -> dict[str, Any]:
                 v = s["index"][2]
                 s["variant"] = "frozen" if v == len(decays) else f"γ={decays[v]:g}"
     mean_val = np.mean(val, axis=-1)  # [F, L, V]
+    # LR tolerance per variant: the best recipe/warmup at each LR, then the width in decades
+    # of the peak-LR range within one accuracy point of that variant's best.
+    names = [f"γ={d:g}" for d in decays] + ["frozen"]
+    per_lr = np.nanmax(np.where(np.isfinite(mean_val), mean_val, -np.inf), axis=0)  # [L, V]
+    widths = {
+        name: study.lr_sensitivity(config["learning_rates"], per_lr[:, v], MIN_GAP)[0]
+        for v, name in enumerate(names)
+    }
     return {
         "settings": settings,
+        "lr_width_decades": widths,
         "val_acc_grid": {
             f"{specs[f][0]}, warmup {specs[f][1]:g}": {
                 (f"γ={decays[v]:g}" if v < len(decays) else "frozen"): _list(mean_val[f, :, v])
@@ -302,6 +311,9 @@ def summarize(config, ft, sc) -> dict[str, Any]:
             for f in range(F)
         },
         "num_seeds": len(config["seeds"]),
+        "grid_decades": float(
+            np.log10(max(config["learning_rates"]) / min(config["learning_rates"]))
+        ),
     }
 
 
@@ -337,16 +349,16 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
     out = [
         sentence("finetune", "scratch",
                  "**Pretraining helps**: the best fine-tuned model beats the best model trained "
-                 "from scratch by more than the seed spread",
+                 "from scratch by more than the noise",
                  "**Pretraining hurts here**: training from scratch beats fine-tuning by more "
-                 "than the seed spread",
+                 "than the noise",
                  "**Pretraining does not clearly help**: fine-tuning and training from scratch "
-                 "are within the seed spread"),
+                 "are within the noise"),
         sentence("finetune", "frozen",
                  "**Fine-tuning the whole network beats freezing the backbone**",
                  "**Freezing the backbone beats fine-tuning it**",
                  "**Freezing the backbone costs nothing measurable**: full fine-tuning and a "
-                 "frozen backbone are within the seed spread"),
+                 "frozen backbone are within the noise"),
         sentence("llrd", "no_llrd",
                  f"**Layer-wise LR decay helps**, best at {s['llrd'].get('variant', '')}",
                  "**Layer-wise LR decay hurts here**: one LR for every layer is better",
@@ -356,6 +368,17 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
                  "**Warmup helps**", "**Warmup hurts here**",
                  "**Warmup makes no measurable difference**"),
     ]  # fmt: skip
+    widths = summary.get("lr_width_decades", {})
+    tuned = {k: w for k, w in widths.items() if k != "frozen"}
+    if len(tuned) > 1:
+        wide, narrow = max(tuned, key=tuned.get), min(tuned, key=tuned.get)
+        if tuned[wide] > tuned[narrow]:
+            whole = tuned[wide] >= summary.get("grid_decades", np.inf)
+            out.append(
+                f"**LR tolerance**: within one validation point of its best, {wide} tolerates "
+                f"{tuned[wide]:.2f} decades of peak LR and {narrow} {tuned[narrow]:.2f}"
+                f"{' (the whole grid)' if whole else ''}."
+            )
     if "linear" in s and "cosine" in s:
         out.append(
             sentence(
@@ -363,7 +386,7 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
                 "cosine",
                 "**Linear decay beats cosine**",
                 "**Cosine decay beats linear**",
-                "**Linear and cosine decay are within the seed spread**",
+                "**Linear and cosine decay are within the noise**",
             )
         )
     return [v for v in out if v is not None]
@@ -471,8 +494,8 @@ def _report(config, source, target, summary, table) -> str:
         f"run. Times: pretraining {secs['pretrain']} s, fine-tuning {secs['finetune']} s, "
         f"scratch {secs['scratch']} s ({summary['members']} members). Every choice is made on "
         f"validation accuracy; test accuracy is mean ± std over seeds at that choice, and a "
-        f"difference counts only when it exceeds both the sum of the two seed standard "
-        f"deviations and one accuracy point ({len(target.y_test) // 100} test examples).",
+        f"difference counts only when it exceeds the noise: both the sum of the two seed "
+        f"standard deviations and one accuracy point ({len(target.y_test) // 100} test examples).",
         "",
         *(["With one seed there is no seed spread: the verdicts compare single runs."]
           if n == 1 else []),

@@ -419,6 +419,11 @@ def test_finetune_verdicts_flip_with_the_numbers():
     assert tie[2].startswith("**Layer-wise LR decay makes no measurable difference**")
     assert up[3].startswith("**Warmup helps**") and down[3].startswith("**Warmup hurts here**")
     assert down[4].startswith("**Cosine decay beats linear**")
+    wide = summary(0.9, 0.8)
+    wide["lr_width_decades"] = {"γ=1": 0.5, "γ=0.25": 1.5, "frozen": 2.0}
+    assert any(v.startswith("**LR tolerance**: within one validation point of its best, γ=0.25 "
+                            "tolerates 1.50 decades of peak LR and γ=1 0.50") for v in
+               finetune.verdicts(wide))  # fmt: skip
     # a gap within one accuracy point is a tie even when the seeds agree exactly
     close = summary(0.905, 0.9)
     for setting in close["settings"].values():
