@@ -395,6 +395,9 @@ def discriminative(
     factory.__name__ = f"discriminative_{getattr(optimizer, '__name__', 'optimizer')}"
     factory.__doc__ = f"{factory.__name__}: see lrjax.param_groups.discriminative; groups {names}."
     factory.check_arguments = check_arguments
+    # What fixes the factory, so a sweep given one built afresh reuses the compiled program
+    # (lrjax._fingerprint): its closures only read these.
+    factory.__lrjax_fingerprint__ = ("discriminative", optimizer, depths, labels, frozen)
     factory.groups = tuple(names)
     factory.depths = depths
     factory.labels = labels

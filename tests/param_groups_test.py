@@ -214,6 +214,21 @@ def test_llrd_sweep_with_batchnorm_and_dropout_equals_plain_optax_param_groups()
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
+def test_other_decays_and_a_factory_built_afresh_compile_nothing():
+    llrd_sweep()
+    again = sweep.train(
+        BNDropoutNet(), LOSS, DATA,
+        optimizer=lrjax.discriminative(optax.sgd, PARAMS, groups=GROUPS),
+        hparams={"learning_rate": np.array(LRS, np.float32),
+                 "layer_decay": np.array([0.9, 0.3, 0.6], np.float32),
+                 "rest_lr_mult": np.array(REST_MULTS, np.float32)},
+        optimizer_kwargs=lambda hp: {**hp, "momentum": 0.9},
+        seeds=[0, 1, 2], num_steps=STEPS, batch_size=BATCH, options=QUIET,
+    )  # fmt: skip
+    assert again.metadata["num_compiles"] == 0
+    assert not np.allclose(again.loss[:, -1], llrd_sweep().loss[:, -1])
+
+
 def test_a_zero_multiplier_freezes_its_group_but_not_the_batch_statistics():
     result = llrd_sweep()
     k = 2  # rest_lr_mult = 0
