@@ -795,7 +795,8 @@ def train(
         those with a known domain checked (``learning_rate >= 0``, a schedule at up to 257
         steps; ``b1``, ``b2``, ``b3``, ``momentum``, ``decay``, ``rho`` in ``[0, 1)``; ``eps``,
         ``eps_root``, ``weight_decay >= 0``); an integer given for one of them is cast to
-        float32.
+        float32. An optimizer factory with a ``check_arguments(where, kwargs)`` attribute
+        (:func:`lrjax.discriminative`) checks its own arguments there too.
       seeds: initialization (and dropout) seed, an int shared by all members or ``[K]`` ints,
         each in int32's range ``[-2**31, 2**31 - 1]`` (a wider one would wrap onto another).
       data_seeds: data-order seed; an int means every member sees the same batch at each step,
