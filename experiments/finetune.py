@@ -155,8 +155,13 @@ def finetune_grid(config, target, pretrained) -> dict[str, Any]:
     f_idx, l_idx, v_idx, s_idx = study.member_grid(F, L, V, S)
     model = finetuned_model(config, target, pretrained)
     params = jax.eval_shape(model.init, jax.random.key(0))
+    depth = len(config["hidden"])
     optimizer = lrjax.discriminative(
-        optax.adamw, params, groups={"head": f"^{head_name(config)}/"}, default_group="backbone"
+        optax.adamw,
+        params,
+        groups={"head": f"^{head_name(config)}/"},
+        default_group="backbone",
+        order=[f"^Dense_{d}/" for d in range(depth + 1)],  # eval_shape sorted the keys
     )
     wd = config["weight_decay"]
 

@@ -95,7 +95,11 @@ def layer_depths(params: PyTree, order: Sequence[str] | None = None) -> PyTree:
     top-level mapping, in that mapping's own order. ``flax.linen`` builds ``params`` in the
     order the submodules are created, which for a ``@compact`` module is the forward order:
     ``MLP`` gives ``Dense_0: 0, Dense_1: 1, ...``; a conv and its BatchNorm are two depths.
-    (``jax.tree`` functions sort dict keys, so this reads the mapping, not a flattening.)
+    This reads the mapping's own order, so pass the tree as Flax returns it
+    (``module.init(...)["params"]``, ``lrjax.Model.init(key)``): ``jax.eval_shape``,
+    ``jax.tree.map`` and every other ``jax.tree`` function rebuild dicts with sorted keys
+    (``BatchNorm_0`` before ``Conv_0``, ``Dense_10`` before ``Dense_2``); give ``order`` for
+    such a tree.
 
     With ``order``, a sequence of regular expressions, the depth of a leaf is the index of the
     first one that ``re.search``-es its path ``"module/.../name"`` (:func:`path_name`): use it
@@ -305,8 +309,10 @@ def discriminative(
 
     Args:
       optimizer: an optax factory (``optax.adamw``, ``optax.sgd``, a ``functools.partial``).
-      params: the parameter tree the optimizer will see (``jax.eval_shape(model.init, key)``
-        is enough); its structure and names fix depths and groups.
+      params: the parameter tree the optimizer will see; its structure and names fix depths
+        and groups. Without ``order`` its top-level mapping must be in call order, as Flax
+        returns it (see :func:`layer_depths`); an abstract tree from ``jax.eval_shape`` has
+        sorted keys and needs ``order``.
       groups: ``{group: regex}`` (:func:`group_labels`); None: every leaf in ``default_group``.
       default_group: the group of leaves no regex matches.
       order: regexes giving depths (:func:`layer_depths`); None: top-level module order.

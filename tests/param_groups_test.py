@@ -68,6 +68,12 @@ def test_depths_follow_linen_call_order_and_regex_order():
     }
     depths = lrjax.layer_depths(PARAMS, order=["Dense_0|BatchNorm", "Dense_1", "."])
     assert depths["BatchNorm_0"]["scale"] == 0 and depths["head"]["kernel"] == 2
+    # jax.eval_shape (any jax.tree function) sorts the keys: BatchNorm_0 comes first there,
+    # so a sorted tree takes an explicit order, which gives the call-order depths back
+    abstract = jax.eval_shape(lambda: PARAMS)
+    assert list(abstract) == ["BatchNorm_0", "Dense_0", "Dense_1", "head"]
+    order = ["^Dense_0/", "^BatchNorm_0/", "^Dense_1/", "^head/"]
+    assert lrjax.layer_depths(abstract, order=order) == lrjax.layer_depths(PARAMS)
     labels = lrjax.group_labels(PARAMS, GROUPS)
     assert labels["head"] == {"bias": "head", "kernel": "head"}
     assert labels["Dense_1"]["kernel"] == "rest"
