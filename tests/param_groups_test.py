@@ -263,6 +263,43 @@ def test_a_statically_frozen_group_has_no_optimizer_state_and_never_moves():
     np.testing.assert_allclose(updates["head"]["kernel"], -0.1, rtol=1e-5)
 
 
+class NnxBNDropout(nnx.Module):
+    def __init__(self, rngs):
+        self.inp = nnx.Linear(D_IN, D_HID, use_bias=False, rngs=rngs)
+        self.norm = nnx.BatchNorm(D_HID, momentum=0.8, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.out = nnx.Linear(D_HID, D_OUT, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.drop(jnp.tanh(self.norm(self.inp(x)))))
+
+
+def test_a_statically_frozen_backbone_in_an_nnx_sweep_with_batchnorm_and_dropout():
+    model = sweep.Model.from_nnx(NnxBNDropout)
+    params = model.init(jax.random.key(0))
+    factory = lrjax.discriminative(
+        optax.adam, params, groups={"head": "^out/"}, default_group="backbone",
+        order=["^inp/", "^norm/", "^out/"], frozen=["backbone"],
+    )  # fmt: skip
+    result = sweep.train(
+        model, LOSS, DATA, optimizer=factory,
+        hparams={"learning_rate": np.array([0.05, 0.1], np.float32),
+                 "layer_decay": np.array([0.5, 1.0], np.float32)},
+        seeds=[0, 1], num_steps=STEPS, batch_size=BATCH, options=QUIET,
+    )  # fmt: skip
+    assert not result.diverged.any()
+    for k in range(2):
+        init = model.init(jax.random.key(k))
+        final = jax.tree.map(lambda a, k=k: a[k], result.params)
+        for module in ("inp", "norm"):
+            for a, b in zip(jax.tree.leaves(final[module]), jax.tree.leaves(init[module]),
+                            strict=True):  # fmt: skip
+                np.testing.assert_array_equal(a, b)
+        assert not np.allclose(final["out"]["kernel"], init["out"]["kernel"])
+    # the running statistics are model state: a frozen backbone's BatchNorm still updates them
+    assert np.abs(result.model_state["batch_stats"]["norm"]["mean"]).min() > 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 
