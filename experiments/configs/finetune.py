@@ -14,7 +14,8 @@ Command:
   make experiment CONFIG=finetune QUICK=1  # 2 LRs, 2 decays, 1 seed, 40 steps
 
 Expected runtime on a 2-core CPU: about 30 s (three compiled runs: pretraining, 200
-fine-tuning members and 40 scratch members of 300 steps; quick: about 10 s, mostly compiling).
+fine-tuning members and 40 scratch members of 300 steps; quick: about 15 s, nearly all of it
+compiling the three programs).
 
 Expected result, in results/finetune/: acc_vs_lr.png (validation accuracy vs peak LR, one line
 per LLRD factor, the frozen backbone and scratch dashed, one panel per recipe), table.md,
