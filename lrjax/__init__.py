@@ -1,6 +1,17 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
-from lrjax import data, engine, feeds, hooks, models, pbt, range_test, supervised, sweep
+from lrjax import (
+    data,
+    engine,
+    feeds,
+    hooks,
+    models,
+    param_groups,
+    pbt,
+    range_test,
+    supervised,
+    sweep,
+)
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
 from lrjax.divergence import Guarded, freeze_on_divergence
@@ -8,6 +19,13 @@ from lrjax.engine import Vectorized, step_key, unwrap, vectorize
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
 from lrjax.loop import FitResult, fit
 from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier
+from lrjax.param_groups import (
+    discriminative,
+    group_labels,
+    layer_depths,
+    leaf_scales,
+    scale_by_leaf,
+)
 from lrjax.pbt import PBT, Range
 from lrjax.plateau import PlateauState, ReduceOnPlateau, reduce_on_plateau
 from lrjax.schedules import (
@@ -79,6 +97,7 @@ __all__ = [
     "cosine_with_hard_restarts",
     "cyclic",
     "data",
+    "discriminative",
     "ema_update",
     "engine",
     "ensemble_probabilities",
@@ -88,11 +107,14 @@ __all__ = [
     "fit",
     "freeze_on_divergence",
     "get",
+    "group_labels",
     "hooks",
     "inverse_sqrt",
     "inverse_time_decay",
     "invscaling",
     "join",
+    "layer_depths",
+    "leaf_scales",
     "linear",
     "load_digits",
     "load_fashion_mnist",
@@ -103,6 +125,7 @@ __all__ = [
     "one_cycle",
     "one_cycle_momentum",
     "optimal",
+    "param_groups",
     "pbt",
     "piecewise_constant",
     "polynomial_decay",
@@ -111,6 +134,7 @@ __all__ = [
     "reduce_on_plateau",
     "repeat",
     "scale",
+    "scale_by_leaf",
     "schedule_family_switch",
     "sgdr",
     "snapshot_ensemble",

@@ -37,6 +37,7 @@ __all__ = [
     "new_axes",
     "plot_curves",
     "plot_ensemble_sizes",
+    "plot_finetune_sweep",
     "plot_gallery",
     "plot_heatmap",
     "plot_lr_ranges",
@@ -793,4 +794,55 @@ def plot_pbt_lineage(
     ax.set_ylabel("member")
     if title:
         ax.set_title(title)
+    return ax
+
+
+def plot_finetune_sweep(
+    learning_rates: ArrayLike,
+    layer_decays: Sequence[float],
+    scores: ArrayLike,
+    *,
+    references: Mapping[str, ArrayLike] | None = None,
+    ax: Axes | None = None,
+    ylabel: str = "validation accuracy",
+    title: str | None = None,
+) -> Axes:
+    """Draws fine-tuning accuracy against peak LR, one line per layer-wise LR decay factor.
+
+    Args:
+      learning_rates: ``(L,)`` the peak-LR grid.
+      layer_decays: ``(D,)`` the LLRD factors :math:`\\gamma` (see :mod:`lrjax.param_groups`).
+      scores: ``(D, S, L)`` scores of S seeds per factor and LR (mean line, min-max band).
+      references: optional ``{label: (S, L)}`` drawn dashed in grey tones (e.g. a frozen
+        backbone, training from scratch).
+      ax: Axes to draw into; a new figure is made when None.
+      ylabel: y axis label.
+      title: optional title.
+
+    Returns:
+      The Axes drawn into.
+    """
+    lrs = np.asarray(learning_rates, dtype=float)
+    v = np.asarray(scores, dtype=float)
+    if v.ndim != 3 or v.shape[0] != len(layer_decays) or v.shape[2] != lrs.size:
+        raise ValueError(
+            f"scores must have shape ({len(layer_decays)}, seeds, {lrs.size}), got {v.shape}"
+        )
+    ax = plot_lr_sweep(
+        lrs,
+        {f"LLRD γ={g:g}": v[i] for i, g in enumerate(layer_decays)},
+        ax=ax,
+        ylabel=ylabel,
+        title=title,
+        legend_fontsize="small",
+    )
+    for (label, ref), color in zip(
+        (references or {}).items(), itertools.cycle(["0.35", "0.6", "0.8"]), strict=False
+    ):
+        mean, lo, hi = _band(np.atleast_2d(np.asarray(ref, dtype=float)))
+        ok = np.isfinite(mean)
+        ax.plot(lrs, mean, "--", color=color, marker="x", label=label, linewidth=1.2)
+        if np.atleast_2d(ref).shape[0] > 1 and ok.any():
+            ax.fill_between(lrs[ok], lo[ok], hi[ok], color=color, alpha=0.15, linewidth=0)
+    ax.legend(fontsize="small")
     return ax

@@ -656,6 +656,10 @@ def _check_optimizer(
                 optax.inject_hyperparams(task.optimizer, hyperparam_dtype=jnp.float32)(**kwargs)
             except TypeError as e:
                 raise ValueError(f"optimizer does not accept optimizer_kwargs: {e}") from e
+            # A factory that knows its own arguments' domains (lrjax.param_groups) checks them.
+            check_arguments = getattr(task.optimizer, "check_arguments", None)
+            if check_arguments is not None:
+                check_arguments(f"member {i}'s ", kwargs)
             for name, value in kwargs.items():
                 if isinstance(value, optax.schedules.StatefulSchedule):
                     continue  # its values depend on a state only the update sees
@@ -852,7 +856,8 @@ def train(
         those with a known domain checked (``learning_rate >= 0``, a schedule at up to 257
         steps; ``b1``, ``b2``, ``b3``, ``momentum``, ``decay``, ``rho`` in ``[0, 1)``; ``eps``,
         ``eps_root``, ``weight_decay >= 0``); an integer given for one of them is cast to
-        float32.
+        float32. An optimizer factory with a ``check_arguments(where, kwargs)`` attribute
+        (:func:`lrjax.discriminative`) checks its own arguments there too.
       seeds: initialization (and dropout) seed, an int shared by all members or ``[K]`` ints,
         each in int32's range ``[-2**31, 2**31 - 1]`` (a wider one would wrap onto another).
       data_seeds: data-order seed; an int means every member sees the same batch at each step,

@@ -416,3 +416,75 @@ def test_pbt_describes_warmup_and_decay():
     assert pbt_part.describe(np.geomspace(1.0, 0.01, T))["shape"] == "decay"
     assert pbt_part.describe(np.r_[np.full(10, 0.1), np.ones(90)])["shape"] == "warmup, no decay"
     assert pbt_part.describe(np.full(T, 0.3))["shape"].startswith("flat")
+
+
+# ---------------------------------------------------------------------------------------------
+# The finetune part
+
+
+def test_finetune_summary_pretrained_file_and_verdicts(study_run):
+    from experiments import finetune
+
+    config = configs.get_config("finetune", quick=True)
+    d = study_run / "finetune"
+    summary = results.read_json(d / "summary.json")
+    settings = summary["settings"]
+    for key in ("finetune", "frozen", "scratch", "llrd", "no_llrd", *config["recipes"]):
+        assert settings[key]["learning_rate"] in config["learning_rates"], key
+        assert len(settings[key]["test"]) == len(config["seeds"])
+    assert settings["frozen"]["variant"] == "frozen"
+    assert settings["llrd"]["variant"] != "γ=1" and settings["no_llrd"]["variant"] == "γ=1"
+    # the best fine-tuning setting is the best of the tuned grid on validation
+    grid = [v for per in summary["val_acc_grid"].values() for name, row in per.items()
+            if name != "frozen" for v in row]  # fmt: skip
+    assert settings["finetune"]["val_mean"] == max(grid)
+    # the saved pretrained model has the MLP's layers; the report's verdicts are the summary's
+    pretrained = finetune.load_pretrained(d / "pretrained.npz")
+    assert sorted(pretrained) == [f"Dense_{i}" for i in range(len(config["hidden"]) + 1)]
+    report = (d / "report.md").read_text()
+    for sentence in finetune.verdicts(summary):
+        assert sentence in report
+
+
+def _setting(mean, std, **extra):
+    return {"index": [0, 0, 0], "test_mean": mean, "test_std": std, **extra}
+
+
+def test_finetune_verdicts_flip_with_the_numbers():
+    from experiments import finetune
+
+    def summary(a, b):
+        return {"settings": {
+            "finetune": _setting(a, 0.01), "scratch": _setting(b, 0.01),
+            "frozen": _setting(b, 0.01), "llrd": _setting(a, 0.01, variant="γ=0.5"),
+            "no_llrd": _setting(b, 0.01), "warmup": _setting(a, 0.01),
+            "no_warmup": _setting(b, 0.01), "linear": _setting(a, 0.01),
+            "cosine": _setting(b, 0.01),
+        }}  # fmt: skip
+
+    up, down, tie = (finetune.verdicts(summary(*ab)) for ab in [(0.9, 0.8), (0.8, 0.9),
+                                                                 (0.81, 0.8)])  # fmt: skip
+    assert up[0].startswith("**Pretraining helps**") and "+10.0 points" in up[0]
+    assert down[0].startswith("**Pretraining hurts here**") and "-10.0 points" in down[0]
+    assert tie[0].startswith("**Pretraining does not clearly help**")  # 1 point < 2 stds
+    assert up[1].startswith("**Fine-tuning the whole network beats freezing")
+    assert down[1].startswith("**Freezing the backbone beats fine-tuning it**")
+    assert up[2].startswith("**Layer-wise LR decay helps**, best at γ=0.5 (")
+    assert down[2].startswith("**Layer-wise LR decay hurts here**")
+    assert tie[2].startswith("**Layer-wise LR decay makes no measurable difference**")
+    assert up[3].startswith("**Warmup helps**") and down[3].startswith("**Warmup hurts here**")
+    assert down[4].startswith("**Cosine decay beats linear**")
+    wide = summary(0.9, 0.8)
+    wide["lr_width_decades"] = {"γ=1": 0.5, "γ=0.25": 1.5, "frozen": 2.0}
+    assert any(v.startswith("**LR tolerance**: within one validation point of its best, γ=0.25 "
+                            "tolerates 1.50 decades of peak LR and γ=1 0.50") for v in
+               finetune.verdicts(wide))  # fmt: skip
+    # a gap within one accuracy point is a tie even when the seeds agree exactly
+    close = summary(0.905, 0.9)
+    for setting in close["settings"].values():
+        setting["test_std"] = 0.0
+    assert finetune.verdicts(close)[0].startswith("**Pretraining does not clearly help**")
+    # a comparison the grid cannot make (no warmup fraction > 0) is left out
+    no_warmup = summary(0.9, 0.8)
+    no_warmup["settings"]["warmup"] = {"index": None}
+    assert not any("Warmup" in v for v in finetune.verdicts(no_warmup))

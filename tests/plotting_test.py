@@ -145,3 +145,20 @@ def test_plot_ensemble_sizes_draws_curves_with_bands_and_baselines(tmp_path):
     assert_png(tmp_path / "e.png")
     with pytest.raises(ValueError, match=r"curves\['a'\] must have shape \(seeds, 3\)"):
         plotting.plot_ensemble_sizes(sizes, {"a": [1.0, 2.0]})
+
+
+def test_plot_finetune_sweep_draws_a_line_per_decay_and_dashed_references(tmp_path):
+    lrs = np.array([1e-3, 1e-2, 1e-1])
+    scores = np.array([[[0.5, 0.7, 0.6], [0.6, 0.8, 0.6]], [[0.4, 0.6, 0.9], [0.4, 0.6, 0.7]]])
+    ax = plotting.plot_finetune_sweep(
+        lrs, [1.0, 0.5], scores, references={"from scratch": [[0.3, 0.4, 0.5]]}
+    )
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["LLRD γ=1"].get_ydata(), [0.55, 0.75, 0.6])
+    np.testing.assert_allclose(lines["LLRD γ=0.5"].get_ydata(), [0.4, 0.6, 0.8])
+    assert lines["from scratch"].get_linestyle() == "--"
+    assert ax.get_xscale() == "log"
+    plotting.save(ax, tmp_path / "ft.png")
+    assert_png(tmp_path / "ft.png")
+    with pytest.raises(ValueError, match=r"scores must have shape \(3, seeds, 3\)"):
+        plotting.plot_finetune_sweep(lrs, [1.0, 0.8, 0.5], scores)

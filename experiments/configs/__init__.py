@@ -38,6 +38,7 @@ PARTS: tuple[str, ...] = (
     "range_test_bn",
     "snapshots_bn",
     "pbt",
+    "finetune",
 )
 
 
