@@ -1,6 +1,6 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
-from lrjax import data, engine, feeds, hooks, models, range_test, supervised, sweep
+from lrjax import data, engine, feeds, hooks, lr_free, models, range_test, supervised, sweep
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
 from lrjax.divergence import Guarded, freeze_on_divergence
@@ -95,6 +95,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "load_mnist1d",
+    "lr_free",
     "models",
     "multistep_decay",
     "one_cycle",

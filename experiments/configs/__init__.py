@@ -37,6 +37,7 @@ PARTS: tuple[str, ...] = (
     "search",
     "range_test_bn",
     "snapshots_bn",
+    "lr_free",
 )
 
 
