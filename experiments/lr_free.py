@@ -53,7 +53,8 @@ def baseline_method(family: str, momentum: float, total_steps: int) -> lr_free.M
 
 def train_model(config, model_name, ds, family) -> dict[str, Any]:
     """One run of every method × knob × seed plus the baseline's peak LRs × seeds."""
-    names, factors, seeds = config["methods"], config["knob_factors"], config["seeds"]
+    names, seeds = config["methods"], config["seeds"]
+    factors = config["knob_factors"][model_name]
     T, M, G, S = config["num_steps"], len(config["methods"]), len(factors), len(seeds)
     peaks = config["baseline_peak_lrs"][model_name]
     method_idx, knob_idx, seed_idx = study.member_grid(M, G, S)
@@ -108,10 +109,11 @@ def _num(x: float) -> float | None:
 
 def summarize(config, grid, family) -> dict[str, Any]:
     """The model's summary: the tuned baseline and each method's grid, default and best."""
-    factors, tol = np.asarray(config["knob_factors"]), config["tolerance"]
+    model_name = grid["labels"][0]["model"]
+    factors, tol = np.asarray(config["knob_factors"][model_name]), config["tolerance"]
     base_mean = _mean(grid["base_val"])
     b = int(np.nanargmax(np.where(np.isnan(base_mean), -np.inf, base_mean)))
-    peaks = config["baseline_peak_lrs"][grid["labels"][0]["model"]]
+    peaks = config["baseline_peak_lrs"][model_name]
     tuned = {
         "family": family["family"],
         "from_comparison": family["from_comparison"],
@@ -267,11 +269,12 @@ def _table(config, summary, model_name) -> str:
 
 
 def _figure(config, out, summary, grids) -> None:
-    models, factors = config["models"], np.asarray(config["knob_factors"])
+    models = config["models"]
     fig = Figure(figsize=(6.5 * len(models), 5.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(models), sharey=True))
     for ax, model_name in zip(axes, models, strict=True):
         grid, tuned = grids[model_name], summary["models"][model_name]["tuned"]
+        factors = np.asarray(config["knob_factors"][model_name])
         curves = {name: grid["val"][i].T for i, name in enumerate(config["methods"])}
         plotting.plot_lr_sweep(
             factors,
@@ -292,10 +295,9 @@ def _figure(config, out, summary, grids) -> None:
 
 def _report(config, summary, tables) -> str:
     T, S, tol = config["num_steps"], len(config["seeds"]), config["tolerance"]
-    factors = config["knob_factors"]
     lines = [
         f"{len(config['methods'])} `optax.contrib` methods that claim to remove learning-rate "
-        f"tuning, each with its one remaining knob at its default × {factors} "
+        f"tuning, each with its one remaining knob at its default × a log grid of factors "
         f"× {S} seeds, against SGD + momentum {config['baseline_momentum']} with a schedule "
         f"whose peak LR is tuned on a grid; all on MNIST-1D, batch {config['batch_size']}, "
         f"T = {T} steps each. Per model ONE compiled run (`lrjax.lr_free.switch`: the method "
@@ -319,6 +321,7 @@ def _report(config, summary, tables) -> str:
         lines += [
             f"### {config['model_titles'][model_name]}",
             "",
+            f"Knob factors {config['knob_factors'][model_name]}; "
             f"{m['members']} members in one run ({summary['seconds'][model_name]:.0f} s, "
             f"{m['compile_seconds']:.0f} s of it compiling). Baseline schedule: "
             f"{study.FAMILY_LABELS[t['family']]}, {source}; its peak LR re-tuned at T = {T}: "

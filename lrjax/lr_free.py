@@ -78,6 +78,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import optax.contrib as contrib
+from jax.flatten_util import ravel_pytree
 
 __all__ = ["METHODS", "Method", "SwitchState", "eval_params", "switch"]
 
@@ -174,8 +175,8 @@ METHODS: dict[str, Method] = {
 
 
 class SwitchState(NamedTuple):
-    """The state of :func:`switch`: the member's method index and every method's state (only
-    the member's own one moves)."""
+    """The state of :func:`switch`: the member's method index and every method's state, over
+    the flattened parameters (only the member's own one moves)."""
 
     index: jax.Array
     states: tuple
@@ -197,7 +198,11 @@ def switch(methods: Sequence[Method | str]) -> Callable[..., optax.GradientTrans
     schedules). The update is ``jax.lax.switch`` on the index: under ``vmap`` every method's
     update is computed and the member's own kept, and the state holds every method's state,
     so memory and time grow with ``len(methods)``; worth it where compiling once per method
-    would cost more than the run (small models on CPU).
+    would cost more than the run (small models on CPU). The methods see the parameters as ONE
+    flat vector (``jax.flatten_util.ravel_pytree``: a fraction of the operations to compile
+    and run): exact, up to the order of float sums, for methods that are elementwise or use
+    global norms (every one of :data:`METHODS`, SGD, Adam), not for layer-wise ones (LARS,
+    LAMB, Muon), which would see one layer.
 
     Args:
       methods: :class:`Method` objects or names of :data:`METHODS` (a tuned baseline can be a
@@ -222,30 +227,30 @@ def switch(methods: Sequence[Method | str]) -> Callable[..., optax.GradientTrans
         raise ValueError("methods must hold at least one method, got none")
 
     def factory(method, knob):
-        txs = [m.factory(**{m.knob: knob}) for m in methods]
+        txs = [optax.with_extra_args_support(m.factory(**{m.knob: knob})) for m in methods]
         index = jnp.asarray(method).astype(jnp.int32)
 
         def init(params):
-            return SwitchState(index, tuple(tx.init(params) for tx in txs))
+            flat = ravel_pytree(params)[0]
+            return SwitchState(index, tuple(tx.init(flat) for tx in txs))
 
         def update(updates, state, params=None, **extra_args):
+            grads, unravel = ravel_pytree(updates)
+            flat = None if params is None else ravel_pytree(params)[0]
+
             def branch(i):
-                def run(operands):
-                    grads, states, p = operands
-                    new, inner = optax.with_extra_args_support(txs[i]).update(
-                        grads, states[i], p, **extra_args
-                    )
+                def run(states):
+                    new, inner = txs[i].update(grads, states[i], flat, **extra_args)
                     # Branches must agree on dtypes (weak types included) to be switched.
-                    new = jax.tree.map(lambda n, g: jnp.asarray(n, g.dtype), new, grads)
+                    new = jnp.asarray(new, grads.dtype)
                     inner = jax.tree.map(lambda n, o: jnp.asarray(n, o.dtype), inner, states[i])
                     return new, (*states[:i], inner, *states[i + 1 :])
 
                 return run
 
-            new, states = jax.lax.switch(
-                index, [branch(i) for i in range(len(txs))], (updates, state.states, params)
-            )
-            return new, SwitchState(index, states)
+            branches = [branch(i) for i in range(len(txs))]
+            new, states = jax.lax.switch(index, branches, state.states)
+            return unravel(new), SwitchState(index, states)
 
         return optax.GradientTransformationExtraArgs(init, update)
 
@@ -298,5 +303,6 @@ def eval_params(opt_state: PyTree, params: PyTree) -> PyTree:
     node = nodes[0]
     if isinstance(node, contrib.ScheduleFreeState):
         return contrib.schedule_free_eval_params(node, params)
-    branches = [lambda p, s=s: eval_params(s, p) for s in node.states]
-    return jax.lax.switch(node.index, branches, params)
+    flat, unravel = ravel_pytree(params)
+    branches = [lambda p, s=s: jnp.asarray(eval_params(s, p), flat.dtype) for s in node.states]
+    return unravel(jax.lax.switch(node.index, branches, flat))
