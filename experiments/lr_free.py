@@ -315,9 +315,9 @@ def _claims(config, summary) -> str:
         parts.append(
             f"Did not reproduce at this budget (T = {T}, batch {config['batch_size']}): "
             f"{', '.join(failed)}: the default lands more than {config['tolerance'] * 100:g} "
-            "validation point below the tuned schedule on at least one model. A longer budget "
-            "may favour the methods that start from a tiny step and grow it (DoG, DoWG, "
-            "Mechanic, Prodigy and D-Adaptation from d0 = 1e-6)."
+            "validation point below the tuned schedule on at least one model. (Untested here: "
+            "a longer budget may favour the methods that start from a tiny step and grow it, "
+            "DoG, DoWG, Mechanic, and Prodigy and D-Adaptation from d0 = 1e-6.)"
         )
     return " ".join(parts)
 
@@ -327,7 +327,8 @@ def _report(config, summary, tables) -> str:
     lines = [
         f"{len(config['methods'])} `optax.contrib` methods that claim to remove learning-rate "
         f"tuning, each with its one remaining knob at its default × a log grid of factors "
-        f"× {S} seeds, against SGD + momentum {config['baseline_momentum']} with a schedule "
+        f"× {S} seed{'s' if S > 1 else ''}, against SGD + momentum "
+        f"{config['baseline_momentum']} with a schedule "
         f"whose peak LR is tuned on a grid; all on MNIST-1D, batch {config['batch_size']}, "
         f"T = {T} steps each. Per model ONE compiled run (`lrjax.lr_free.switch`: the method "
         "is a traced per-member index, the knob an injected hyperparameter); validation and "
