@@ -100,6 +100,7 @@ def train_members(
     member_seeds: Any,
     optimizer: Callable[..., optax.GradientTransformation] = optax.sgd,
     eval_every: int | None = None,
+    eval_params: Callable[[Any, Any], Any] | None = None,
     **train_kwargs: Any,
 ) -> sweep.SweepResult:
     """One vectorized run under the study's protocol.
@@ -107,8 +108,9 @@ def train_members(
     Trains on ``ds``'s training split with cross-entropy; each member's ``member_seeds`` entry
     seeds both its initialisation and its batch order; validation accuracy and loss are
     evaluated every ``eval_every`` steps (choices are made on them; test is scored separately,
-    once). ``train_kwargs`` go to :func:`lrjax.sweep.train` (``hparams``, ``optimizer_kwargs``,
-    ``num_steps``, ``batch_size``, ``eval_every``, trackers, ...).
+    once), at ``eval_params(opt_state, params)`` when given (schedule-free:
+    :func:`lrjax.lr_free.eval_params`). ``train_kwargs`` go to :func:`lrjax.sweep.train`
+    (``hparams``, ``optimizer_kwargs``, ``num_steps``, ``batch_size``, trackers, ...).
     """
     return sweep.train(
         model,
@@ -118,7 +120,10 @@ def train_members(
         seeds=member_seeds,
         data_seeds=member_seeds,
         evaluation=sweep.Evaluation(
-            (ds.x_val, ds.y_val), eval_every, {"accuracy": sweep.accuracy, "loss": LOSS}
+            (ds.x_val, ds.y_val),
+            eval_every,
+            {"accuracy": sweep.accuracy, "loss": LOSS},
+            eval_params,
         ),
         **train_kwargs,
     )

@@ -74,11 +74,15 @@ class Evaluation:
         ``num_steps``.
       metrics: ``{name: fn(outputs, targets) -> [n]}`` per-example metrics, averaged; default
         ``{"loss": loss}``.
+      eval_params: ``fn(opt_state, params) -> params``, the parameters to evaluate for one
+        member, for an optimizer that trains at one point and should be scored at another
+        (schedule-free: :func:`lrjax.lr_free.eval_params`); default the trained parameters.
     """
 
     data: Any
     every: int | None = None
     metrics: Mapping[str, Callable[[Array, Array], Array]] | None = None
+    eval_params: Callable[[PyTree, PyTree], PyTree] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +217,8 @@ class SweepResult:
         non-finite or whose loss was above ``divergence_factor`` times the initial loss,
         ``-1`` if none.
       params: the final parameters, a pytree of ``[K, ...]`` arrays (frozen at divergence).
+      opt_state: the final optimizer state, ``[K, ...]`` (e.g. for
+        :func:`lrjax.lr_free.eval_params`).
       metadata: JSON-serializable run settings and timings.
       model_state: the final model state (batch statistics), ``[K, ...]``, or None.
       trackers: ``{name: state}`` of every tracker; ``snapshots``, ``swa_params``,
@@ -236,6 +242,7 @@ class SweepResult:
     metadata: dict[str, Any]
     model_state: PyTree = None
     trackers: dict[str, PyTree] = dataclasses.field(default_factory=dict)
+    opt_state: PyTree = None
 
     @property
     def learning_rate(self) -> np.ndarray:
@@ -735,10 +742,14 @@ def _program(task, tracked, factor, devices) -> engine.Vectorized:
 
 
 @_cache_by_fingerprint(maxsize=32)
-def _evaluation_fn(task: supervised.Supervised, metrics: tuple) -> Callable:
+def _evaluation_fn(task: supervised.Supervised, metrics: tuple, eval_params=None) -> Callable:
     def evaluate(state, member, data):
         del member
-        return task.evaluate(engine.unwrap(state), data, metrics)
+        inner = engine.unwrap(state)
+        if eval_params is not None:
+            with jax.numpy_dtype_promotion("standard"):  # optimizer code, as in the step
+                inner = inner._replace(params=eval_params(inner.opt_state, inner.params))
+        return task.evaluate(inner, data, metrics)
 
     return evaluate
 
@@ -1025,7 +1036,12 @@ def _chunk_and_evaluation(evaluation, options, num_steps, plateau, loss):
                     f"evaluation.metrics[{name!r}] must be a function fn(outputs, targets), got "
                     f"{fn!r}"
                 )
-        eval_hook = (metrics, eval_data)
+        if evaluation.eval_params is not None and not callable(evaluation.eval_params):
+            raise ValueError(
+                "evaluation.eval_params must be a function fn(opt_state, params) -> params, got "
+                f"{evaluation.eval_params!r}"
+            )
+        eval_hook = (metrics, eval_data, evaluation.eval_params)
     chunk = (
         num_steps if chunk is None else min(_checks.check_int("chunk_steps", chunk, 1), num_steps)
     )
@@ -1150,8 +1166,8 @@ def _hooks(task, eval_hook, plateau, options, fingerprint, pbt=None) -> list:
         run_hooks.append(hooks.Checkpoint(options.checkpoint_dir, fingerprint))
     evaluate = None
     if eval_hook is not None:
-        metrics, eval_data = eval_hook
-        evaluate = hooks.Evaluate(_evaluation_fn(task, metrics), eval_data)
+        metrics, eval_data, eval_params = eval_hook
+        evaluate = hooks.Evaluate(_evaluation_fn(task, metrics, eval_params), eval_data)
         run_hooks.append(evaluate)
     if plateau is not None:
         controller, metric = plateau
@@ -1202,6 +1218,7 @@ def _result(fitted, members, fingerprint, t_start, compiles_before) -> SweepResu
         if jax.tree.leaves(tracked.state.model_state)
         else None,
         trackers=dict(tracked.trackers),
+        opt_state=tracked.state.opt_state,
     )
 
 

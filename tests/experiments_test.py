@@ -488,3 +488,52 @@ def test_finetune_verdicts_flip_with_the_numbers():
     no_warmup = summary(0.9, 0.8)
     no_warmup["settings"]["warmup"] = {"index": None}
     assert not any("Warmup" in v for v in finetune.verdicts(no_warmup))
+
+
+def test_lr_free_summary_matches_its_records(study_run):
+    from experiments import lr_free
+
+    d = study_run / "lr_free"
+    config = configs.get_config("lr_free", quick=True)
+    summary = results.read_json(d / "summary.json")
+    assert summary["verdicts"] == lr_free.verdicts(summary)
+    mlp = summary["models"]["mlp"]
+    factors = config["knob_factors"]["mlp"]
+    assert list(mlp["methods"]) == config["methods"]
+    assert mlp["members"] == len(config["methods"]) * len(factors) + len(
+        config["baseline_peak_lrs"]["mlp"]
+    )
+    rows = results.read_jsonl(d / "metrics_mlp.jsonl")
+    assert len(rows) == mlp["members"]
+    for name, m in mlp["methods"].items():
+        mine = [r for r in rows if r["method"] == name]
+        np.testing.assert_allclose([r["knob_value"] for r in mine], m["knob_values"], rtol=1e-6)
+        # The summary's grid is the final validation accuracy of those members (one seed).
+        final = [r["val_accuracy"][-1] for r in mine]
+        np.testing.assert_allclose(m["val_acc_grid"], final, rtol=1e-5)
+        assert m["default_val_acc_mean"] == m["val_acc_grid"][factors.index(1.0)]
+    tuned = mlp["tuned"]
+    base = {r["knob_value"]: r["val_accuracy"][-1] for r in rows if r["method"].startswith("tuned")}
+    assert tuned["val_acc_mean"] == pytest.approx(max(base.values()), rel=1e-5)
+    # The baseline's family is the schedule comparison's best (it ran first: `reads`).
+    part3 = results.read_json(study_run / "schedule_comparison" / "summary.json")
+    assert tuned["from_comparison"] and tuned["family"] == part3["models"]["mlp"]["best_family"]
+
+
+def test_lr_free_verdict_is_a_function_of_the_summary():
+    from experiments import lr_free
+
+    def summary(default, best):
+        method = {"default_val_acc_mean": default, "best_val_acc_mean": best}
+        return {
+            "tolerance": 0.01,
+            "models": {"cnn1d": {"tuned": {"val_acc_mean": 0.8}, "methods": {"m": method}}},
+        }
+
+    # Opposite summaries: the default within a point of the tuned best, and far below it.
+    assert lr_free.verdicts(summary(0.795, 0.795)) == {"cnn1d": {"m": lr_free.NO_TUNING}}
+    assert lr_free.verdicts(summary(0.70, 0.85)) == {"cnn1d": {"m": lr_free.KNOB_TUNED}}
+    assert lr_free.verdicts(summary(0.70, 0.75)) == {"cnn1d": {"m": lr_free.BELOW}}
+    # A diverged default (None in the summary) never counts as needing no tuning.
+    assert lr_free.verdicts(summary(None, 0.81)) == {"cnn1d": {"m": lr_free.KNOB_TUNED}}
+    assert lr_free.verdicts(summary(None, None)) == {"cnn1d": {"m": lr_free.BELOW}}

@@ -39,6 +39,7 @@ PARTS: tuple[str, ...] = (
     "snapshots_bn",
     "pbt",
     "finetune",
+    "lr_free",
 )
 
 
