@@ -788,6 +788,7 @@ def _identity(task, data, feed, example, eval_hook, tracked, plateau, pbt, optio
         "optimizer": task.optimizer,
         "optimizer_kwargs": task.optimizer_kwargs,
         "metrics": None if eval_hook is None else eval_hook[0],
+        "eval_params": None if eval_hook is None else eval_hook[2],
         "trackers": dict(tracked),
         "plateau_controller": None if plateau is None else plateau[0],
         "pbt": pbt,
