@@ -106,10 +106,10 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
         "test_acc_at_best": [float(test[i, best[i]].mean()) for i in range(B)],
         "scaling": fit,
         "members": res.num_members,
-        "seconds": round(seconds, 1),
     }
     results.write_json(out / "summary.json", summary)
-    return _report(config, fit, table, seconds, res.num_members)
+    results.write_timings(out, {f"one run of {res.num_members} members": seconds})
+    return _report(config, fit, table, res.num_members)
 
 
 def _figures(config, out, mean, best, bss, lrs, best_lrs, fit) -> None:
@@ -136,7 +136,7 @@ def _figures(config, out, mean, best, bss, lrs, best_lrs, fit) -> None:
     plotting.save(fig, out / "batch_size_lr.png", dpi=config["dpi"])
 
 
-def _report(config, fit, table, seconds, members) -> str:
+def _report(config, fit, table, members) -> str:
     ref, T = config["reference_batch_size"], config["num_steps"]
     closer = "linear" if fit["log10_error_linear"] < fit["log10_error_sqrt"] else "square-root"
     lrs = config["learning_rates"]
@@ -145,7 +145,7 @@ def _report(config, fit, table, seconds, members) -> str:
             f"MLP on MNIST-1D, SGD with momentum {config['momentum']} and warmup + cosine, "
             f"batch sizes {config['batch_sizes']} × {len(lrs)} peak LRs ({lrs[0]:g} to "
             f"{lrs[-1]:g}, a quarter decade apart) × {len(config['seeds'])} seeds = {members} "
-            f"members in ONE run ({seconds:.0f} s): batches of {max(config['batch_sizes'])} are "
+            f"members in ONE run: batches of {max(config['batch_sizes'])} are "
             "drawn and each member's loss is masked to its first B examples. All members take "
             f"the same T = {T} steps, so smaller batches see fewer examples (B = 16 sees "
             f"{16 * T / 3500:.1f} epochs, B = 256 {256 * T / 3500:.0f}).",

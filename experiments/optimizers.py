@@ -142,8 +142,9 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     )
     (out / "table.md").write_text(table)
     _figures(config, out, lrs, curves, ranges)
-    results.write_json(out / "summary.json", {"optimizers": summary, "seconds": seconds})
-    return _report(config, summary, table, seconds)
+    results.write_json(out / "summary.json", {"optimizers": summary})
+    results.write_timings(out, seconds)
+    return _report(config, summary, table)
 
 
 def _figures(config, out, lrs, curves, ranges) -> None:
@@ -169,7 +170,7 @@ def _figures(config, out, lrs, curves, ranges) -> None:
     plotting.save(ax, out / "sensitivity.png", dpi=config["dpi"])
 
 
-def _report(config, summary, table, seconds) -> str:
+def _report(config, summary, table) -> str:
     names, tol = config["schedules"], config["tolerance"]
     flat = [(opt, s, v) for opt, per in summary.items() for s, v in per.items()]
     best = max(flat, key=lambda t: t[2]["val_acc_mean"])
@@ -189,8 +190,8 @@ def _report(config, summary, table, seconds) -> str:
             f"{config['batch_size']}, "
             f"T = {config['num_steps']} steps, each with {' and '.join(lab[n] for n in names)}, "
             f"over one common log LR grid ({len(lrs)} LRs from {lrs[0]:g} to {lrs[-1]:g}) × "
-            f"{len(config['seeds'])} seeds: one `sweep.train` run per optimizer "
-            f"({sum(seconds.values()):.0f} s in all). Best LR chosen on validation; "
+            f"{len(config['seeds'])} seeds: one `sweep.train` run per optimizer. Best LR chosen "
+            "on validation; "
             f"**sensitivity** = width in decades of the LR range whose mean validation accuracy "
             f"is within {tol * 100:g} point of that optimizer's best (interpolated in log LR "
             "between grid points; 0 = only the best grid point qualifies). With 500 validation "

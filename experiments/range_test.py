@@ -97,7 +97,6 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
             "classic": {
                 "suggestions": suggestions,
                 "divergence_lr": _nan_to_none(classic.divergence_lr),
-                "seconds": round(classic_s, 1),
             },
             "parallel": {
                 "learning_rates": parallel.learning_rates.tolist(),
@@ -105,12 +104,12 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
                 "val_acc_mean": parallel.final_metrics["accuracy"].mean(axis=0).tolist(),
                 "suggestion": parallel.suggestion(),
                 "diverged": parallel.diverged.tolist(),
-                "seconds": round(parallel_s, 1),
             },
             "part3_reference": reference,
         },
     )
-    return _report(config, classic, parallel, classic_s, parallel_s, table, reference)
+    results.write_timings(out, {"classic": classic_s, "parallel": parallel_s})
+    return _report(config, classic, parallel, table, reference)
 
 
 def _part3_best(path: Path, model: str) -> dict[str, Any] | None:
@@ -193,7 +192,7 @@ def _figure(config, out, classic, suggestions, parallel, ref) -> None:
     plotting.save(fig, out / "range_tests.png", dpi=config["dpi"])
 
 
-def _report(config, classic, parallel, classic_s, parallel_s, table, ref) -> str:
+def _report(config, classic, parallel, table, ref) -> str:
     c, p = config["classic"], config["parallel"]
     div = classic.divergence_lr
     div_text = (
@@ -208,12 +207,12 @@ def _report(config, classic, parallel, classic_s, parallel_s, table, ref) -> str
         "",
         f"- **Classic** (Smith 2017): the LR grows exponentially from {c['start_lr']:g} to "
         f"{c['end_lr']:g} over {c['num_steps']} steps, one run per seed, all seeds in one "
-        f"compiled program ({classic_s:.0f} s); {div_text}. Suggestions use the mean smoothed "
+        f"compiled program; {div_text}. Suggestions use the mean smoothed "
         "training loss (`robust` uses the seed band).",
         f"- **Parallel**: {parallel.learning_rates.size} fixed LRs from "
         f"{parallel.learning_rates[0]:.2g} to {parallel.learning_rates[-1]:.2g}, each trained "
         f"{p['num_steps']} steps from scratch, as one `lrjax.sweep.train` run of "
-        f"{parallel.learning_rates.size * len(config['seeds'])} members ({parallel_s:.0f} s); "
+        f"{parallel.learning_rates.size * len(config['seeds'])} members; "
         f"suggestion = the LR of the lowest mean validation loss: {parallel.suggestion():.3g}.",
         "",
         "![range tests](range_tests.png)",

@@ -85,12 +85,13 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     families = config["families"]
     labels = [study.FAMILY_LABELS[f] for f in families]
     summary: dict[str, Any] = {"models": {}, "num_steps": config["num_steps"]}
-    lines = [_intro(config, ds)]
+    lines, timings = [_intro(config, ds)], {}
     for model_name in config["models"]:
         start = time.perf_counter()
         grid = train_grid(config, model_name, ds)
-        seconds = time.perf_counter() - start
         res = grid["result"]
+        timings[f"{model_name} run"] = time.perf_counter() - start
+        timings[f"{model_name} compiling"] = res.metadata["compile_seconds"]
         results.write_jsonl(
             out / f"metrics_{model_name}.jsonl", results.member_rows(res, grid["labels"])
         )
@@ -140,12 +141,11 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
             "peak_lrs": lrs.tolist(),
             "seeds": config["seeds"],
             "members": res.num_members,
-            "train_seconds": round(seconds, 1),
-            "compile_seconds": round(res.metadata["compile_seconds"], 1),
         }
-        lines += _model_section(config, model_name, res, seconds, table, files, fam_summary,
+        lines += _model_section(config, model_name, res, table, files, fam_summary,
                                 winner, loser)  # fmt: skip
     results.write_json(out / "summary.json", summary)
+    results.write_timings(out, timings)
     return "\n".join(lines)
 
 
@@ -234,7 +234,7 @@ def _intro(config, ds) -> str:
     )
 
 
-def _model_section(config, model_name, res, seconds, table, files, fam, winner, loser):
+def _model_section(config, model_name, res, table, files, fam, winner, loser):
     title = config["model_titles"][model_name]
     w, lo = fam[winner], fam[loser]
     spread = w["test_acc_mean"] - lo["test_acc_mean"]
@@ -243,8 +243,7 @@ def _model_section(config, model_name, res, seconds, table, files, fam, winner, 
     return [
         f"### {title}",
         "",
-        f"{res.num_members} members in one run: {seconds:.0f} s "
-        f"({res.metadata['compile_seconds']:.0f} s compiling).",
+        f"{res.num_members} members in one run.",
         "",
         f"**Best on validation: {study.FAMILY_LABELS[winner]}** at peak LR {w['best_lr']:.3g}: "
         f"test accuracy {w['test_acc_mean']:.3f} ± {w['test_acc_std']:.3f}. "

@@ -108,7 +108,6 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
             "best": best,
             "best_so_far": study.best_so_far([t["val_acc"] for t in mine]).tolist(),
             "trials": len(mine),
-            "seconds": seconds[method],
         }
         rows.append([
             method_label(method),
@@ -148,8 +147,9 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     for r in range(1, config["rounds"]):
         ax.axvline(r * K + 0.5, color="0.7", linewidth=0.8, linestyle=":")
     plotting.save(ax, out / "best_so_far.png", dpi=config["dpi"])
-    results.write_json(out / "summary.json", {"methods": summary, "seconds": seconds})
-    return _report(config, summary, table, seconds)
+    results.write_json(out / "summary.json", {"methods": summary})
+    results.write_timings(out, seconds)
+    return _report(config, summary, table)
 
 
 def method_label(method: str) -> str:
@@ -176,7 +176,7 @@ def _evaluate(config, model, ds, points, optimizer_kwargs):
     return res.eval_metrics["accuracy"][:, -1], test, res.diverged
 
 
-def _report(config, summary, table, seconds) -> str:
+def _report(config, summary, table) -> str:
     K, R = config["batch"], config["rounds"]
     s = config["space"]
     ranking = sorted(summary, key=lambda m: -summary[m]["best"]["val_acc"])
@@ -193,7 +193,7 @@ def _report(config, summary, table, seconds) -> str:
             f"accuracy) told back. Grid: {grid} points in a shuffled order, enqueued; "
             f"random: optuna's RandomSampler; Bayesian: TPE after {K} random start-up trials. "
             f"Init seed {config['init_seed']} for every trial; search seed "
-            f"{config['search_seed']}; {sum(seconds.values()):.0f} s in all.",
+            f"{config['search_seed']}.",
             "",
             f"**Best found**: {method_label(first)} (val {summary[first]['best']['val_acc']:.3f}, "
             f"test {summary[first]['best']['test_acc']:.3f}); **last**: {method_label(last)} "

@@ -634,12 +634,16 @@ def save(fig: Figure | Axes, path: str | os.PathLike, *, dpi: float = 110) -> st
       dpi: resolution.
 
     Returns:
-      ``path`` as a string.
+      ``path`` as a string. A PNG holds no time stamp or software version, so saving the same
+      figure again gives the same bytes.
     """
     fig = fig.figure if isinstance(fig, Axes) else fig
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    # No "Software" entry (the matplotlib version): the same figure gives the same bytes, so a
+    # re-run of the study leaves the committed PNGs unchanged.
+    metadata = {"Software": None} if path.lower().endswith(".png") else None
+    fig.savefig(path, dpi=dpi, metadata=metadata)
     return path
 
 

@@ -361,3 +361,28 @@ def test_dataset_override_trains_on_another_dataset(tmp_path, monkeypatch):
     saved = results.read_json(tmp_path / "plateau" / "config.json")
     assert saved["dataset"] == "digits"
     assert (tmp_path / "plateau" / "summary.json").exists()
+
+
+def test_snapshot_of_a_rerun_is_byte_identical_and_free_of_timings(quick_run, tmp_path):
+    # `make experiment` twice on one commit and machine must leave docs/results unchanged
+    out, _ = quick_run
+    first = run.snapshot(out, tmp_path / "first")
+    again = tmp_path / "again"
+    assert run.main(["--config", "schedules", "--quick", "--out", str(again)]) == 0
+    second = run.snapshot(again, tmp_path / "second")
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert any(f.suffix == ".png" for f in files) and any(f.name == "summary.json" for f in files)
+    for f in files:
+        assert (first / f).read_bytes() == (second / f).read_bytes(), f
+    # the run's own report keeps its times; the snapshot drops them
+    assert results.TIMING_LINE in (out / "schedules" / "report.md").read_text()
+    for f in files:
+        if f.suffix in (".md", ".json"):
+            assert not re.search(r"\d s\b|seconds", (first / f).read_text()), f
+
+
+def test_without_timings_drops_only_the_timing_line():
+    text = "## Part\n\nbody 1.5 s\n\n" + results.timing_line(3.25, {"run": 2.0}) + "\n\nafter\n"
+    assert results.timing_line(3.25, {"run": 2.0}) == "Run time: 3.2 s in all (run 2.0 s)."
+    assert results.without_timings(text) == "## Part\n\nbody 1.5 s\n\nafter\n"

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,14 @@ def test_plot_ensemble_sizes_draws_curves_with_bands_and_baselines(tmp_path):
     assert_png(tmp_path / "e.png")
     with pytest.raises(ValueError, match=r"curves\['a'\] must have shape \(seeds, 3\)"):
         plotting.plot_ensemble_sizes(sizes, {"a": [1.0, 2.0]})
+
+
+def test_save_writes_the_same_bytes_twice_and_no_software_version(tmp_path):
+    # a re-run of the study must leave the committed PNGs unchanged
+    paths = []
+    for name in ("a.png", "b.png"):
+        ax = plotting.plot_schedules(STEPS, {"cosine": COSINE, "exp": EXPONENTIAL}, log_y=True)
+        paths.append(plotting.save(ax, tmp_path / name))
+    first, second = (Path(p).read_bytes() for p in paths)
+    assert first == second
+    assert b"Software" not in first and b"atplotlib" not in first
