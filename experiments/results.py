@@ -71,6 +71,17 @@ def rebase_links(markdown: str, prefix: str) -> str:
     return re.sub(r"(!?\[[^\]]*\]\()([^)\s]+)\)", fix, markdown)
 
 
+def noise(*stds: float, examples: int | None = None) -> float:
+    """The noise level a difference of two results is judged against: the larger seed standard
+    deviation of the two, and at least one example of the evaluation set (`1 / examples`)."""
+    return max([float(s) for s in stds] + ([1.0 / examples] if examples else []))
+
+
+def beyond(difference: float, level: float) -> str:
+    """`'more than the noise'` when `|difference| > level`, else `'within the noise'`."""
+    return "more than the noise" if abs(difference) > level else "within the noise"
+
+
 TIMINGS = "timings.json"
 TIMING_LINE = "Run time: "
 

@@ -135,8 +135,9 @@ def plot_schedules(
     """
     ax = new_axes() if ax is None else ax
     steps = np.asarray(steps)
-    for label, values in curves.items():
-        ax.plot(*_as_curve(steps, values), label=label, linewidth=1.4)
+    styles = _line_styles(len(curves) + len(secondary or {}))
+    for (label, values), (color, ls) in zip(curves.items(), styles, strict=False):
+        ax.plot(*_as_curve(steps, values), ls, color=color, label=label, linewidth=1.4)
     for i, x in enumerate(vlines):
         ax.axvline(
             x, color="0.5", linestyle=":", linewidth=1.0, label=vlines_label if i == 0 else None
@@ -145,8 +146,8 @@ def plot_schedules(
     if zoom is not None:
         inset = ax.inset_axes((0.55, 0.5, 0.42, 0.44))
         keep = (steps >= zoom[0]) & (steps <= zoom[1])
-        for values in curves.values():
-            inset.plot(steps[keep], np.asarray(values)[keep], linewidth=1.2)
+        for values, (color, ls) in zip(curves.values(), styles, strict=False):
+            inset.plot(steps[keep], np.asarray(values)[keep], ls, color=color, linewidth=1.2)
         inset.set_title(f"steps {zoom[0]:g}–{zoom[1]:g}", fontsize="small")
         inset.tick_params(labelsize="x-small")
         inset.grid(True, alpha=0.3)
@@ -155,12 +156,10 @@ def plot_schedules(
     handles, labels = ax.get_legend_handles_labels()
     if secondary:
         twin = ax.twinx()
-        palette = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-        colors = itertools.islice(itertools.cycle(palette), len(curves), None)
-        for label, values in secondary.items():
-            twin.plot(
-                *_as_curve(steps, values), "--", label=label, linewidth=1.2, color=next(colors)
-            )
+        for (label, values), (color, _) in zip(
+            secondary.items(), styles[len(curves) :], strict=True
+        ):
+            twin.plot(*_as_curve(steps, values), "--", label=label, linewidth=1.2, color=color)
         twin.set_ylabel(secondary_label)
         more_handles, more_labels = twin.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
@@ -315,10 +314,37 @@ def _band(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, lo, hi
 
 
-def _line_styles(n: int):
-    """(color, linestyle) for n curves: 10 colors solid, then the same colors dashed, ..."""
-    styles = ["-", "--", ":", "-."]
-    return [(f"C{i % 10}", styles[(i // 10) % len(styles)]) for i in range(n)]
+_STYLES = ("-", "--", "-.", ":")
+# tab20 dark shades first, then the light ones, so neighbours in a legend differ most.
+_TAB20_ORDER = (*range(0, 20, 2), *range(1, 20, 2))
+
+
+def _line_styles(n: int) -> list[tuple[str | tuple[float, ...], str]]:
+    """(color, linestyle) for n curves from a qualitative palette.
+
+    Up to 10 curves: matplotlib's tab10 colors (``C0``..``C9``), solid. More: the 20 colors of
+    tab20, each curve with its own color (up to 20) and the line styles cycling, so two curves
+    never share both color and style (up to 80 curves) and neighbours differ in style too.
+    """
+    if n <= 10:
+        return [(f"C{i}", "-") for i in range(n)]
+    colors = matplotlib.colormaps["tab20"].colors
+    return [(colors[_TAB20_ORDER[i % 20]], _STYLES[(i + i // 20) % len(_STYLES)]) for i in range(n)]
+
+
+def _band_alpha(n: int, base: float = 0.15) -> float:
+    """Opacity of one of n overlapping seed bands: lighter as more overlap, so that where all
+    overlap the stack stays readable (``base`` up to 3 bands, then ``base * 3 / n``)."""
+    return max(base * min(1.0, 3.0 / max(n, 1)), 0.03)
+
+
+def _label_grid(ax: Axes, values: np.ndarray, max_labels: int = 8) -> None:
+    """Labels every point of a short log-x grid (a 4-point grid shows all 4 values; the default
+    log locator would label only the decades)."""
+    values = np.unique(values[np.isfinite(values) & (values > 0)])
+    if 0 < values.size <= max_labels:
+        ax.set_xticks(values, [f"{v:.3g}" for v in values])
+        ax.set_xticks([], minor=True)
 
 
 def plot_lr_sweep(
@@ -353,6 +379,7 @@ def plot_lr_sweep(
     """
     lrs = np.asarray(learning_rates, dtype=float)
     ax = new_axes() if ax is None else ax
+    alpha = _band_alpha(len(curves))
     for (label, values), (color, ls) in zip(curves.items(), _line_styles(len(curves)), strict=True):
         v = np.atleast_2d(np.asarray(values, dtype=float))
         if v.shape[1:] != lrs.shape:
@@ -363,7 +390,7 @@ def plot_lr_sweep(
         ok = np.isfinite(mean)
         ax.plot(lrs, mean, ls, color=color, marker=".", label=label, linewidth=1.4)
         if len(v) > 1 and ok.any():
-            ax.fill_between(lrs[ok], lo[ok], hi[ok], color=color, alpha=0.15, linewidth=0)
+            ax.fill_between(lrs[ok], lo[ok], hi[ok], color=color, alpha=alpha, linewidth=0)
         if best is not None and ok.any():
             masked = np.where(ok, mean if best == "max" else -mean, -np.inf)
             i = int(np.argmax(masked))
@@ -373,6 +400,7 @@ def plot_lr_sweep(
     ):
         ax.axvline(lr, color=color, linestyle="--", linewidth=1.0, label=f"{name}: {lr:.2g}")
     ax.set_xscale("log")
+    _label_grid(ax, lrs)
     if ylim is not None:
         ax.set_ylim(*ylim)
     _style(ax, log_y=False, xlabel="peak learning rate", ylabel=ylabel)
@@ -418,6 +446,7 @@ def plot_curves(
     """
     x = np.asarray(steps)
     ax = new_axes() if ax is None else ax
+    alpha = _band_alpha(len(curves))
     for (label, values), (color, ls) in zip(curves.items(), _line_styles(len(curves)), strict=True):
         v = np.atleast_2d(np.asarray(values, dtype=float))
         if v.shape[1:] != x.shape:
@@ -432,7 +461,7 @@ def plot_curves(
         ax.plot(x, mean, ls, color=color, label=label, linewidth=1.3, drawstyle=drawstyle)
         if len(v) > 1:
             step = "post" if "steps" in drawstyle else None
-            ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0, step=step)
+            ax.fill_between(x, lo, hi, color=color, alpha=alpha, linewidth=0, step=step)
     _style(ax, log_y=log_y, xlabel=xlabel, ylabel=ylabel)
     if ylim is not None:
         ax.set_ylim(*ylim)
@@ -470,6 +499,8 @@ def plot_ensemble_sizes(
       The Axes drawn into.
     """
     x = np.asarray(sizes, dtype=float)
+    if x.ndim != 1 or np.any(np.diff(x) <= 0):
+        raise ValueError(f"sizes must increase left to right, got {x.tolist()}")
     ax = new_axes() if ax is None else ax
     styles = _line_styles(len(curves) + len(baselines or {}))
     for (label, values), (color, _) in zip(curves.items(), styles, strict=False):
@@ -487,8 +518,9 @@ def plot_ensemble_sizes(
         mean, lo, hi = _band(v)
         ax.axhline(mean[0], color=color, linestyle="--", linewidth=1.2, label=label)
         if len(v) > 1 and np.isfinite(mean[0]):
-            ax.axhspan(lo[0], hi[0], color=color, alpha=0.08, linewidth=0)
-    ax.set_xticks(x)
+            alpha = _band_alpha(len(baselines), base=0.08)
+            ax.axhspan(lo[0], hi[0], color=color, alpha=alpha, linewidth=0)
+    ax.set_xticks(x, [f"{v:g}" for v in x])
     _style(ax, log_y=False, xlabel=xlabel, ylabel=ylabel)
     if title:
         ax.set_title(title)

@@ -288,19 +288,6 @@ def test_snapshots_on_a_batchnorm_cnn_recompute_swa_statistics(study_run):
     assert "The model has no batch norm" in plain
 
 
-def test_snapshot_ensemble_sentences_follow_the_numbers():
-    flat_acc = {"ensemble_acc": [[0.9, 0.9, 0.901]], "ensemble_nll": [[0.5, 0.4, 0.3]],
-                "single_acc": [[0.8, 0.85, 0.9]]}  # fmt: skip
-    gaining = {"ensemble_acc": [[0.9, 0.92, 0.93]], "ensemble_nll": [[0.5, 0.5, 0.5]],
-               "single_acc": [[0.8, 0.85, 0.9]]}  # fmt: skip
-    losing = {"ensemble_acc": [[0.9, 0.88, 0.87]], "ensemble_nll": [[0.3, 0.4, 0.5]],
-              "single_acc": [[0.8, 0.85, 0.9]]}  # fmt: skip
-    assert "the gain is in calibration" in snapshots._curve_text(flat_acc, 3)
-    assert "adds 3.0 points of accuracy" in snapshots._curve_text(gaining, 3)
-    text = snapshots._curve_text(losing, 3)
-    assert "does not help accuracy" in text and "calibration" not in text
-
-
 def test_snapshots_rejects_unequal_budgets():
     config = configs.get_config("snapshots", quick=True)
     with pytest.raises(ValueError, match="num_cycles 7 must divide num_steps 120"):
