@@ -481,11 +481,15 @@ def curve_text(curve: dict[str, Any], test_examples: int) -> str:
         f"{'lowers' if nll_drop >= 0 else 'raises'} NLL by {abs(nll_drop):.3f} "
         f"({results.beyond(nll_drop, nll_noise)}: {nll_noise:.3f})"
     )
-    if abs(acc_gain) <= acc_noise and nll_drop > nll_noise:
-        gist = ": the gain is in calibration, not accuracy."
-    elif acc_gain > acc_noise:
+    acc_up, acc_down = acc_gain > acc_noise, acc_gain < -acc_noise
+    nll_down, nll_up = nll_drop > nll_noise, nll_drop < -nll_noise
+    if acc_up and nll_up:
+        gist = ": more accurate but less well calibrated, a mixed result."
+    elif acc_up:
         gist = ": ensembling helps here."
-    elif acc_gain < -acc_noise or nll_drop < -nll_noise:
+    elif nll_down and not acc_down:
+        gist = ": the gain is in calibration, not accuracy."
+    elif acc_down or nll_up:
         gist = ": ensembling hurts here."
     else:
         gist = ": ensembling changes nothing measurable here."

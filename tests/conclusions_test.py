@@ -125,6 +125,12 @@ def test_snapshot_curve_sentences_follow_the_numbers():
     assert "ensembling helps here" in gaining and "calibration" not in gaining
     assert "costs 3.0 points" in losing and "ensembling hurts here" in losing
     assert "one of the 1000 test examples" in losing
+    mixed = snapshots.curve_text(_curve([[0.9, 0.92, 0.93], [0.9, 0.92, 0.93]],
+                                        [[0.3, 0.4, 0.5], [0.3, 0.4, 0.5]]), 1000)  # fmt: skip
+    assert "a mixed result" in mixed and "helps" not in mixed
+    same = snapshots.curve_text(_curve([[0.9, 0.9, 0.9], [0.9, 0.9, 0.9]],
+                                       [[0.3, 0.3, 0.3], [0.3, 0.3, 0.3]]), 1000)  # fmt: skip
+    assert "changes nothing measurable" in same
 
 
 def _plateau_summary(plat, fixed, const):
