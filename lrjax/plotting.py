@@ -345,6 +345,10 @@ def _label_grid(ax: Axes, values: np.ndarray, max_labels: int = 8) -> None:
     if 0 < values.size <= max_labels:
         ax.set_xticks(values, [f"{v:.3g}" for v in values])
         ax.set_xticks([], minor=True)
+        # a margin of 5% of the grid's span (in log space) on each side, so the labels of the
+        # end points (also where a run diverged and no line is drawn) sit inside the axes
+        margin = (values[-1] / values[0]) ** 0.05 if values.size > 1 else 2.0
+        ax.set_xlim(values[0] / margin, values[-1] * margin)
 
 
 def plot_lr_sweep(
