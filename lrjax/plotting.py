@@ -179,12 +179,31 @@ def plot_schedules(
             loc="upper center",
             bbox_to_anchor=(0.5, 0.0),
             bbox_transform=below,
-            ncols=2,
+            ncols=_legend_columns(ax, labels, legend_fontsize),
             frameon=False,
         )
     elif handles:
         ax.legend(handles, labels, fontsize=legend_fontsize)
     return ax
+
+
+def _legend_columns(ax: Axes, labels: Sequence[str], fontsize: str | float) -> int:
+    """2 legend columns under ``ax`` when two of its longest labels fit side by side within the
+    axes' width, else 1, so a legend below a panel never spills into its neighbour."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    prop = FontProperties(size=fontsize)
+    em = prop.get_size_in_points()
+    measure = TextToPath().get_text_width_height_descent
+    widest = max(measure(label, prop, ismath=False)[0] for label in labels)
+    # The axes' share of the figure width, less about 50 pt of y tick labels and y label
+    # (known before constrained layout places it, unlike ax.get_position()).
+    spec = ax.get_subplotspec()
+    share = 1.0 if spec is None else len(spec.colspan) / spec.get_gridspec().ncols
+    width = ax.figure.get_figwidth() * 72.0 * share - 50.0
+    # each column: handle (2 em) and its padding (0.8 em) then the text; 2 em between columns
+    return 2 if 2 * (widest + 2.8 * em) + 2 * em <= width else 1
 
 
 def plot_gallery(

@@ -222,14 +222,18 @@ def test_ensemble_size_axis_reads_left_to_right():
         plotting.plot_ensemble_sizes([4, 3, 2, 1], {"ens": [0.8, 0.85, 0.86, 0.87]})
 
 
-def test_legends_stay_inside_the_figure(tmp_path):
-    # a crowded panel: the legend (in or under the axes) must lie within the saved figure
-    ax = plotting.plot_schedules(
-        STEPS, {f"family {i}": COSINE * (i + 1) for i in range(12)}, legend_below=True
-    )
-    plotting.save(ax, tmp_path / "legend.png")
-    fig = ax.figure
-    box = ax.get_legend().get_window_extent(fig._get_renderer())
-    page = fig.bbox
-    assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1
-    assert box.y0 >= page.y0 - 1 and box.y1 <= page.y1 + 1
+def test_legends_below_gallery_panels_stay_within_their_panel(tmp_path):
+    # long labels (as lrjax.get calls in the gallery) go into one column instead of spilling
+    # into the neighbouring panel; short ones keep two columns
+    long = {f'get("warmup_cosine_decay", warmup=.{i})': COSINE * (i + 1) for i in range(4)}
+    short = {f"power {i}": COSINE * (i + 1) for i in range(4)}
+    fig = plotting.plot_gallery(STEPS, {"long": long, "short": short, "more": short}, ncols=3)
+    plotting.save(fig, tmp_path / "gallery.png", dpi=80)
+    renderer = fig._get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_legend()._ncols for ax in axes] == [1, 2, 2]
+    for ax in axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        panel = ax.get_window_extent(renderer)
+        tick_labels = 50 * fig.dpi / 72  # the y tick labels and label left of the axes
+        assert legend.x0 >= panel.x0 - tick_labels and legend.x1 <= panel.x1 + 2, ax.get_title()
