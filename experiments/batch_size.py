@@ -106,10 +106,10 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
         "test_acc_at_best": [float(test[i, best[i]].mean()) for i in range(B)],
         "scaling": fit,
         "members": res.num_members,
-        "seconds": round(seconds, 1),
     }
     results.write_json(out / "summary.json", summary)
-    return _report(config, fit, table, seconds, res.num_members)
+    results.write_timings(out, {f"one run of {res.num_members} members": seconds})
+    return _report(config, summary, table)
 
 
 def _figures(config, out, mean, best, bss, lrs, best_lrs, fit) -> None:
@@ -136,26 +136,43 @@ def _figures(config, out, mean, best, bss, lrs, best_lrs, fit) -> None:
     plotting.save(fig, out / "batch_size_lr.png", dpi=config["dpi"])
 
 
-def _report(config, fit, table, seconds, members) -> str:
-    ref, T = config["reference_batch_size"], config["num_steps"]
-    closer = "linear" if fit["log10_error_linear"] < fit["log10_error_sqrt"] else "square-root"
+def conclusion(config: dict[str, Any], summary: dict[str, Any]) -> str:
+    """Which scaling rule fits the measured best LRs, from the config and `summary.json` alone.
+
+    The noise is the LR grid's resolution: a best LR read off the grid is uncertain by half a
+    grid step, so a rule is called better only when its mean error is smaller by more than that.
+    """
+    fit, lrs = summary["scaling"], np.asarray(summary["learning_rates"])
+    half_step = float(np.log10(lrs[1] / lrs[0])) / 2
+    lin, sqrt = fit["log10_error_linear"], fit["log10_error_sqrt"]
+    if abs(lin - sqrt) > half_step:
+        closer = "linear" if lin < sqrt else "square-root"
+        verdict = f"the {closer} rule fits better here, by more than the noise"
+    else:
+        verdict = "neither rule fits better by more than the noise"
+    return (
+        f"**Scaling rules** (from the measured best LR at B = {config['reference_batch_size']}): "
+        f"the fitted exponent of best LR ∝ B^k is **k = {fit['slope']:.2f}** (linear rule: 1, "
+        f"square-root rule: 0.5). Mean error: linear rule {lin:.2f} decades, square-root rule "
+        f"{sqrt:.2f} decades: {verdict}. Noise: the grid's resolution, half a step of "
+        f"{2 * half_step:.2f} decades = {half_step:.2f} decades."
+    )
+
+
+def _report(config, summary, table) -> str:
+    T, members = config["num_steps"], summary["members"]
     lrs = config["learning_rates"]
     return "\n".join(
         [
             f"MLP on MNIST-1D, SGD with momentum {config['momentum']} and warmup + cosine, "
             f"batch sizes {config['batch_sizes']} × {len(lrs)} peak LRs ({lrs[0]:g} to "
             f"{lrs[-1]:g}, a quarter decade apart) × {len(config['seeds'])} seeds = {members} "
-            f"members in ONE run ({seconds:.0f} s): batches of {max(config['batch_sizes'])} are "
+            f"members in ONE run: batches of {max(config['batch_sizes'])} are "
             "drawn and each member's loss is masked to its first B examples. All members take "
             f"the same T = {T} steps, so smaller batches see fewer examples (B = 16 sees "
             f"{16 * T / 3500:.1f} epochs, B = 256 {256 * T / 3500:.0f}).",
             "",
-            f"**Scaling rules** (from the measured best LR at B = {ref}): the fitted exponent of "
-            f"best LR ∝ B^k is **k = {fit['slope']:.2f}** (linear rule: 1, square-root rule: "
-            f"0.5). Mean error: linear rule {fit['log10_error_linear']:.2f} decades, square-root "
-            f"rule {fit['log10_error_sqrt']:.2f} decades: the {closer} rule fits better here. "
-            "The grid is a quarter decade apart, so errors below ~0.15 decades are within its "
-            "resolution.",
+            conclusion(config, summary),
             "",
             "![batch size × LR](batch_size_lr.png)",
             "",

@@ -106,11 +106,11 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
             "families": len(config["families"]),
             "schedules": len(values),
             "total_steps": config["total_steps"],
-            "evaluate_seconds": round(eval_s, 3),
             "non_finite": bad,
         },
     )
-    return _report(config, table, bad, eval_s, len(values))
+    results.write_timings(out, {"evaluating every schedule, compiles included": eval_s})
+    return _report(config, table, bad, len(values))
 
 
 def _progress(items):
@@ -135,12 +135,12 @@ def _table(config, all_entries, values) -> str:
     return results.markdown_table(header, rows)
 
 
-def _report(config, table, bad, eval_s, n) -> str:
+def _report(config, table, bad, n) -> str:
     T, W, peak = config["total_steps"], config["warmup_steps"], config["peak_value"]
     lines = [
         f"Every schedule family of `lrjax.schedules` ({n} schedules in {len(config['families'])} "
-        f"families), each evaluated by one jitted, vmapped call on steps 0..{T} "
-        f"({eval_s:.1f} s for all, compiles included). Common settings: total T = {T} steps, "
+        f"families), each evaluated by one jitted, vmapped call on steps 0..{T}. "
+        f"Common settings: total T = {T} steps, "
         f"warmup W = {W} steps, peak {peak}. Step t is the optimizer update count (optax's "
         "convention: the LR used by update t, t = 0 first), so step T is one past the last update.",
         "",

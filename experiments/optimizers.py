@@ -101,6 +101,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
             s = {
                 "best_lr": float(lrs[b]),
                 "val_acc_mean": float(mean[b]),
+                "val_acc_std": float(np.nanstd(val[b])),
                 "test_acc_mean": float(test.mean()),
                 "test_acc_std": float(test.std()),
                 "width_decades": width,
@@ -142,8 +143,10 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     )
     (out / "table.md").write_text(table)
     _figures(config, out, lrs, curves, ranges)
-    results.write_json(out / "summary.json", {"optimizers": summary, "seconds": seconds})
-    return _report(config, summary, table, seconds)
+    summary = {"optimizers": summary, "val_examples": len(ds.y_val)}
+    results.write_json(out / "summary.json", summary)
+    results.write_timings(out, seconds)
+    return _report(config, summary, table)
 
 
 def _figures(config, out, lrs, curves, ranges) -> None:
@@ -169,19 +172,66 @@ def _figures(config, out, lrs, curves, ranges) -> None:
     plotting.save(ax, out / "sensitivity.png", dpi=config["dpi"])
 
 
-def _report(config, summary, table, seconds) -> str:
-    names, tol = config["schedules"], config["tolerance"]
-    flat = [(opt, s, v) for opt, per in summary.items() for s, v in per.items()]
-    best = max(flat, key=lambda t: t[2]["val_acc_mean"])
-    worst = min(flat, key=lambda t: t[2]["val_acc_mean"])
+def conclusion(config: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The report's verdict, from the config and `summary.json` alone.
+
+    A difference of validation accuracy counts only beyond the noise: the larger seed standard
+    deviation of the two results compared, at least one validation example.
+    """
+    names, opts, n = config["schedules"], summary["optimizers"], summary["val_examples"]
+    flat = sorted(
+        ((opt, s, v) for opt, per in opts.items() for s, v in per.items()),
+        key=lambda t: -t[2]["val_acc_mean"],
+    )
+    best, runner_up, worst = flat[0], flat[1], flat[-1]
     widest = max(flat, key=lambda t: t[2]["width_decades"])
     narrowest = min(flat, key=lambda t: t[2]["width_decades"])
     lab = config["schedule_labels"]
-    helped = [
-        opt
-        for opt, per in summary.items()
-        if len(names) > 1 and per[names[1]]["val_acc_mean"] > per[names[0]]["val_acc_mean"]
+    b, r = best[2], runner_up[2]
+    gap = b["val_acc_mean"] - r["val_acc_mean"]
+    level = results.noise(b["val_acc_std"], r["val_acc_std"], examples=n)
+    lines = [
+        f"**Best**: {best[0]} with {lab[best[1]]} (test {b['test_acc_mean']:.3f} ± "
+        f"{b['test_acc_std']:.3f} at LR {b['best_lr']:.3g}), {gap * 100:.1f} validation points "
+        f"ahead of {runner_up[0]} with {lab[runner_up[1]]}, {results.beyond(gap, level)} "
+        f"({level * 100:.1f} points). **Worst**: {worst[0]} with {lab[worst[1]]} (test "
+        f"{worst[2]['test_acc_mean']:.3f}). **Least sensitive**: {widest[0]} "
+        f"({lab[widest[1]]}, {widest[2]['width_decades']:.2f} decades); **most sensitive**: "
+        f"{narrowest[0]} ({lab[narrowest[1]]}, {narrowest[2]['width_decades']:.2f} decades)."
     ]
+    if len(names) > 1:
+        verdicts: dict[str, list[str]] = {"better": [], "tie": [], "worse": []}
+        for opt, per in opts.items():
+            s, c = per[names[1]], per[names[0]]
+            diff = s["val_acc_mean"] - c["val_acc_mean"]
+            if abs(diff) <= results.noise(s["val_acc_std"], c["val_acc_std"], examples=n):
+                verdicts["tie"].append(opt)
+            else:
+                verdicts["better" if diff > 0 else "worse"].append(opt)
+        parts = [
+            f"{len(v)} ({', '.join(v)}) {what}"
+            for key, what in (
+                ("better", "beat the constant LR by more than the noise"),
+                ("tie", "were within the noise of it"),
+                ("worse", "lost to it by more than the noise"),
+            )
+            if (v := verdicts[key])
+        ]
+        lines.append(
+            f"On validation, {lab[names[1]]} against {lab[names[0]]} for the {len(opts)} "
+            f"optimizers: {'; '.join(parts)}."
+        )
+    lines.append(
+        f"Noise: the larger seed standard deviation of the two results compared "
+        f"({len(config['seeds'])} seeds), at least one of the {n} validation examples "
+        f"({100 / n:.1f} points)."
+    )
+    return " ".join(lines)
+
+
+def _report(config, summary, table) -> str:
+    names, tol = config["schedules"], config["tolerance"]
+    lab = config["schedule_labels"]
     lrs = config["learning_rates"]
     return "\n".join(
         [
@@ -189,21 +239,14 @@ def _report(config, summary, table, seconds) -> str:
             f"{config['batch_size']}, "
             f"T = {config['num_steps']} steps, each with {' and '.join(lab[n] for n in names)}, "
             f"over one common log LR grid ({len(lrs)} LRs from {lrs[0]:g} to {lrs[-1]:g}) × "
-            f"{len(config['seeds'])} seeds: one `sweep.train` run per optimizer "
-            f"({sum(seconds.values()):.0f} s in all). Best LR chosen on validation; "
+            f"{len(config['seeds'])} seeds: one `sweep.train` run per optimizer. Best LR chosen "
+            "on validation; "
             f"**sensitivity** = width in decades of the LR range whose mean validation accuracy "
             f"is within {tol * 100:g} point of that optimizer's best (interpolated in log LR "
             "between grid points; 0 = only the best grid point qualifies). With 500 validation "
             "examples one point is 5 examples, so widths are noisy to about ±0.25 decades.",
             "",
-            f"**Best**: {best[0]} with {lab[best[1]]} (test {best[2]['test_acc_mean']:.3f} ± "
-            f"{best[2]['test_acc_std']:.3f} at LR {best[2]['best_lr']:.3g}). **Worst**: "
-            f"{worst[0]} with {lab[worst[1]]} (test {worst[2]['test_acc_mean']:.3f}). "
-            f"**Least sensitive**: {widest[0]} ({lab[widest[1]]}, "
-            f"{widest[2]['width_decades']:.2f} decades); **most sensitive**: {narrowest[0]} "
-            f"({lab[narrowest[1]]}, {narrowest[2]['width_decades']:.2f} decades). The schedule "
-            f"beat the constant LR on validation for {len(helped)} of {len(summary)} "
-            f"optimizers{': ' + ', '.join(helped) if helped else ''}.",
+            conclusion(config, summary),
             "",
             table,
             "![validation accuracy vs LR per optimizer](val_acc_vs_lr.png)",

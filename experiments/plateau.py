@@ -195,15 +195,13 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
         "methods": methods,
         "reductions": cuts.tolist(),
         "members": {"plateau": plat.num_members, "fixed": fixed.num_members},
-        "seconds": {
-            "plateau": round(plat_s, 1),
-            "fixed": round(fixed_s, 1),
-            "compile": round(
-                plat.metadata["compile_seconds"] + fixed.metadata["compile_seconds"], 1
-            ),
-        },
+        "test_examples": len(ds.y_test),
     }
     results.write_json(out / "summary.json", summary)
+    compile_s = plat.metadata["compile_seconds"] + fixed.metadata["compile_seconds"]
+    results.write_timings(
+        out, {"plateau run": plat_s, "fixed run": fixed_s, "compiling, in both": compile_s}
+    )
     table = _table(config, methods)
     (out / "table.md").write_text(table)
     _figure(config, out, plat, fixed, families, val, diverged, methods)
@@ -287,35 +285,54 @@ def _figure(config, out, plat, fixed, families, val, diverged, methods) -> None:
     plotting.save(fig, out / "plateau.png", dpi=config["dpi"])
 
 
-def _report(config, summary, table) -> str:
-    p, ref, ms = config["plateau"], summary["reference"], summary["methods"]
-    fam = ref["family"]
+def verdict(config: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The report's verdict, from the config and `summary.json` alone.
+
+    A gap in test accuracy is a win or a loss only beyond the noise: the larger seed standard
+    deviation of the two methods, at least one test example.
+    """
+    ms, n = summary["methods"], summary["test_examples"]
+    fam = summary["reference"]["family"]
     plat, fixed, const = ms["plateau"], ms[fam], ms.get("constant", ms[fam])
     gap = plat["test_acc_mean"] - fixed["test_acc_mean"]
-    outcome = "ties with" if abs(gap) < 0.01 else "beats" if gap > 0 else "loses to"
+    level = results.noise(plat["test_acc_std"], fixed["test_acc_std"], examples=n)
+    outcome = "ties with" if abs(gap) <= level else "beats" if gap > 0 else "loses to"
     verdict = (
         f"**Reduce-on-plateau {outcome} {fixed['label']}** on test accuracy "
-        f"({gap * 100:+.1f} points: {plat['test_acc_mean']:.3f} ± "
-        f"{plat['test_acc_std']:.3f} vs {fixed['test_acc_mean']:.3f} ± "
-        f"{fixed['test_acc_std']:.3f})"
+        f"({gap * 100:+.1f} points, {results.beyond(gap, level)} of {level * 100:.1f} points: "
+        f"{plat['test_acc_mean']:.3f} ± {plat['test_acc_std']:.3f} vs "
+        f"{fixed['test_acc_mean']:.3f} ± {fixed['test_acc_std']:.3f})"
     )
     if fam != "constant":
-        verdict += (
-            f"; against the same constant LR without the controller ({const['test_acc_mean']:.3f}"
-            f" ± {const['test_acc_std']:.3f}) it "
-            f"{'gains' if plat['test_acc_mean'] >= const['test_acc_mean'] else 'loses'} "
-            f"{abs(plat['test_acc_mean'] - const['test_acc_mean']) * 100:.1f} points"
-        )
-    verdict += (
+        gain = plat["test_acc_mean"] - const["test_acc_mean"]
+        level_c = results.noise(plat["test_acc_std"], const["test_acc_std"], examples=n)
+        const_text = f"{const['test_acc_mean']:.3f} ± {const['test_acc_std']:.3f}"
+        if abs(gain) <= level_c:
+            verdict += (
+                f"; it is within the noise ({level_c * 100:.1f} points) of the same constant LR "
+                f"without the controller ({const_text}, {gain * 100:+.1f} points)"
+            )
+        else:
+            verdict += (
+                f"; against the same constant LR without the controller ({const_text}) it "
+                f"{'gains' if gain > 0 else 'loses'} {abs(gain) * 100:.1f} points, more than the "
+                f"noise ({level_c * 100:.1f} points)"
+            )
+    plat_width, fixed_width = plat["width_decades"], fixed["width_decades"]
+    return verdict + (
         f". At its best initial LR ({plat['best_lr']:.3g}) the controller cut the LR "
         f"{np.mean(plat['reductions_at_best']):.1f} times on average. Sensitivity to the LR: "
         f"the range of LRs within {config['tolerance'] * 100:g} validation point of the best "
-        f"is {plat['width_decades']:.2f} decades wide with the controller, "
-        f"{fixed['width_decades']:.2f} for {fixed['label']} and {const['width_decades']:.2f} "
-        f"for plain constant. With "
-        f"{len(config['seeds'])} seeds and 1000 test examples, differences under about one "
-        "point are within the noise."
+        f"is {plat_width:.2f} decades wide with the controller, {fixed_width:.2f} for "
+        f"{fixed['label']} and {const['width_decades']:.2f} for plain constant. Noise: the "
+        f"larger seed standard deviation of the two methods compared ({len(config['seeds'])} "
+        f"seeds), at least one of the {n} test examples ({100 / n:.1f} points)."
     )
+
+
+def _report(config, summary, table) -> str:
+    p, ref = config["plateau"], summary["reference"]
+    fam = ref["family"]
     if ref["from_part3"]:
         source = (
             f"the best family of part 3 on validation, {study.FAMILY_LABELS[fam]} (part 3: "
@@ -329,7 +346,6 @@ def _report(config, summary, table) -> str:
             f"({ref['reason']}; run `make experiment CONFIG=schedule_comparison,plateau` to "
             "compare with its winner)"
         )
-    sec = summary["seconds"]
     lrs = config["learning_rates"]
     return "\n".join(
         [
@@ -341,13 +357,13 @@ def _report(config, summary, table) -> str:
             f"{p['patience']} evaluations, threshold {p['threshold']:g} {p['threshold_mode']}, "
             f"cooldown {p['cooldown']}, min LR {p['min_lr']:g}; PyTorch `ReduceLROnPlateau` "
             f"semantics), one controller per member inside the compiled loop: "
-            f"{summary['members']['plateau']} members in ONE run ({sec['plateau']:.0f} s). "
+            f"{summary['members']['plateau']} members in ONE run. "
             f"**Fixed schedule**: {source}, and plain constant, "
-            f"{summary['members']['fixed']} members in a second run ({sec['fixed']:.0f} s). The "
+            f"{summary['members']['fixed']} members in a second run. The "
             "LR is chosen on **validation** accuracy after T steps; test is reported once. The "
             "plateau controller itself watches the validation loss, as it is used in practice.",
             "",
-            verdict,
+            verdict(config, summary),
             "",
             table,
             "![plateau LRs and validation accuracy vs initial LR](plateau.png)",

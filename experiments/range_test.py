@@ -97,7 +97,6 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
             "classic": {
                 "suggestions": suggestions,
                 "divergence_lr": _nan_to_none(classic.divergence_lr),
-                "seconds": round(classic_s, 1),
             },
             "parallel": {
                 "learning_rates": parallel.learning_rates.tolist(),
@@ -105,12 +104,14 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
                 "val_acc_mean": parallel.final_metrics["accuracy"].mean(axis=0).tolist(),
                 "suggestion": parallel.suggestion(),
                 "diverged": parallel.diverged.tolist(),
-                "seconds": round(parallel_s, 1),
             },
             "part3_reference": reference,
         },
     )
-    return _report(config, classic, parallel, classic_s, parallel_s, table, reference)
+    results.write_timings(out, {"classic": classic_s, "parallel": parallel_s})
+    return _report(
+        config, classic, parallel, table, reference, results.read_json(out / "summary.json")
+    )
 
 
 def _part3_best(path: Path, model: str) -> dict[str, Any] | None:
@@ -131,6 +132,40 @@ def _part3_best(path: Path, model: str) -> dict[str, Any] | None:
         "grid": m["peak_lrs"],
         "num_steps": summary["num_steps"],
     }
+
+
+def conclusion(summary: dict[str, Any]) -> str:
+    """How close each suggestion lands to part 3's best constant LR, from `summary.json` alone
+    ("" without part 3's result).
+
+    The noise is part 3's grid resolution: its best LR is only known to half a grid step, so a
+    suggestion within half a step of it agrees with it.
+    """
+    ref = summary["part3_reference"]
+    if ref is None:
+        return ""
+    target = ref["constant_lr"] if ref["constant_lr"] is not None else ref["best_family_lr"]
+    what = "best constant LR" if ref["constant_lr"] is not None else "best LR of its winner"
+    grid = np.log10(np.asarray(ref["grid"], dtype=float))
+    half_step = float(np.min(np.diff(grid))) / 2
+    rules = {
+        **summary["classic"]["suggestions"],
+        "parallel (min val loss)": summary["parallel"]["suggestion"],
+    }
+    off = {name: float(np.log10(lr / target)) for name, lr in rules.items()}
+    close = [f"{name} ({d:+.2f})" for name, d in off.items() if abs(d) <= half_step]
+    nearest = min(off, key=lambda name: abs(off[name]))
+    if close:
+        verdict = (
+            f"Within the noise of part 3's {what} ({target:.3g}): {', '.join(close)} decades; "
+            "the other rules are further off."
+        )
+    else:
+        verdict = (
+            f"No suggestion lands within the noise of part 3's {what} ({target:.3g}); the "
+            f"nearest is {nearest} ({off[nearest]:+.2f} decades)."
+        )
+    return f"{verdict} Noise: half a step of part 3's LR grid, {half_step:.2f} decades."
 
 
 def _decades(a: float, b: float | None) -> str:
@@ -193,7 +228,7 @@ def _figure(config, out, classic, suggestions, parallel, ref) -> None:
     plotting.save(fig, out / "range_tests.png", dpi=config["dpi"])
 
 
-def _report(config, classic, parallel, classic_s, parallel_s, table, ref) -> str:
+def _report(config, classic, parallel, table, ref, summary) -> str:
     c, p = config["classic"], config["parallel"]
     div = classic.divergence_lr
     div_text = (
@@ -208,12 +243,12 @@ def _report(config, classic, parallel, classic_s, parallel_s, table, ref) -> str
         "",
         f"- **Classic** (Smith 2017): the LR grows exponentially from {c['start_lr']:g} to "
         f"{c['end_lr']:g} over {c['num_steps']} steps, one run per seed, all seeds in one "
-        f"compiled program ({classic_s:.0f} s); {div_text}. Suggestions use the mean smoothed "
+        f"compiled program; {div_text}. Suggestions use the mean smoothed "
         "training loss (`robust` uses the seed band).",
         f"- **Parallel**: {parallel.learning_rates.size} fixed LRs from "
         f"{parallel.learning_rates[0]:.2g} to {parallel.learning_rates[-1]:.2g}, each trained "
         f"{p['num_steps']} steps from scratch, as one `lrjax.sweep.train` run of "
-        f"{parallel.learning_rates.size * len(config['seeds'])} members ({parallel_s:.0f} s); "
+        f"{parallel.learning_rates.size * len(config['seeds'])} members; "
         f"suggestion = the LR of the lowest mean validation loss: {parallel.suggestion():.3g}.",
         "",
         "![range tests](range_tests.png)",
@@ -238,6 +273,8 @@ def _report(config, classic, parallel, classic_s, parallel_s, table, ref) -> str
             f"same model after {ref['num_steps']} steps (grid "
             f"{', '.join(f'{v:g}' for v in ref['grid'])}, so ±0.25 decades is within the grid's "
             "resolution): positive = the suggestion is larger.",
+            "",
+            conclusion(summary),
             "",
         ]
     lines += [table]

@@ -1,4 +1,11 @@
-"""Writing a part's results: JSON, CSV, Markdown tables and report stitching."""
+"""Writing a part's results: JSON, CSV, Markdown tables, timings and report stitching.
+
+Wall-clock times vary from run to run, so they stay out of everything `make experiment`
+commits: a part writes them with `write_timings` (not `summary.json`, not its report's prose),
+the report shows them on one line starting with `TIMING_LINE`, and `without_timings` drops that
+line from the committed copy. A re-run on the same commit and machine then leaves
+`docs/results/` unchanged.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +69,52 @@ def rebase_links(markdown: str, prefix: str) -> str:
         return f"{m.group(1)}{prefix.rstrip('/')}/{target})"
 
     return re.sub(r"(!?\[[^\]]*\]\()([^)\s]+)\)", fix, markdown)
+
+
+def noise(*stds: float, examples: int | None = None) -> float:
+    """The noise level a difference of two results is judged against: the larger seed standard
+    deviation of the two, and at least one example of the evaluation set (`1 / examples`)."""
+    return max([float(s) for s in stds] + ([1.0 / examples] if examples else []))
+
+
+def beyond(difference: float, level: float) -> str:
+    """`'more than the noise'` when `|difference| > level`, else `'within the noise'`."""
+    return "more than the noise" if abs(difference) > level else "within the noise"
+
+
+TIMINGS = "timings.json"
+TIMING_LINE = "Run time: "
+
+
+def write_timings(out_dir: str | os.PathLike, timings: Mapping[str, float]) -> None:
+    """Writes a part's wall-clock times in seconds, by what was timed, to `timings.json`."""
+    write_json(Path(out_dir) / TIMINGS, {k: round(float(v), 1) for k, v in timings.items()})
+
+
+def read_timings(out_dir: str | os.PathLike) -> dict[str, float]:
+    """The timings a part wrote with `write_timings`; empty when it wrote none."""
+    path = Path(out_dir) / TIMINGS
+    return read_json(path) if path.exists() else {}
+
+
+def timing_line(total: float, timings: Mapping[str, float]) -> str:
+    """The one report line with a part's times, e.g. `Run time: 31.3 s in all (one run of 110
+    members 30.0 s).`"""
+    detail = "; ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+    return f"{TIMING_LINE}{total:.1f} s in all" + (f" ({detail})." if detail else ".")
+
+
+def without_timings(markdown: str) -> str:
+    """`markdown` without its timing lines (and the blank line after each), for the snapshot."""
+    lines, out, skip_blank = markdown.split("\n"), [], False
+    for line in lines:
+        if line.startswith(TIMING_LINE):
+            skip_blank = True
+            continue
+        if not (skip_blank and line == ""):
+            out.append(line)
+        skip_blank = False
+    return "\n".join(out)
 
 
 def _fmt_csv(v: Any) -> str:

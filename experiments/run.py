@@ -62,7 +62,11 @@ SNAPSHOT_FILES = ("report.md", "*.png", "summary.json", "table*.md")
 def snapshot(out: Path, target: Path) -> Path:
     """Copies the reports, figures and summaries of `out` into `target` (e.g. docs/results),
     the small part of a run that is committed so the README's numbers and images are in the
-    repository; a part not in `out` keeps its earlier snapshot."""
+    repository; a part not in `out` keeps its earlier snapshot.
+
+    The copied reports leave out their timing lines, and the parts keep wall-clock times out of
+    their summaries and figures, so a re-run on the same commit and machine changes nothing here.
+    """
     for part in [p for p in configs.PARTS if (out / p / REPORT).exists()]:
         dest = target / part
         if dest.exists():
@@ -70,11 +74,18 @@ def snapshot(out: Path, target: Path) -> Path:
         dest.mkdir(parents=True)
         for pattern in SNAPSHOT_FILES:
             for path in sorted((out / part).glob(pattern)):
-                shutil.copy2(path, dest / path.name)
+                _copy(path, dest / path.name)
     if (out / REPORT).exists():
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(out / REPORT, target / REPORT)
+        _copy(out / REPORT, target / REPORT)
     return target
+
+
+def _copy(source: Path, dest: Path) -> None:
+    if source.suffix == ".md":
+        dest.write_text(results.without_timings(source.read_text()))
+    else:
+        shutil.copyfile(source, dest)  # not copy2: a file's time stamp is no part of the result
 
 
 def execution_order(todo: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,14 +123,18 @@ def run_part(config: dict[str, Any], part_dir: Path) -> float:
     body = importlib.import_module(config["runner"]).run(config, part_dir)
     seconds = time.perf_counter() - start
     command = f"make experiment CONFIG={config['part']}{' QUICK=1' if config['quick'] else ''}"
-    header = [
+    lines = [
         f"## {config['title']}{' (quick)' if config['quick'] else ''}",
         "",
-        f"`{command}` · {seconds:.1f} s on {_machine()} · config in "
-        f"`experiments/configs/{config['part']}.py`",
+        f"`{command}` · {_machine()} · config in `experiments/configs/{config['part']}.py`",
+        "",
+        body.rstrip(),
+        "",
+        # the only line with times: the snapshot drops it (results.without_timings)
+        results.timing_line(seconds, results.read_timings(part_dir)),
         "",
     ]
-    (part_dir / REPORT).write_text("\n".join([*header, body.rstrip(), ""]))
+    (part_dir / REPORT).write_text("\n".join(lines))
     return seconds
 
 

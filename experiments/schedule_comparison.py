@@ -85,12 +85,13 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     families = config["families"]
     labels = [study.FAMILY_LABELS[f] for f in families]
     summary: dict[str, Any] = {"models": {}, "num_steps": config["num_steps"]}
-    lines = [_intro(config, ds)]
+    lines, timings = [_intro(config, ds)], {}
     for model_name in config["models"]:
         start = time.perf_counter()
         grid = train_grid(config, model_name, ds)
-        seconds = time.perf_counter() - start
         res = grid["result"]
+        timings[f"{model_name} run"] = time.perf_counter() - start
+        timings[f"{model_name} compiling"] = res.metadata["compile_seconds"]
         results.write_jsonl(
             out / f"metrics_{model_name}.jsonl", results.member_rows(res, grid["labels"])
         )
@@ -106,6 +107,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
             fam_summary[name] = {
                 "best_lr": float(lrs[b]),
                 "val_acc_mean": float(grid["val_acc"][f, b].mean()),
+                "val_acc_std": float(grid["val_acc"][f, b].std()),
                 "test_acc_mean": float(test.mean()),
                 "test_acc_std": float(test.std()),
                 "test_acc_seeds": test.tolist(),
@@ -131,7 +133,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
         )
         (out / f"table_{model_name}.md").write_text(table)
         files = _figures(config, out, model_name, grid, best, labels, lrs, res.eval_steps)
-        winner, loser = families[order[0]], families[order[-1]]
+        winner = families[order[0]]
         summary["models"][model_name] = {
             "families": fam_summary,
             "ranking": [families[f] for f in order],
@@ -139,13 +141,14 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
             "target_accuracy": target,
             "peak_lrs": lrs.tolist(),
             "seeds": config["seeds"],
+            "val_examples": len(ds.y_val),
             "members": res.num_members,
-            "train_seconds": round(seconds, 1),
-            "compile_seconds": round(res.metadata["compile_seconds"], 1),
         }
-        lines += _model_section(config, model_name, res, seconds, table, files, fam_summary,
-                                winner, loser)  # fmt: skip
+        lines += _model_section(
+            config, model_name, res, table, files, summary["models"][model_name]
+        )
     results.write_json(out / "summary.json", summary)
+    results.write_timings(out, timings)
     return "\n".join(lines)
 
 
@@ -234,23 +237,57 @@ def _intro(config, ds) -> str:
     )
 
 
-def _model_section(config, model_name, res, seconds, table, files, fam, winner, loser):
-    title = config["model_titles"][model_name]
-    w, lo = fam[winner], fam[loser]
+def conclusion(model: dict[str, Any]) -> str:
+    """The report's verdict on one model, from its summary (`summary["models"][name]`) alone.
+
+    The best family is called best only when it leads the runner-up on validation by more than
+    the noise: the larger seed standard deviation of the two, at least one validation example.
+    """
+    fam, (winner, runner_up, *_) = model["families"], model["ranking"]
+    loser = model["ranking"][-1]
+    w, r, lo = fam[winner], fam[runner_up], fam[loser]
     spread = w["test_acc_mean"] - lo["test_acc_mean"]
-    best_vals = sorted(((v["val_acc_mean"], k) for k, v in fam.items()), reverse=True)
-    close = [k for v, k in best_vals if v >= best_vals[0][0] - 0.01]
+    gap = w["val_acc_mean"] - r["val_acc_mean"]
+    level = results.noise(w["val_acc_std"], r["val_acc_std"], examples=model["val_examples"])
+    close = [
+        study.FAMILY_LABELS[k]
+        for k in model["ranking"]
+        if w["val_acc_mean"] - fam[k]["val_acc_mean"]
+        <= results.noise(w["val_acc_std"], fam[k]["val_acc_std"], examples=model["val_examples"])
+    ]
+    label = study.FAMILY_LABELS
+    if gap > level:
+        verdict = (
+            f"{label[winner]} leads the runner-up, {label[runner_up]}, by {gap * 100:.1f} "
+            f"validation points, more than the noise ({level * 100:.1f} points): it is the best "
+            "family here."
+        )
+    else:
+        verdict = (
+            f"**No family is clearly best**: {label[winner]} leads the runner-up, "
+            f"{label[runner_up]}, by {gap * 100:.1f} validation points, within the noise "
+            f"({level * 100:.1f} points). Families within the noise of the best: "
+            f"{', '.join(close)}."
+        )
+    return (
+        f"**Best on validation: {label[winner]}** at peak LR {w['best_lr']:.3g}: "
+        f"test accuracy {w['test_acc_mean']:.3f} ± {w['test_acc_std']:.3f}. "
+        f"**Worst: {label[loser]}** ({lo['test_acc_mean']:.3f} ± "
+        f"{lo['test_acc_std']:.3f} test), {spread * 100:.1f} points behind. {verdict} Noise: "
+        f"the larger seed standard deviation of validation accuracy of the two families "
+        f"compared ({len(model['seeds'])} seeds), at least one of the {model['val_examples']} "
+        "validation examples."
+    )
+
+
+def _model_section(config, model_name, res, table, files, model):
+    title = config["model_titles"][model_name]
     return [
         f"### {title}",
         "",
-        f"{res.num_members} members in one run: {seconds:.0f} s "
-        f"({res.metadata['compile_seconds']:.0f} s compiling).",
+        f"{res.num_members} members in one run.",
         "",
-        f"**Best on validation: {study.FAMILY_LABELS[winner]}** at peak LR {w['best_lr']:.3g}: "
-        f"test accuracy {w['test_acc_mean']:.3f} ± {w['test_acc_std']:.3f}. "
-        f"**Worst: {study.FAMILY_LABELS[loser]}** ({lo['test_acc_mean']:.3f} ± "
-        f"{lo['test_acc_std']:.3f} test), {spread * 100:.1f} points behind. Families within one "
-        f"validation point of the best: {', '.join(study.FAMILY_LABELS[c] for c in close)}.",
+        conclusion(model),
         "",
         table,
         f"![validation accuracy vs peak LR, {title}]({files['val_acc']})",

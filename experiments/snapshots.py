@@ -328,16 +328,18 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
         "dataset": ds.name,
         "test_examples": len(ds.y_test),
         "batch_norm": model.stateful,
-        "seconds": {
-            "main": round(main_s, 1),
-            "independent": round(indep_s, 1),
-            "evaluation": round(eval_s, 1),
-            "compile": round(
-                main.metadata["compile_seconds"] + indep.metadata["compile_seconds"], 1
-            ),
-        },
     }
     results.write_json(out / "summary.json", summary)
+    compile_s = main.metadata["compile_seconds"] + indep.metadata["compile_seconds"]
+    results.write_timings(
+        out,
+        {
+            "main run": main_s,
+            "independent models": indep_s,
+            "evaluation": eval_s,
+            "compiling, in both runs": compile_s,
+        },
+    )
     table = _table(config, methods)
     (out / "table.md").write_text(table)
     _figures(config, out, methods, curve, main)
@@ -396,27 +398,34 @@ def _table(config, methods) -> str:
 def _figures(config, out, methods, curve, main) -> None:
     M, T = config["num_cycles"], config["num_steps"]
     snap_lr = methods["snapshot_ensemble"]["best_lr"]
-    fig = Figure(figsize=(13.0, 5.0), layout="constrained")
-    for ax, metric, ylabel in zip(
-        fig.subplots(1, 2), ("acc", "nll"), ("test accuracy", "test NLL"), strict=True
-    ):
+    # Top: the ensemble of the last m snapshots against m = 1..M with the baselines; bottom:
+    # each snapshot alone in training order (snapshot 1 first), so both axes read left to right.
+    fig = Figure(figsize=(13.0, 9.0), layout="constrained")
+    axes = fig.subplots(2, 2)
+    metrics = (("acc", "test accuracy"), ("nll", "test NLL"))
+    for col, (metric, ylabel) in enumerate(metrics):
+        ensemble = curve[f"ensemble_{metric}"]
         plotting.plot_ensemble_sizes(
             np.arange(1, M + 1),
-            {
-                f"snapshot ensemble: last m of {M} snapshots (peak {snap_lr:.3g})": curve[
-                    f"ensemble_{metric}"
-                ],
-                "the m-th last snapshot alone": curve[f"single_{metric}"][..., ::-1],
-            },
+            {f"snapshot ensemble: last m of {M} snapshots (peak {snap_lr:.3g})": ensemble},
             {
                 f"{methods[k]['label']} ({methods[k]['best_lr']:.3g})": methods[k][
                     f"test_{metric}_seeds"
                 ]
                 for k in BASELINES
             },
-            ax=ax,
+            ax=axes[0, col],
             ylabel=ylabel,
             title=f"{ylabel} vs ensemble size, T = {T} updates per method",
+        )
+        plotting.plot_ensemble_sizes(
+            np.arange(1, M + 1),
+            {"snapshot k alone": curve[f"single_{metric}"]},
+            {f"ensemble of all {M} snapshots": np.asarray(ensemble)[..., -1]},
+            ax=axes[1, col],
+            xlabel=f"snapshot k (taken after update k·T/{M}, in training order)",
+            ylabel=ylabel,
+            title=f"{ylabel} of each snapshot alone (peak {snap_lr:.3g})",
         )
     plotting.save(fig, out / "ensemble_size.png", dpi=config["dpi"])
 
@@ -450,28 +459,101 @@ def _figures(config, out, methods, curve, main) -> None:
     plotting.save(fig, out / "schedules.png", dpi=config["dpi"])
 
 
-def _curve_text(curve: dict[str, Any], M: int) -> str:
-    """What the ensemble-size curve shows (means over seeds, at the chosen peak LR)."""
-    acc, nll = np.mean(curve["ensemble_acc"], 0), np.mean(curve["ensemble_nll"], 0)
+def curve_text(curve: dict[str, Any], test_examples: int) -> str:
+    """What the ensemble-size curve shows (means over seeds, at the chosen peak LR).
+
+    `curve` is `summary["snapshot_curve_test"]`. The change from m = 1 to m = M counts only
+    beyond the noise: the seeds' standard deviation of that change, for accuracy at least one
+    test example.
+    """
+    acc_seeds, nll_seeds = np.asarray(curve["ensemble_acc"]), np.asarray(curve["ensemble_nll"])
+    acc, nll = acc_seeds.mean(0), nll_seeds.mean(0)
+    M = acc.size
     first = np.mean(curve["single_acc"], 0)[0]
-    # A conclusion only where the numbers carry it: accuracy moves in steps of 1/n, so a change
-    # under half a point is called flat; NLL gains are relative to the single last snapshot.
-    acc_gain, nll_gain = acc[-1] - acc[0], (nll[0] - nll[-1]) / nll[0]
-    if abs(acc_gain) < 0.005 and nll_gain > 0.05:
-        gain = (
-            f"Ensembling leaves accuracy within half a point and lowers NLL by "
-            f"{100 * nll_gain:.0f}%: the gain is in calibration."
-        )
-    elif acc_gain >= 0.005:
-        gain = f"Ensembling adds {100 * acc_gain:.1f} points of accuracy."
+    acc_change = acc_seeds[:, -1] - acc_seeds[:, 0]
+    nll_change = nll_seeds[:, -1] - nll_seeds[:, 0]
+    acc_noise = results.noise(acc_change.std(), examples=test_examples)
+    nll_noise = results.noise(nll_change.std())
+    acc_gain, nll_drop = float(acc_change.mean()), -float(nll_change.mean())
+    acc_text = (
+        f"Ensembling {'adds' if acc_gain >= 0 else 'costs'} {abs(acc_gain) * 100:.1f} points of "
+        f"accuracy ({results.beyond(acc_gain, acc_noise)}: {acc_noise * 100:.1f} points) and "
+        f"{'lowers' if nll_drop >= 0 else 'raises'} NLL by {abs(nll_drop):.3f} "
+        f"({results.beyond(nll_drop, nll_noise)}: {nll_noise:.3f})"
+    )
+    acc_up, acc_down = acc_gain > acc_noise, acc_gain < -acc_noise
+    nll_down, nll_up = nll_drop > nll_noise, nll_drop < -nll_noise
+    if acc_up and nll_up:
+        gist = ": more accurate but less well calibrated, a mixed result."
+    elif acc_up:
+        gist = ": ensembling helps here."
+    elif nll_down and not acc_down:
+        gist = ": the gain is in calibration, not accuracy."
+    elif acc_down or nll_up:
+        gist = ": ensembling hurts here."
     else:
-        gain = "Ensembling does not help accuracy here."
+        gist = ": ensembling changes nothing measurable here."
     return (
         f"Ensembling the last m snapshots (test, mean over seeds): accuracy {acc[0]:.3f} at "
         f"m = 1 to {acc[-1]:.3f} at m = {M} (highest {acc.max():.3f} at m = "
         f"{int(acc.argmax()) + 1}); NLL {nll[0]:.3f} to {nll[-1]:.3f} (lowest {nll.min():.3f} "
-        f"at m = {int(nll.argmin()) + 1}). {gain} Snapshot 1 alone reaches {first:.3f} test "
-        "accuracy."
+        f"at m = {int(nll.argmin()) + 1}). {acc_text}{gist} Noise: the seeds' standard "
+        f"deviation of the change from m = 1 to m = {M}, for accuracy at least one of the "
+        f"{test_examples} test examples. Snapshot 1 alone reaches {first:.3f} test accuracy."
+    )
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """Whether the snapshot ensemble beats the baselines, from `summary.json` alone.
+
+    A baseline is better or worse only by more than the noise: the larger seed standard
+    deviation of the two methods, for accuracy at least one test example.
+    """
+    ms, n = summary["methods"], summary["test_examples"]
+    snap = ms["snapshot_ensemble"]
+    better, worse = {"acc": [], "nll": []}, {"acc": [], "nll": []}
+    for k in BASELINES:
+        m = ms[k]
+        acc_gap = snap["test_acc_mean"] - m["test_acc_mean"]
+        if abs(acc_gap) > results.noise(snap["test_acc_std"], m["test_acc_std"], examples=n):
+            (better if acc_gap > 0 else worse)["acc"].append(m["label"])
+        nll_gap = m["test_nll_mean"] - snap["test_nll_mean"]
+        if abs(nll_gap) > results.noise(snap["test_nll_std"], m["test_nll_std"]):
+            (better if nll_gap > 0 else worse)["nll"].append(m["label"])
+    names = {"acc": "test accuracy", "nll": "test NLL"}
+    if worse["acc"] or worse["nll"]:
+        text = "**Snapshot ensembles lose here**, by more than the noise, " + "; ".join(
+            f"on {names[k]} to: {', '.join(worse[k])}" for k in names if worse[k]
+        )
+    elif all(len(better[k]) == len(BASELINES) for k in names):
+        text = (
+            "**The snapshot ensemble beats every baseline** on both test accuracy and test NLL, "
+            "by more than the noise"
+        )
+    elif any(len(better[k]) == len(BASELINES) for k in names):
+        k = next(k for k in names if len(better[k]) == len(BASELINES))
+        text = (
+            f"**The snapshot ensemble beats every baseline on {names[k]}** by more than the "
+            "noise; on the other metric some baselines are within the noise of it"
+        )
+    else:
+        ties = [
+            ms[k]["label"] for k in BASELINES if ms[k]["label"] not in better["acc"] + better["nll"]
+        ]
+        text = (
+            "**The snapshot ensemble ties with the best baselines**: no baseline is better by "
+            "more than the noise"
+            + (
+                f", and {', '.join(ties)} are within the noise of it on both metrics"
+                if ties
+                else ""
+            )
+        )
+    seeds = len(snap["test_acc_seeds"])
+    return (
+        f"{text}. Noise: the larger seed standard deviation of the two methods compared "
+        f"({seeds} seeds), for accuracy at least one of the {n} test examples "
+        f"({100 / n:.1f} points)."
     )
 
 
@@ -496,26 +578,6 @@ def _report(config, summary, table) -> str:
     snap, cos, ind = ms["snapshot_ensemble"], ms["cosine"], ms["independent"]
     last = ms["last_snapshot"]
     swa = config["swa"]
-    beat_acc = [ms[k]["label"] for k in BASELINES if ms[k]["test_acc_mean"] > snap["test_acc_mean"]]
-    beat_nll = [ms[k]["label"] for k in BASELINES if ms[k]["test_nll_mean"] < snap["test_nll_mean"]]
-    if not beat_acc and not beat_nll:
-        verdict = (
-            "**The snapshot ensemble beats every baseline** on both test accuracy and test NLL."
-        )
-    else:
-        verdict = (
-            "**Snapshot ensembles lose here** "
-            + "; ".join(
-                part
-                for part in (
-                    f"on test accuracy to: {', '.join(beat_acc)}" if beat_acc else "",
-                    f"on test NLL to: {', '.join(beat_nll)}" if beat_nll else "",
-                )
-                if part
-            )
-            + "."
-        )
-    sec = summary["seconds"]
     lines = [
         f"{config['model_title']} on {summary['dataset']}, SGD with momentum "
         f"{config['momentum']}, batch "
@@ -530,26 +592,24 @@ def _report(config, summary, table) -> str:
         f"seeds and data orders). {_batch_norm_text(summary['batch_norm'])}",
         "",
         f"Snapshot, cosine and SWA schedules × {len(config['peak_lrs'])} peak LRs × "
-        f"{len(config['seeds'])} seeds are {summary['members']['main']} members of ONE run "
-        f"({sec['main']:.0f} s), the independent models {summary['members']['independent']} "
-        f"members of a second ({sec['independent']:.0f} s); evaluation {sec['evaluation']:.0f} s. "
+        f"{len(config['seeds'])} seeds are {summary['members']['main']} members of ONE run, "
+        f"the independent models {summary['members']['independent']} members of a second. "
         "Each method's peak LR is chosen on **validation** accuracy; test accuracy and NLL are "
         "reported once, at that LR.",
         "",
-        f"{verdict} Snapshot ensemble: test accuracy {snap['test_acc_mean']:.3f} ± "
+        f"{verdict(summary)} Snapshot ensemble: test accuracy {snap['test_acc_mean']:.3f} ± "
         f"{snap['test_acc_std']:.3f}, NLL {snap['test_nll_mean']:.3f}; its last snapshot alone "
         f"{last['test_acc_mean']:.3f} (NLL {last['test_nll_mean']:.3f}); single cosine model "
         f"{cos['test_acc_mean']:.3f} (NLL {cos['test_nll_mean']:.3f}); independent ensemble "
-        f"{ind['test_acc_mean']:.3f} (NLL {ind['test_nll_mean']:.3f}). With "
-        f"{len(config['seeds'])} seeds and {summary['test_examples']} test examples, differences "
-        "under about one point of accuracy are within the noise.",
+        f"{ind['test_acc_mean']:.3f} (NLL {ind['test_nll_mean']:.3f}).",
         "",
-        _curve_text(summary["snapshot_curve_test"], M),
+        curve_text(summary["snapshot_curve_test"], summary["test_examples"]),
         "",
         table,
         "![accuracy and NLL vs number of snapshots](ensemble_size.png)",
         "",
-        "The snapshot curve is at the peak LR chosen for the full ensemble (m = M); the "
+        "Top: the ensemble of the last m snapshots; bottom: each snapshot alone, in training "
+        "order. The snapshot curves are at the peak LR chosen for the full ensemble (m = M); the "
         "horizontal lines are the baselines at their own chosen LRs (band: seed min–max). "
         "Nothing is chosen from this test-set figure.",
         "",

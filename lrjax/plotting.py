@@ -138,8 +138,9 @@ def plot_schedules(
     """
     ax = new_axes() if ax is None else ax
     steps = np.asarray(steps)
-    for label, values in curves.items():
-        ax.plot(*_as_curve(steps, values), label=label, linewidth=1.4)
+    styles = _line_styles(len(curves) + len(secondary or {}))
+    for (label, values), (color, ls) in zip(curves.items(), styles, strict=False):
+        ax.plot(*_as_curve(steps, values), ls, color=color, label=label, linewidth=1.4)
     for i, x in enumerate(vlines):
         ax.axvline(
             x, color="0.5", linestyle=":", linewidth=1.0, label=vlines_label if i == 0 else None
@@ -148,8 +149,8 @@ def plot_schedules(
     if zoom is not None:
         inset = ax.inset_axes((0.55, 0.5, 0.42, 0.44))
         keep = (steps >= zoom[0]) & (steps <= zoom[1])
-        for values in curves.values():
-            inset.plot(steps[keep], np.asarray(values)[keep], linewidth=1.2)
+        for values, (color, ls) in zip(curves.values(), styles, strict=False):
+            inset.plot(steps[keep], np.asarray(values)[keep], ls, color=color, linewidth=1.2)
         inset.set_title(f"steps {zoom[0]:g}–{zoom[1]:g}", fontsize="small")
         inset.tick_params(labelsize="x-small")
         inset.grid(True, alpha=0.3)
@@ -158,12 +159,10 @@ def plot_schedules(
     handles, labels = ax.get_legend_handles_labels()
     if secondary:
         twin = ax.twinx()
-        palette = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-        colors = itertools.islice(itertools.cycle(palette), len(curves), None)
-        for label, values in secondary.items():
-            twin.plot(
-                *_as_curve(steps, values), "--", label=label, linewidth=1.2, color=next(colors)
-            )
+        for (label, values), (color, _) in zip(
+            secondary.items(), styles[len(curves) :], strict=True
+        ):
+            twin.plot(*_as_curve(steps, values), "--", label=label, linewidth=1.2, color=color)
         twin.set_ylabel(secondary_label)
         more_handles, more_labels = twin.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
@@ -183,12 +182,31 @@ def plot_schedules(
             loc="upper center",
             bbox_to_anchor=(0.5, 0.0),
             bbox_transform=below,
-            ncols=2,
+            ncols=_legend_columns(ax, labels, legend_fontsize),
             frameon=False,
         )
     elif handles:
         ax.legend(handles, labels, fontsize=legend_fontsize)
     return ax
+
+
+def _legend_columns(ax: Axes, labels: Sequence[str], fontsize: str | float) -> int:
+    """2 legend columns under ``ax`` when two of its longest labels fit side by side within the
+    axes' width, else 1, so a legend below a panel never spills into its neighbour."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    prop = FontProperties(size=fontsize)
+    em = prop.get_size_in_points()
+    measure = TextToPath().get_text_width_height_descent
+    widest = max(measure(label, prop, ismath=False)[0] for label in labels)
+    # The axes' share of the figure width, less about 50 pt of y tick labels and y label
+    # (known before constrained layout places it, unlike ax.get_position()).
+    spec = ax.get_subplotspec()
+    share = 1.0 if spec is None else len(spec.colspan) / spec.get_gridspec().ncols
+    width = ax.figure.get_figwidth() * 72.0 * share - 50.0
+    # each column: handle (2 em) and its padding (0.8 em) then the text; 2 em between columns
+    return 2 if 2 * (widest + 2.8 * em) + 2 * em <= width else 1
 
 
 def plot_gallery(
@@ -318,10 +336,41 @@ def _band(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, lo, hi
 
 
-def _line_styles(n: int):
-    """(color, linestyle) for n curves: 10 colors solid, then the same colors dashed, ..."""
-    styles = ["-", "--", ":", "-."]
-    return [(f"C{i % 10}", styles[(i // 10) % len(styles)]) for i in range(n)]
+_STYLES = ("-", "--", "-.", ":")
+# tab20 dark shades first, then the light ones, so neighbours in a legend differ most.
+_TAB20_ORDER = (*range(0, 20, 2), *range(1, 20, 2))
+
+
+def _line_styles(n: int) -> list[tuple[str | tuple[float, ...], str]]:
+    """(color, linestyle) for n curves from a qualitative palette.
+
+    Up to 10 curves: matplotlib's tab10 colors (``C0``..``C9``), solid. More: the 20 colors of
+    tab20, each curve with its own color (up to 20) and the line styles cycling, so two curves
+    never share both color and style (up to 80 curves) and neighbours differ in style too.
+    """
+    if n <= 10:
+        return [(f"C{i}", "-") for i in range(n)]
+    colors = matplotlib.colormaps["tab20"].colors
+    return [(colors[_TAB20_ORDER[i % 20]], _STYLES[(i + i // 20) % len(_STYLES)]) for i in range(n)]
+
+
+def _band_alpha(n: int, base: float = 0.15) -> float:
+    """Opacity of one of n overlapping seed bands: lighter as more overlap, so that where all
+    overlap the stack stays readable (``base`` up to 3 bands, then ``base * 3 / n``)."""
+    return max(base * min(1.0, 3.0 / max(n, 1)), 0.03)
+
+
+def _label_grid(ax: Axes, values: np.ndarray, max_labels: int = 8) -> None:
+    """Labels every point of a short log-x grid (a 4-point grid shows all 4 values; the default
+    log locator would label only the decades)."""
+    values = np.unique(values[np.isfinite(values) & (values > 0)])
+    if 0 < values.size <= max_labels:
+        ax.set_xticks(values, [f"{v:.3g}" for v in values])
+        ax.set_xticks([], minor=True)
+        # a margin of 5% of the grid's span (in log space) on each side, so the labels of the
+        # end points (also where a run diverged and no line is drawn) sit inside the axes
+        margin = (values[-1] / values[0]) ** 0.05 if values.size > 1 else 2.0
+        ax.set_xlim(values[0] / margin, values[-1] * margin)
 
 
 def plot_lr_sweep(
@@ -356,6 +405,7 @@ def plot_lr_sweep(
     """
     lrs = np.asarray(learning_rates, dtype=float)
     ax = new_axes() if ax is None else ax
+    alpha = _band_alpha(len(curves))
     for (label, values), (color, ls) in zip(curves.items(), _line_styles(len(curves)), strict=True):
         v = np.atleast_2d(np.asarray(values, dtype=float))
         if v.shape[1:] != lrs.shape:
@@ -366,7 +416,7 @@ def plot_lr_sweep(
         ok = np.isfinite(mean)
         ax.plot(lrs, mean, ls, color=color, marker=".", label=label, linewidth=1.4)
         if len(v) > 1 and ok.any():
-            ax.fill_between(lrs[ok], lo[ok], hi[ok], color=color, alpha=0.15, linewidth=0)
+            ax.fill_between(lrs[ok], lo[ok], hi[ok], color=color, alpha=alpha, linewidth=0)
         if best is not None and ok.any():
             masked = np.where(ok, mean if best == "max" else -mean, -np.inf)
             i = int(np.argmax(masked))
@@ -376,6 +426,7 @@ def plot_lr_sweep(
     ):
         ax.axvline(lr, color=color, linestyle="--", linewidth=1.0, label=f"{name}: {lr:.2g}")
     ax.set_xscale("log")
+    _label_grid(ax, lrs)
     if ylim is not None:
         ax.set_ylim(*ylim)
     _style(ax, log_y=False, xlabel="peak learning rate", ylabel=ylabel)
@@ -421,6 +472,7 @@ def plot_curves(
     """
     x = np.asarray(steps)
     ax = new_axes() if ax is None else ax
+    alpha = _band_alpha(len(curves))
     for (label, values), (color, ls) in zip(curves.items(), _line_styles(len(curves)), strict=True):
         v = np.atleast_2d(np.asarray(values, dtype=float))
         if v.shape[1:] != x.shape:
@@ -435,7 +487,7 @@ def plot_curves(
         ax.plot(x, mean, ls, color=color, label=label, linewidth=1.3, drawstyle=drawstyle)
         if len(v) > 1:
             step = "post" if "steps" in drawstyle else None
-            ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0, step=step)
+            ax.fill_between(x, lo, hi, color=color, alpha=alpha, linewidth=0, step=step)
     _style(ax, log_y=log_y, xlabel=xlabel, ylabel=ylabel)
     if ylim is not None:
         ax.set_ylim(*ylim)
@@ -473,6 +525,8 @@ def plot_ensemble_sizes(
       The Axes drawn into.
     """
     x = np.asarray(sizes, dtype=float)
+    if x.ndim != 1 or np.any(np.diff(x) <= 0):
+        raise ValueError(f"sizes must increase left to right, got {x.tolist()}")
     ax = new_axes() if ax is None else ax
     styles = _line_styles(len(curves) + len(baselines or {}))
     for (label, values), (color, _) in zip(curves.items(), styles, strict=False):
@@ -490,8 +544,9 @@ def plot_ensemble_sizes(
         mean, lo, hi = _band(v)
         ax.axhline(mean[0], color=color, linestyle="--", linewidth=1.2, label=label)
         if len(v) > 1 and np.isfinite(mean[0]):
-            ax.axhspan(lo[0], hi[0], color=color, alpha=0.08, linewidth=0)
-    ax.set_xticks(x)
+            alpha = _band_alpha(len(baselines), base=0.08)
+            ax.axhspan(lo[0], hi[0], color=color, alpha=alpha, linewidth=0)
+    ax.set_xticks(x, [f"{v:g}" for v in x])
     _style(ax, log_y=False, xlabel=xlabel, ylabel=ylabel)
     if title:
         ax.set_title(title)
@@ -637,12 +692,16 @@ def save(fig: Figure | Axes, path: str | os.PathLike, *, dpi: float = 110) -> st
       dpi: resolution.
 
     Returns:
-      ``path`` as a string.
+      ``path`` as a string. A PNG holds no time stamp or software version, so saving the same
+      figure again gives the same bytes.
     """
     fig = fig.figure if isinstance(fig, Axes) else fig
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    # No "Software" entry (the matplotlib version): the same figure gives the same bytes, so a
+    # re-run of the study leaves the committed PNGs unchanged.
+    metadata = {"Software": None} if path.lower().endswith(".png") else None
+    fig.savefig(path, dpi=dpi, metadata=metadata)
     return path
 
 

@@ -289,19 +289,6 @@ def test_snapshots_on_a_batchnorm_cnn_recompute_swa_statistics(study_run):
     assert "The model has no batch norm" in plain
 
 
-def test_snapshot_ensemble_sentences_follow_the_numbers():
-    flat_acc = {"ensemble_acc": [[0.9, 0.9, 0.901]], "ensemble_nll": [[0.5, 0.4, 0.3]],
-                "single_acc": [[0.8, 0.85, 0.9]]}  # fmt: skip
-    gaining = {"ensemble_acc": [[0.9, 0.92, 0.93]], "ensemble_nll": [[0.5, 0.5, 0.5]],
-               "single_acc": [[0.8, 0.85, 0.9]]}  # fmt: skip
-    losing = {"ensemble_acc": [[0.9, 0.88, 0.87]], "ensemble_nll": [[0.3, 0.4, 0.5]],
-              "single_acc": [[0.8, 0.85, 0.9]]}  # fmt: skip
-    assert "the gain is in calibration" in snapshots._curve_text(flat_acc, 3)
-    assert "adds 3.0 points of accuracy" in snapshots._curve_text(gaining, 3)
-    text = snapshots._curve_text(losing, 3)
-    assert "does not help accuracy" in text and "calibration" not in text
-
-
 def test_snapshots_rejects_unequal_budgets():
     config = configs.get_config("snapshots", quick=True)
     with pytest.raises(ValueError, match="num_cycles 7 must divide num_steps 120"):
@@ -537,3 +524,28 @@ def test_lr_free_verdict_is_a_function_of_the_summary():
     # A diverged default (None in the summary) never counts as needing no tuning.
     assert lr_free.verdicts(summary(None, 0.81)) == {"cnn1d": {"m": lr_free.KNOB_TUNED}}
     assert lr_free.verdicts(summary(None, None)) == {"cnn1d": {"m": lr_free.BELOW}}
+
+
+def test_snapshot_of_a_rerun_is_byte_identical_and_free_of_timings(quick_run, tmp_path):
+    # `make experiment` twice on one commit and machine must leave docs/results unchanged
+    out, _ = quick_run
+    first = run.snapshot(out, tmp_path / "first")
+    again = tmp_path / "again"
+    assert run.main(["--config", "schedules", "--quick", "--out", str(again)]) == 0
+    second = run.snapshot(again, tmp_path / "second")
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert any(f.suffix == ".png" for f in files) and any(f.name == "summary.json" for f in files)
+    for f in files:
+        assert (first / f).read_bytes() == (second / f).read_bytes(), f
+    # the run's own report keeps its times; the snapshot drops them
+    assert results.TIMING_LINE in (out / "schedules" / "report.md").read_text()
+    for f in files:
+        if f.suffix in (".md", ".json"):
+            assert not re.search(r"\d s\b|seconds", (first / f).read_text()), f
+
+
+def test_without_timings_drops_only_the_timing_line():
+    text = "## Part\n\nbody 1.5 s\n\n" + results.timing_line(3.25, {"run": 2.0}) + "\n\nafter\n"
+    assert results.timing_line(3.25, {"run": 2.0}) == "Run time: 3.2 s in all (run 2.0 s)."
+    assert results.without_timings(text) == "## Part\n\nbody 1.5 s\n\nafter\n"

@@ -1,8 +1,10 @@
 """Tests for lrjax.plotting: every function draws recorded arrays and writes a PNG."""
 
+import itertools
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,3 +164,93 @@ def test_plot_finetune_sweep_draws_a_line_per_decay_and_dashed_references(tmp_pa
     assert_png(tmp_path / "ft.png")
     with pytest.raises(ValueError, match=r"scores must have shape \(3, seeds, 3\)"):
         plotting.plot_finetune_sweep(lrs, [1.0, 0.8, 0.5], scores)
+
+
+def test_save_writes_the_same_bytes_twice_and_no_software_version(tmp_path):
+    # a re-run of the study must leave the committed PNGs unchanged
+    paths = []
+    for name in ("a.png", "b.png"):
+        ax = plotting.plot_schedules(STEPS, {"cosine": COSINE, "exp": EXPONENTIAL}, log_y=True)
+        paths.append(plotting.save(ax, tmp_path / name))
+    first, second = (Path(p).read_bytes() for p in paths)
+    assert first == second
+    assert b"Software" not in first and b"atplotlib" not in first
+
+
+def _line_keys(ax):
+    from matplotlib.colors import to_hex
+
+    lines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    return [(to_hex(ln.get_color()), ln.get_linestyle()) for ln in lines]
+
+
+@pytest.mark.parametrize("draw", ["schedules", "lr_sweep", "curves"])
+def test_seventeen_families_get_distinct_colors_and_styles(draw):
+    n = 17
+    if draw == "schedules":
+        ax = plotting.plot_schedules(STEPS, {f"f{i}": COSINE * (i + 1) for i in range(n)})
+    elif draw == "lr_sweep":
+        lrs = np.array([0.01, 0.1, 1.0])
+        ax = plotting.plot_lr_sweep(lrs, {f"f{i}": np.full((2, 3), i / n) for i in range(n)})
+    else:
+        ax = plotting.plot_curves(STEPS, {f"f{i}": np.tile(COSINE * i, (2, 1)) for i in range(n)})
+    keys = _line_keys(ax)
+    assert len(keys) == n
+    assert len({color for color, _ in keys}) == n  # every family its own color
+    assert len({style for _, style in keys}) >= 3  # and the styles vary
+    # neighbours in the legend differ in line style
+    assert all(a[1] != b[1] for a, b in itertools.pairwise(keys))
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [f"f{i}" for i in range(n)]
+
+
+def test_many_overlapping_bands_are_drawn_lighter():
+    lrs = np.array([0.01, 0.1, 1.0])
+
+    def alphas(n):
+        curves = {f"f{i}": np.array([[0.1, 0.5, 0.2], [0.2, 0.6, 0.3]]) for i in range(n)}
+        ax = plotting.plot_lr_sweep(lrs, curves)
+        return {round(c.get_alpha(), 4) for c in ax.collections}
+
+    assert alphas(2) == {0.15}
+    (many,) = alphas(12)
+    assert many <= 0.04  # 12 stacked bands stay lighter than 1 band alone... and visible
+    assert many > 0
+
+
+def test_every_point_of_a_four_point_lr_grid_is_labelled(tmp_path):
+    lrs = np.array([0.0316, 0.1, 0.316, 1.0])
+    ax = plotting.plot_lr_sweep(lrs, {"a": np.array([[0.5, 0.9, 0.8, 0.1]] * 2)})
+    plotting.save(ax, tmp_path / "grid.png")  # draws, so the tick labels are final
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels == ["0.0316", "0.1", "0.316", "1"]
+    assert ax.get_xscale() == "log"
+    # a long grid keeps matplotlib's decade labels
+    long_grid = np.logspace(-4, 1, 11)
+    ax = plotting.plot_lr_sweep(long_grid, {"a": np.linspace(0, 1, 11)})
+    assert len(ax.get_xticks()) != 11
+
+
+def test_ensemble_size_axis_reads_left_to_right():
+    ax = plotting.plot_ensemble_sizes([1, 2, 3, 4], {"ens": [0.8, 0.85, 0.86, 0.87]})
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]
+    assert ax.get_xlim()[0] < ax.get_xlim()[1]
+    with pytest.raises(ValueError, match=r"sizes must increase left to right, got \[4.0, 3.0"):
+        plotting.plot_ensemble_sizes([4, 3, 2, 1], {"ens": [0.8, 0.85, 0.86, 0.87]})
+
+
+def test_legends_below_gallery_panels_stay_within_their_panel(tmp_path):
+    # long labels (as lrjax.get calls in the gallery) go into one column instead of spilling
+    # into the neighbouring panel; short ones keep two columns
+    long = {f'get("warmup_cosine_decay", warmup=.{i})': COSINE * (i + 1) for i in range(4)}
+    short = {f"power {i}": COSINE * (i + 1) for i in range(4)}
+    fig = plotting.plot_gallery(STEPS, {"long": long, "short": short, "more": short}, ncols=3)
+    plotting.save(fig, tmp_path / "gallery.png", dpi=80)
+    renderer = fig._get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_legend()._ncols for ax in axes] == [1, 2, 2]
+    for ax in axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        panel = ax.get_window_extent(renderer)
+        tick_labels = 50 * fig.dpi / 72  # the y tick labels and label left of the axes
+        assert legend.x0 >= panel.x0 - tick_labels and legend.x1 <= panel.x1 + 2, ax.get_title()
