@@ -1,20 +1,23 @@
 """Benchmark: K members in one lrjax program vs PyTorch, sequential JAX and the FLOP bound.
 
 Command: ``make bench`` (``python -m experiments.bench [--quick] [--workloads mlp,resnet,...]``).
-Expected runtime: about 6-8 minutes on 2 quiet CPU cores (``--quick``: under a minute, the smoke
-test of ``tests/bench_test.py``). Writes ``results/bench/bench.{md,json}``.
+Expected runtime: about 7 minutes on 2 quiet CPU cores, estimated from row counts and measured
+speeds (``--scale 0.5`` halves the steps; ``--quick``, the smoke test of ``tests/bench_test.py``:
+about a minute). On a busy machine PyTorch's threads wait on each other (a transformer step took
+2 s with 2 threads instead of 66 ms with one at load 6 here): run it on a quiet machine.
+Writes ``results/bench/bench.{md,json}``.
 
 Workloads (issue 11), each trained with SGD (momentum 0.9) and linear warmup + cosine decay, K
 members with peak learning rates log-spaced, all from one initialization (seed 0) on the same
 batches (``lrjax.feeds.batch_indices_np`` of data seed 0, the order ``sweep.train`` uses):
 
 * ``mlp``: ``lrjax.models.MLP`` 40-256-256-10 on MNIST-1D (4000 sequences from ``mnist1d``),
-  batch 128, 500 steps, K = 1, 8, 32, 128 (up to 1024 on a GPU).
+  batch 128, 300 steps, K = 1, 8, 32, 128 (up to 1024 on a GPU).
 * ``resnet``: ``lrjax.models.ResNet`` (BatchNorm, dropout 0.1) on 28x28 images (scikit-learn's
-  digits, each pixel a 3x3 block, zero-padded to 28x28), batch 32, K = 1, 8, 32 (K = 128 only
+  digits, each pixel a 3x3 block, zero-padded to 28x28), batch 32, 20 steps, K = 1, 8, 32 (128 only
   on a GPU: on 2 CPU cores one K=128 row alone would take minutes).
 * ``transformer``: ``lrjax.models.TransformerClassifier`` (2 pre-LN blocks, residual dropout
-  0.1) on MNIST-1D, batch 64, K = 1, 8, 32 (128 on a GPU), same reason.
+  0.1) on MNIST-1D, batch 64, 30 steps, K = 1, 8, 32 (128 on a GPU), same reason.
 
 Rows, per workload and K:
 
@@ -93,10 +96,13 @@ from lrjax import feeds, models, supervised, sweep
 WARMUP_FRACTION = 0.1
 MOMENTUM = 0.9
 LOSS = optax.softmax_cross_entropy_with_integer_labels
-# Relative loss difference allowed between PyTorch and lrjax on the MLP after N steps: float32
-# sums in another order drift by ~1e-6 per step; a different batch, init or schedule moves the
-# loss by far more than this within a few steps.
-AGREE_RTOL = 2e-3
+# Agreement of the MLP's losses (PyTorch, sequential JAX, lrjax), step by step over the first
+# AGREE_STEPS steps: float32 sums in another order differ by ~3e-7 there; a different batch, init
+# or schedule moves the loss by far more within a step or two. Later, training at the largest
+# learning rates amplifies the rounding (about 1% by step 300 for the largest LR): the final
+# step's gap is reported, not checked.
+AGREE_RTOL = 1e-4
+AGREE_STEPS = 50
 
 
 # -----------------------------------------------------------------------------------------------
@@ -140,17 +146,17 @@ def workloads(quick: bool, gpu: bool, scale: float = 1.0) -> dict[str, Workload]
     big_ks = (1, 8, 32, 128) if gpu else (1, 8, 32)
     full = {
         "mlp": Workload(
-            "mlp", "MLP 40-256-256-10, MNIST-1D", models.MLP(), load_mnist1d, 128, 500,
+            "mlp", "MLP 40-256-256-10, MNIST-1D", models.MLP(), load_mnist1d, 128, 300,
             (1, 8, 32, 128, 256, 512, 1024) if gpu else (1, 8, 32, 128), 8, (-2.5, -0.5), "mlp",
         ),
         "resnet": Workload(
             "resnet", "ResNet (BatchNorm, dropout 0.1), 28x28 digits",
-            models.ResNet(features=(8, 16), dropout_rate=0.1), load_digits28, 32, 40,
+            models.ResNet(features=(8, 16), dropout_rate=0.1), load_digits28, 32, 20,
             big_ks, 2, (-2.0, -0.5), "resnet", dropout=0.1,
         ),
         "transformer": Workload(
             "transformer", "Transformer encoder (2 blocks, dropout 0.1), MNIST-1D",
-            models.TransformerClassifier(dropout_rate=0.1), load_mnist1d, 64, 60,
+            models.TransformerClassifier(dropout_rate=0.1), load_mnist1d, 64, 30,
             big_ks, 2, (-3.0, -1.5), "transformer", dropout=0.1,
         ),
     }  # fmt: skip
@@ -322,7 +328,6 @@ def run_bound(w: Workload, x, y, k: int) -> dict:
     t = time.perf_counter()
     compiled = train.lower(member, table).compile()
     compile_s = time.perf_counter() - t
-    jax.block_until_ready(compiled(member, table[:1].repeat(w.steps, 0)))  # warm caches
     t = time.perf_counter()
     jax.block_until_ready(compiled(member, table))
     seconds = time.perf_counter() - t
@@ -575,6 +580,13 @@ def _relative_gap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6)))
 
 
+def _gaps(losses: np.ndarray, reference: np.ndarray) -> dict:
+    return {
+        "first_steps": _relative_gap(losses[:, :AGREE_STEPS], reference[:, :AGREE_STEPS]),
+        "final_step": _relative_gap(losses[:, -1], reference[:, -1]),
+    }
+
+
 def bench_workload(w: Workload, peak: float, has_torch: bool, log) -> tuple[list, dict]:
     """Every row of one workload, plus its agreement and memory checks."""
     x, y = w.load()
@@ -593,7 +605,8 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, log) -> tuple[list
             measured.append(("lrjax one group", run_lrjax(w, x, y, k, group_size=k)))
         lrjax_losses[k] = measured[0][1]["losses"]
         measured += list(seq.items())
-        if has_torch:
+        # A CPU-only torch next to a GPU would take minutes for the MLP's K > 128: skipped.
+        if has_torch and (k <= 128 or _torch_setup()[1] == "cuda"):
             try:
                 measured.append(("PyTorch vmap", run_torch_vmap(w, x, y, k)))
                 vmap_losses[k] = measured[-1][1]["losses"]
@@ -621,12 +634,15 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, log) -> tuple[list
     m = w.seq_members
     if m in lrjax_losses:
         reference = lrjax_losses[m]
-        gaps = {name: _relative_gap(r["losses"], reference) for name, r in seq.items()}
+        gaps = {name: _gaps(r["losses"], reference) for name, r in seq.items()}
         if m in vmap_losses:
-            gaps["PyTorch vmap"] = _relative_gap(vmap_losses[m], reference)
-        checks["agreement"] = {"members": m, "steps": w.steps, "max_relative_gap": gaps}
-        log(f"loss agreement with lrjax (K={m}, {w.steps} steps, max relative gap): "
-            + ", ".join(f"{n} {g:.1e}" for n, g in gaps.items()))  # fmt: skip
+            gaps["PyTorch vmap"] = _gaps(vmap_losses[m], reference)
+        first = min(w.steps, AGREE_STEPS)
+        checks["agreement"] = {"members": m, "steps": first, "max_relative_gap": gaps}
+        log(f"loss agreement with lrjax (K={m}; max relative gap over the first {first} steps, "
+            f"at the last step {w.steps}): "
+            + ", ".join(f"{n} {g['first_steps']:.1e}, {g['final_step']:.1e}"
+                        for n, g in gaps.items()))  # fmt: skip
     if 128 in w.ks:
         many, one = member_bytes(w, x, y, 128)
         if many and one:
@@ -666,6 +682,11 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak(4096 if gpu else 1024)
     device = jax.devices()[0].device_kind
     log(f"{device}: float32 matmul peak {peak / 1e9:.1f} GFLOP/s; load average {load_before}")
+    if not args.quick and not gpu:
+        log(
+            f"expected run time on 2 quiet CPU cores: about {7 * args.scale:.0f}-"
+            f"{8 * args.scale:.0f} minutes (an estimate; compile times do not scale with --scale)"
+        )
     rows, checks = [], {}
     for name in names:
         w_rows, checks[name] = bench_workload(table[name], peak, has_torch, log)
@@ -788,9 +809,10 @@ def _targets(rows, checks, gpu, has_torch) -> list[dict]:
         if "agreement" in c and w == "mlp":
             for engine_name, gap in c["agreement"]["max_relative_gap"].items():
                 steps = c["agreement"]["steps"]
-                name = f"mlp: {engine_name} loss = lrjax loss, every step of {steps}"
-                name += f" (rtol {AGREE_RTOL})"
-                check(name, gap, gap <= AGREE_RTOL, f"{gap:.1e}")
+                name = f"mlp: {engine_name} loss = lrjax loss, every step of the first {steps}"
+                name += f" (rtol {AGREE_RTOL}; at the last step: {gap['final_step']:.1e})"
+                value = gap["first_steps"]
+                check(name, value, value <= AGREE_RTOL, f"{value:.1e}")
     return out
 
 
@@ -818,14 +840,25 @@ def _report(meta, rows, checks, targets, table, names, has_torch) -> str:
             f"- `{n}`: {w.title}; batch {w.batch}, {w.steps} steps, "
             f"K = {', '.join(map(str, w.ks))}; "
             f"{c['flops_per_model_step'] / 1e6:.1f} MFLOP per model-step; sequential rows measured "
-            f"on {w.seq_members} members."
+            f"on {w.seq_members} members; {c['seconds']:.0f} s, peak host RSS after it "
+            f"{c['peak_rss_bytes'] / 2**20:.0f} MiB."
         )  # fmt: skip
     if not meta["quick"] and ("resnet" in names or "transformer" in names):
         lines.append(
             "- The ResNet and the transformer stop at K = 32 on CPU: one K = 128 row of them "
             "takes minutes on 2 cores (the GPU run goes to K = 128)."
         )
-    lines += ["", _table(rows), "", "Targets (issue 11), measured in this run:"]
+    lines += ["", _table(rows), ""]
+    for n in names:
+        if "memory" in checks[n]:
+            mem = checks[n]["memory"]
+            lines.append(
+                f"Device memory (XLA's buffer assignment, all devices), `{n}`: K = 128 in one "
+                f"program {mem['bytes_k'] / 2**20:.1f} MiB, one member alone "
+                f"{mem['bytes_1'] / 2**20:.2f} MiB: {mem['per_member_ratio']:.2f}x per member."
+            )
+            lines.append("")
+    lines.append("Targets (issue 11), measured in this run:")
     for t in targets:
         lines.append(f"- {t['target']}: {t['shown']} -> {'PASS' if t['pass'] else 'MISS'}")
     if not has_torch:

@@ -46,7 +46,7 @@ def test_pytorch_and_lrjax_losses_agree_on_the_mlp(quick):
     agreement = result["checks"]["mlp"]["agreement"]
     assert set(agreement["max_relative_gap"]) == {"sequential JAX", "PyTorch loop", "PyTorch vmap"}
     for name, gap in agreement["max_relative_gap"].items():
-        assert gap <= bench.AGREE_RTOL, (name, gap)
+        assert gap["first_steps"] <= bench.AGREE_RTOL, (name, gap)
     agree = [t for t in result["targets"] if "loss = lrjax loss" in t["target"]]
     assert len(agree) == 3 and all(t["pass"] for t in agree), agree
     assert "PyTorch loop loss = lrjax loss" in text
