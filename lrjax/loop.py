@@ -213,7 +213,9 @@ def fit(
     padded = engine.pad_members(members, num_groups * group)
 
     loop = Loop(program, feed, num_steps, chunk_steps, k, [], tuple(hooks), vectorize)
-    loop.data = feed.data(loop.put)
+    # Data constant over the run (a feed's device-resident arrays) is replicated on every
+    # device: the chunk program reads it whole, and N need not divide by the device count.
+    loop.data = feed.data(lambda tree: loop.put(tree, None))
     for g in range(num_groups):
         host = engine.member_slice(padded, g * group, (g + 1) * group)
         if vectorize:

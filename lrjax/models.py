@@ -186,18 +186,22 @@ class CNN2D(nn.Module):
 
 
 class _EncoderBlock(nn.Module):
-    """Pre-LN transformer block: ``x + MHSA(LN(x))``, then ``x + MLP(LN(x))``."""
+    """Pre-LN transformer block: ``x + drop(MHSA(LN(x)))``, then ``x + drop(MLP(LN(x)))``
+    (residual dropout, as in BERT and ViT; ``rate=None`` or 0: none)."""
 
     num_heads: int
     mlp_dim: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, rate: jax.Array | float | None = None) -> jax.Array:
+        def drop(h):
+            return h if rate is None else dropout(h, rate, self.make_rng("dropout"))
+
         h = nn.LayerNorm()(x)
-        x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(h, h)
+        x = x + drop(nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(h, h))
         h = nn.LayerNorm()(x)
         h = nn.Dense(x.shape[-1])(nn.gelu(nn.Dense(self.mlp_dim)(h)))
-        return x + h
+        return x + drop(h)
 
 
 class TransformerClassifier(nn.Module):
@@ -207,7 +211,10 @@ class TransformerClassifier(nn.Module):
     (all its channels) is linearly embedded to ``dim``, a learned positional embedding is
     added, then ``depth`` pre-LN blocks (multi-head self-attention, GELU MLP of width
     ``mlp_ratio * dim``, residuals), a final LayerNorm, the mean over tokens and a linear head.
-    No dropout, so there is no RNG or state at ``apply`` time.
+    With ``dropout_rate > 0`` (default 0: none) and ``train=True``, each block's two residual
+    branches are dropped out (``rngs={"dropout": key}``); ``dropout_rate=`` at call time
+    overrides the attribute and may be traced (a per-member hyperparameter). ``train=False``
+    (the default) is deterministic.
 
     In: ``(batch, length)`` or ``(batch, length, channels)`` with ``length`` a multiple of
     ``patch_size`` (an image ``(batch, H, W)`` reads as H positions of W channels).
@@ -222,6 +229,7 @@ class TransformerClassifier(nn.Module):
       num_heads: attention heads (must divide ``dim``).
       mlp_ratio: MLP width as a multiple of ``dim``.
       num_classes: number of logits.
+      dropout_rate: residual dropout in training mode.
 
     References:
       Vaswani et al., "Attention is all you need", 2017; pre-LN as in Xiong et al.,
@@ -235,9 +243,12 @@ class TransformerClassifier(nn.Module):
     num_heads: int = 4
     mlp_ratio: int = 2
     num_classes: int = 10
+    dropout_rate: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, train: bool = False, dropout_rate: jax.Array | float | None = None
+    ) -> jax.Array:
         if x.ndim == 2:
             x = x[..., None]
         batch, length, channels = x.shape
@@ -252,8 +263,12 @@ class TransformerClassifier(nn.Module):
         x = nn.Dense(self.dim, name="embed")(x)
         pos = self.param("pos_embed", nn.initializers.normal(0.02), (tokens, self.dim))
         x = x + pos[None]
+        rate = None
+        if train and (dropout_rate is not None or self.dropout_rate > 0):
+            rate = self.dropout_rate if dropout_rate is None else dropout_rate
         for i in range(self.depth):
-            x = _EncoderBlock(self.num_heads, self.mlp_ratio * self.dim, name=f"block{i}")(x)
+            block = _EncoderBlock(self.num_heads, self.mlp_ratio * self.dim, name=f"block{i}")
+            x = block(x, rate)
         x = nn.LayerNorm()(x)
         return nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=1))
 

@@ -188,3 +188,26 @@ def test_dropout_takes_a_traced_rate():
     # the kept units are scaled by 1 / (1 - rate), so the mean is preserved
     np.testing.assert_allclose(np.asarray(out[1])[np.asarray(out[1]) != 0], 4 / 3, rtol=1e-6)
     assert np.isfinite(np.asarray(out)).all()
+
+
+def test_transformer_residual_dropout_in_training_mode_only():
+    model = models.TransformerClassifier(patch_size=3, dim=8, depth=1, num_heads=2)
+    x = _inputs((12,), batch=5)
+    variables = model.init(_key(0), x)
+    rngs = {"dropout": _key(1)}
+    deterministic = model.apply(variables, x)
+    # rate 0 (the default) and evaluation mode are the same function as before dropout existed
+    np.testing.assert_array_equal(model.apply(variables, x, train=True, rngs=rngs), deterministic)
+    dropped = models.TransformerClassifier(
+        patch_size=3, dim=8, depth=1, num_heads=2, dropout_rate=0.5
+    )
+    np.testing.assert_array_equal(dropped.apply(variables, x), deterministic)
+    assert not np.allclose(dropped.apply(variables, x, train=True, rngs=rngs), deterministic)
+
+    # the rate may be traced, one per member under vmap; rate 0 drops nothing
+    def train(rate):
+        return model.apply(variables, x, train=True, dropout_rate=rate, rngs=rngs)
+
+    out = jax.jit(jax.vmap(train))(jnp.array([0.0, 0.5], jnp.float32))
+    np.testing.assert_allclose(out[0], deterministic, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out[1], deterministic)

@@ -49,8 +49,13 @@ def test_every_benchmark_figure_in_the_readme_is_in_the_committed_runs():
     start = text.index("### Benchmark")
     section = text[start : text.index("\n## ", start)]
     bench = ROOT / "docs" / "results" / "bench"
-    found = "\n".join(p.read_text() for p in sorted(bench.rglob("*.md")))
-    found += "\n" + (bench / "runs.txt").read_text()
+    # The committed runs: each run's report (bench.md), its raw results (bench.json, as
+    # written by `make bench`) and the log of when the runs were made (runs.txt).
+    found = "\n".join(
+        json.dumps(json.loads(p.read_text())) if p.suffix == ".json" else p.read_text()
+        for p in sorted(bench.rglob("*"))
+        if p.suffix in (".md", ".json", ".txt")
+    )
     numbers = set(re.findall(r"(?<![\w.])(?:\d+\.\d+|\d{4,})(?![\w.])", section))
     # constants of the workload, not measurements: the matmul size of the MFU reference, the
     # number of training sequences, SGD's momentum
