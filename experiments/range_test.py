@@ -28,7 +28,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     """Runs both tests into `out_dir`; returns the report section body."""
     out = Path(out_dir)
     ds = load_data(config)
-    model = study.make_model(config["model"], ds.x_train)
+    model = study.make_model(config["model"], ds.x_train, **config.get("resnet", {}))
     momentum = config["momentum"]
 
     c = config["classic"]

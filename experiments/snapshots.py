@@ -257,7 +257,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     check(config)
     out = Path(out_dir)
     ds = load_data(config)
-    model = study.make_model(config["model"], ds.x_train)
+    model = study.make_model(config["model"], ds.x_train, **config.get("resnet", {}))
     lrs, seeds = config["peak_lrs"], config["seeds"]
     L, S = len(lrs), len(seeds)
 

@@ -61,9 +61,10 @@ def classifier(module: Any, sample_input: Any) -> sweep.Model:
     return sweep.Model.from_linen(module, np.asarray(sample_input)[:1])
 
 
-def make_model(name: str, sample_input: Any, num_classes: int = 10) -> sweep.Model:
+def make_model(name: str, sample_input: Any, num_classes: int = 10, **resnet: Any) -> sweep.Model:
     """The study's models: ``"mlp"`` (the MNIST-1D paper's 100-100 MLP), ``"cnn1d"``, or
-    ``"resnet"`` (:class:`lrjax.models.ResNet`, BatchNorm and dropout, for images).
+    ``"resnet"`` (:class:`lrjax.models.ResNet`, BatchNorm and dropout, for images; ``resnet``
+    keyword arguments such as ``features=(4,)`` replace its defaults).
 
     The CNN uses ``conv="slices"`` (same parameters and outputs as the paper's CNN, fast under
     ``vmap``; see :class:`lrjax.models.CNN1D`).
@@ -73,9 +74,13 @@ def make_model(name: str, sample_input: Any, num_classes: int = 10) -> sweep.Mod
     elif name == "cnn1d":
         module = models.CNN1D(num_classes=num_classes, conv="slices")
     elif name == "resnet":
-        module = models.ResNet(num_classes=num_classes)
+        # A JSON config gives lists; the module's fields are tuples.
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in resnet.items()}
+        module = models.ResNet(num_classes=num_classes, **fields)
     else:
         raise ValueError(f"model must be 'mlp', 'cnn1d' or 'resnet', got {name!r}")
+    if resnet and name != "resnet":
+        raise ValueError(f"only the resnet takes keyword arguments, got {sorted(resnet)}")
     return classifier(module, np.asarray(sample_input)[:1])
 
 
