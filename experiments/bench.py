@@ -62,8 +62,11 @@ from __future__ import annotations
 import os
 
 # XLA runs a CPU program on one core unless its ops are big enough to split; exposing each core as
-# a device lets lrjax shard the member axis over all of them. This must happen before JAX starts.
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+# a device lets lrjax shard the member axis over all of them. This must happen before JAX starts,
+# and only when the benchmark is the program: importing this module (tests do) changes nothing.
+if __name__ == "__main__" and "xla_force_host_platform_device_count" not in os.environ.get(
+    "XLA_FLAGS", ""
+):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "")
         + f" --xla_force_host_platform_device_count={len(os.sched_getaffinity(0))}"
