@@ -308,10 +308,12 @@ class PBT:
         self._in_members: set = set()
 
     def __repr__(self) -> str:
+        # Every argument: a checkpoint's identity describes the hook by its repr.
         return (
             f"PBT(space={self.space}, metric={self.metric!r}, mode={self.mode!r}, "
             f"ready={self.ready}, fraction={self.fraction}, resample_probability="
-            f"{self.resample_probability}, factors={self.factors}, seed={self.seed})"
+            f"{self.resample_probability}, factors={self.factors}, seed={self.seed}, population="
+            f"{None if self.population is None else self.population.tolist()}, loss={self.loss!r})"
         )
 
     def _reset(self, k: int) -> None:

@@ -5,9 +5,6 @@ The model has BatchNorm and dropout; its state is params, batch statistics and a
 ``inject_hyperparams`` SGD-with-momentum state holding the explored learning rate.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -19,6 +16,7 @@ import pytest
 
 import lrjax
 from lrjax import engine, hooks
+from tests.sweep_test import run_python
 
 N, D, B, CHUNK = 64, 4, 8, 3
 K = 8
@@ -340,16 +338,9 @@ SHARDED_SCRIPT = textwrap.dedent(
 
 def test_sharded_members_exchange_across_devices(tmp_path, spied):
     one_device, pbt, _, _ = spied
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    )
     out = tmp_path / "two_devices.npz"
-    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(out)], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=240, check=False)  # fmt: skip
+    two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    proc = run_python(SHARDED_SCRIPT, two_devices, args=[str(out)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SHARDED PBT OK" in proc.stdout
     with np.load(out) as two:
@@ -414,3 +405,15 @@ def test_the_debugging_path_agrees(spied):
     np.testing.assert_allclose(slow.metrics["loss"], out.metrics["loss"], rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(slow.state), jax.tree.leaves(out.state), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_tells_pbt_hooks_apart_by_every_argument(tmp_path):
+    def fingerprint(**changes):
+        kwargs = dict(metric="accuracy", ready=4, population=[0, 0, 1, 1]) | changes
+        pbt = lrjax.PBT({"learning_rate": lrjax.Range(1e-3, 1.0)}, **kwargs)
+        return hooks.Checkpoint(tmp_path, {"pbt": pbt}).fingerprint["pbt"]
+
+    assert fingerprint() == fingerprint()
+    assert fingerprint(population=[0, 1, 0, 1]) != fingerprint()
+    assert fingerprint(loss="nll") != fingerprint()
+    assert fingerprint(ready=5) != fingerprint()
