@@ -32,14 +32,9 @@ BELOW = "below the tuned schedule even with its knob tuned"
 def baseline_family(config: dict[str, Any], out: Path, model_name: str) -> dict[str, Any]:
     """The baseline's schedule family: the schedule comparison's best for this model (its peak
     LR is re-tuned here, at this part's budget), or the fallback and why."""
-    path = out.parent / config["compare_with"] / "summary.json"
-    fallback = {"family": config["fallback_family"], "from_comparison": False}
-    if not path.exists():
-        return {**fallback, "reason": f"no {config['compare_with']} results in this folder"}
-    summary = results.read_json(path)
-    m = summary.get("models", {}).get(model_name)
+    summary, m, reason = results.compared_part(config, out, model_name)
     if m is None:
-        return {**fallback, "reason": f"{config['compare_with']} did not train {model_name}"}
+        return {"family": config["fallback_family"], "from_comparison": False, "reason": reason}
     best = m["families"][m["best_family"]]
     return {
         "family": m["best_family"],

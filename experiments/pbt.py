@@ -28,13 +28,9 @@ def reference(config: dict[str, Any], out: Path) -> dict[str, Any]:
     """The fixed family to compare with: part 3's best for the model, or the fallback and why.
 
     Part 3's family is used at this part's step budget (its shape scales with T)."""
-    path = out.parent / config["compare_with"] / "summary.json"
-    fallback = {"family": config["fallback_family"], "from_part3": False}
-    if not path.exists():
-        return {**fallback, "reason": f"no {config['compare_with']} results in this folder"}
-    m = results.read_json(path).get("models", {}).get(config["model"])
+    _, m, reason = results.compared_part(config, out, config["model"])
     if m is None:
-        return {**fallback, "reason": f"{config['compare_with']} did not train {config['model']}"}
+        return {"family": config["fallback_family"], "from_part3": False, "reason": reason}
     best = m["best_family"]
     return {
         "family": best,

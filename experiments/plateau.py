@@ -28,14 +28,10 @@ from lrjax import plotting, schedules, study, sweep
 
 def reference(config: dict[str, Any], out: Path) -> dict[str, Any]:
     """The fixed schedule to compare with: part 3's best family, or the fallback and why."""
-    path = out.parent / config["compare_with"] / "summary.json"
     fallback = {"family": config["fallback_family"], "from_part3": False}
-    if not path.exists():
-        return {**fallback, "reason": f"no {config['compare_with']} results in this folder"}
-    summary = results.read_json(path)
-    m = summary.get("models", {}).get(config["model"])
+    summary, m, reason = results.compared_part(config, out, config["model"])
     if m is None:
-        return {**fallback, "reason": f"{config['compare_with']} did not train {config['model']}"}
+        return {**fallback, "reason": reason}
     if summary.get("num_steps") != config["num_steps"]:
         return {
             **fallback,

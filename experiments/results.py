@@ -30,6 +30,23 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def compared_part(
+    config: Mapping[str, Any], out_dir: str | os.PathLike, model: str
+) -> tuple[dict | None, dict | None, str | None]:
+    """``(summary, model_summary, reason)`` of the part ``config["compare_with"]`` in the same
+    results folder as ``out_dir``: its summary and its entry for ``model``, or None and the
+    reason a part falls back to its own default."""
+    name = config["compare_with"]
+    path = Path(out_dir).parent / name / "summary.json"
+    if not path.exists():
+        return None, None, f"no {name} results in this folder"
+    summary = read_json(path)
+    entry = summary.get("models", {}).get(model)
+    if entry is None:
+        return summary, None, f"{name} did not train {model}"
+    return summary, entry, None
+
+
 def write_csv(path: str | os.PathLike, columns: Mapping[str, np.ndarray]) -> None:
     """Writes equal-length 1-D columns as CSV; floats with 9 significant digits (float32-exact)."""
     names = list(columns)

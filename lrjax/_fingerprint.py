@@ -219,8 +219,7 @@ def _array(a: Any) -> Hashable:
         impl = str(jax.random.key_impl(a))
         return ("key", impl, _array(jax.random.key_data(a)))
     host = np.ascontiguousarray(np.asarray(a))
-    digest = hashlib.blake2b(host.view(np.uint8).reshape(-1), digest_size=16).hexdigest()
-    return ("array", host.dtype.str, host.shape, digest)
+    return ("array", host.dtype.str, host.shape, _hex(host.view(np.uint8).reshape(-1)))
 
 
 def fingerprint(obj: Any) -> tuple[Hashable, list[Any]]:
@@ -258,8 +257,8 @@ def stable_digest(obj: Any) -> tuple[str, list[Any]]:
     return _hex(repr(key).encode()), fingerprinter.unstable
 
 
-# Arrays up to this size are hashed whole; larger ones (and memmaps, read lazily from disk) by
-# a strided sample of about this many bytes, plus their sum when they are in memory.
+# Arrays up to this many bytes are hashed whole; larger ones (and memmaps, read lazily from
+# disk) by a strided sample of about this many elements, plus their sum when in memory.
 _WHOLE_BYTES = 1 << 28
 _SAMPLE_ELEMENTS = 1 << 18
 
@@ -290,12 +289,12 @@ def data_digest(arrays: Any) -> str:
         sample = np.asarray(a.reshape(-1)[::stride])
         # A memmap is summed only in its sample: the whole file may not fit in memory.
         total = None if isinstance(a, np.memmap) else float(np.asarray(a.sum(dtype=np.float32)))
-        parts.append(("sampled", a.dtype.str if hasattr(a.dtype, "str") else str(a.dtype),
-                      tuple(a.shape), stride, _array(sample), total))  # fmt: skip
+        sampled = ("sampled", np.dtype(a.dtype).str, tuple(a.shape), stride, _array(sample))
+        parts.append((*sampled, total))
     return _hex(repr(parts).encode())
 
 
-def _hex(data: bytes) -> str:
+def _hex(data: Any) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 

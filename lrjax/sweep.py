@@ -773,15 +773,15 @@ def _fingerprint(task, members, num_steps, batch_size, chunk, group, factor, tra
     }
 
 
-def _identity(task, data, feed, example, eval_hook, tracked, plateau, pbt, options) -> dict:
+def _identity(task, feed, example, eval_hook, tracked, plateau, pbt, options) -> dict:
     """What the trajectory depends on beyond the settings, as digests that hold in a new
     process (see ``Options.checkpoint_dir``); a part without one needs ``checkpoint_id``."""
-    if isinstance(feed, feeds.ArrayFeed):
-        data_id = data_digest(feed.arrays)
-    elif isinstance(feed, feeds.FunctionFeed):
-        data_id = (stable_digest(feed.fn), data_digest(example))
-    else:  # an iterator: its first batch is all that can be read without consuming it
-        data_id = ("first batch", data_digest(example))
+    if options.checkpoint_id is not None and not (
+        isinstance(options.checkpoint_id, str) and options.checkpoint_id
+    ):
+        raise ValueError(
+            f"options.checkpoint_id must be a non-empty string, got {options.checkpoint_id!r}"
+        )
     parts = {
         "model": task.model,
         "loss": task.loss,
@@ -792,14 +792,8 @@ def _identity(task, data, feed, example, eval_hook, tracked, plateau, pbt, optio
         "trackers": dict(tracked),
         "plateau_controller": None if plateau is None else plateau[0],
         "pbt": pbt,
-        "data_function": data_id[0] if isinstance(feed, feeds.FunctionFeed) else None,
+        "data_function": feed.fn if isinstance(feed, feeds.FunctionFeed) else None,
     }
-    if options.checkpoint_id is not None and not (
-        isinstance(options.checkpoint_id, str) and options.checkpoint_id
-    ):
-        raise ValueError(
-            f"options.checkpoint_id must be a non-empty string, got {options.checkpoint_id!r}"
-        )
     identity = {"masked": task.masked, "checkpoint_id": options.checkpoint_id}
     undescribed = {}
     for name, part in parts.items():
@@ -815,7 +809,10 @@ def _identity(task, data, feed, example, eval_hook, tracked, plateau, pbt, optio
             "pass options.checkpoint_id='<a name for this run>' and change it whenever that "
             "object changes"
         )
-    identity["data"] = data_id[1] if isinstance(feed, feeds.FunctionFeed) else data_id
+    # A batch function or an iterator: its first batch is all that can be read without
+    # consuming it (the function itself is digested above).
+    arrays = feed.arrays if isinstance(feed, feeds.ArrayFeed) else example
+    identity["data"] = data_digest(arrays)
     identity["eval_data"] = None if eval_hook is None else data_digest(eval_hook[1])
     return identity
 
@@ -965,7 +962,7 @@ def train(
     if pbt is not None:
         fingerprint["pbt"] = repr(pbt)
     if options.checkpoint_dir is not None:
-        identity = _identity(task, data, feed, example, eval_hook, tracked, plateau, pbt, options)
+        identity = _identity(task, feed, example, eval_hook, tracked, plateau, pbt, options)
         fingerprint.update(identity)
     run_hooks = _hooks(task, eval_hook, plateau, options, fingerprint, pbt)
     if options.check_data:  # first: it stops the run before a checkpoint keeps the damage

@@ -1634,3 +1634,28 @@ def test_kill_during_a_save_then_a_new_process_resumes_bit_exact(tmp_path):
     leaves = jax.tree.leaves(uninterrupted.params)
     for i, want in enumerate(leaves):
         np.testing.assert_array_equal(saved[f"arr_{i}"], want)
+
+
+def test_iterator_and_batch_function_identity_on_a_batchnorm_dropout_model(tmp_path):
+    def batches(shift=0.0):
+        for t in range(STEPS):
+            idx = np.arange(t * BATCH, (t + 1) * BATCH) % N
+            yield DATA[0][idx] + np.float32(shift), DATA[1][idx]
+
+    def run(data, directory):
+        kwargs = dict(optimizer=optax.sgd, hparams={"learning_rate": np.array([0.1], np.float32)},
+                      num_steps=STEPS)  # fmt: skip
+        options = sweep.Options(progress=False, checkpoint_dir=directory)
+        return sweep.train(LinenBNDropoutAct(), LOSS, data, options=options, **kwargs)
+
+    first = run(batches(), tmp_path / "iterator")
+    resumed = run(batches(), tmp_path / "iterator")  # a fresh iterator over the same batches
+    np.testing.assert_array_equal(resumed.loss, first.loss)
+    with pytest.raises(ValueError, match=r"holds a different run: data changed"):
+        run(batches(shift=1.0), tmp_path / "iterator")
+
+    run(lambda step: (DATA[0][:BATCH], DATA[1][:BATCH]), tmp_path / "function")
+    # The same first batch from other code: only the function tells the runs apart.
+    with pytest.raises(ValueError, match=r"holds a different run: data_function changed"):
+        shifted = lambda step: (DATA[0][:BATCH] + np.float32(step), DATA[1][:BATCH])  # noqa: E731
+        run(shifted, tmp_path / "function")
