@@ -51,6 +51,7 @@ from lrjax.schedules import (
     polynomial_decay,
     repeat,
     scale,
+    schedule_family_switch,
     sgdr,
     snapshot_ensemble,
     snapshot_steps,
@@ -64,7 +65,7 @@ from lrjax.schedules import (
     warmup_stable_decay,
 )
 from lrjax.supervised import Model, Supervised
-from lrjax.sweep import SweepResult, schedule_family_switch
+from lrjax.sweep import SweepResult
 from lrjax.trackers import EMA, SWA, Snapshots, Tracked, track
 
 __version__ = "0.1.0"

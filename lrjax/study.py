@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from lrjax import models, schedules, sweep
+from lrjax.schedules import warmup_cosine_fraction  # its home; kept here as an alias
 
 __all__ = [
     "FAMILIES",
@@ -209,40 +210,6 @@ def schedule_family(name: str, peak: Any, total_steps: int) -> optax.Schedule:
     if name == "wsd":
         return schedules.warmup_stable_decay(peak, T, warmup_steps=0.1, decay_steps=0.2)
     raise ValueError(f"schedule family must be one of {', '.join(FAMILIES)}; got {name!r}")
-
-
-def warmup_cosine_fraction(peak: Any, warmup_fraction: Any, total_steps: int) -> optax.Schedule:
-    r"""Linear warmup over a *traced* fraction of the budget, then cosine decay to 0.
-
-    .. math::
-        \eta_t = \eta_{peak} \begin{cases} t / W & t < W \\
-        \tfrac12 \left(1 + \cos \pi \tfrac{\min(t, T) - W}{T - W}\right) & t \ge W
-        \end{cases}, \qquad W = f\,T
-
-    :func:`lrjax.schedules.warmup_cosine_decay` takes the warmup length as a static step count;
-    here :math:`f` may be traced, so a search over the warmup fraction is one sweep.
-
-    Args:
-      peak: :math:`\eta_{peak}` (traceable).
-      warmup_fraction: :math:`f \in [0, 1)` (traceable).
-      total_steps: :math:`T \ge 1`.
-
-    Examples:
-      >>> s = warmup_cosine_fraction(1.0, 0.1, 100)
-      >>> [round(float(s(t)), 6) for t in (0, 5, 10, 55, 100)]
-      [0.0, 0.5, 1.0, 0.5, 0.0]
-    """
-    T = float(total_steps)
-
-    def schedule(step):
-        t = jnp.minimum(jnp.asarray(step).astype(jnp.float32), T)
-        w = jnp.asarray(warmup_fraction, jnp.float32) * T
-        ramp = t / jnp.maximum(w, 1.0)
-        progress = (t - w) / jnp.maximum(T - w, 1.0)
-        decay = 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.clip(progress, 0.0, 1.0)))
-        return jnp.asarray(peak, jnp.float32) * jnp.where(t < w, ramp, decay)
-
-    return schedule
 
 
 def family_schedules(

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from lrjax import schedules
+from lrjax.schedules import _registry
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- get-names: begin -->", "<!-- get-names: end -->"
@@ -61,7 +62,7 @@ def test_readme_names_table_lists_exactly_the_accepted_names():
     block = text[text.index(BEGIN) : text.index(END)]
     first_cells = [line.split(" | ")[0] for line in block.splitlines() if line.startswith("| `")]
     listed = {name for cell in first_cells for name in re.findall(r"`([a-z_0-9]+)`", cell)}
-    assert listed == set(schedules._BY_NAME) | set(schedules._HF_SCHEDULES)
+    assert listed == set(_registry._BY_NAME) | set(_registry._HF_SCHEDULES)
 
 
 if __name__ == "__main__":

@@ -781,3 +781,17 @@ def clip(t, inner: Ref, min_value=None, max_value=None):
 
 def repeat(t, inner: Ref, period):
     return inner(_steps(t) % period)
+
+
+def warmup_cosine_fraction(t, peak_value, warmup_fraction, total_steps):
+    """Linear warmup to the (fractional) step W = f T, then a half cosine to 0 at T."""
+    w = warmup_fraction * total_steps
+
+    def one(s):
+        s = min(s, total_steps)
+        if s < w:
+            return peak_value * s / max(w, 1.0)
+        progress = min(max((s - w) / max(total_steps - w, 1.0), 0.0), 1.0)
+        return peak_value * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return _closed(one, t)
