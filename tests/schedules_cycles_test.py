@@ -2,6 +2,9 @@
 float64 references of PyTorch, Keras and Huang et al. (tests/schedules_reference.py).
 """
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 import schedules_reference as R
 from schedules_testing import (
@@ -9,11 +12,13 @@ from schedules_testing import (
     NAN,
     Case,
     ScheduleContract,
+    assert_matches,
     check_continuous,
     check_monotone_warmup,
     check_non_increasing,
     check_peak_reached_at_boundary,
     check_raises,
+    lrs,
 )
 
 from lrjax import schedules as S
@@ -93,6 +98,32 @@ CASES = [
         dict(init_value=1.0, peak_decay=0.95, end_value=0.01),
         horizon=20,
         edges=(81909, 81910, 81911, 327669, 327670, 327671, 1310709, 1310710, 1310711),
+    ),
+    Case(
+        "sgdr/torch-T_mult-4",
+        lambda p: S.sgdr(p["init_value"], 3, 4.0, end_value=p["end_value"]),
+        lambda t, p: R.torch_cosine_warm_restarts(t, p["init_value"], 3, 4, p["end_value"]),
+        dict(init_value=0.5, end_value=0.05),
+        horizon=260,  # restarts at 3, 15, 63, 255
+        edges=(2, 3, 4, 14, 15, 16, 62, 63, 64, 254, 255, 256),
+    ),
+    Case(
+        "sgdr/timm-cycle_limit-k_decay-fractional",
+        lambda p: S.sgdr(p["init_value"], 8, 1.5, p["peak_decay"], p["end_value"], 3, p["k_decay"]),
+        lambda t, p: R.sgdr_exact(
+            t,
+            p["init_value"],
+            8,
+            1.5,
+            p["peak_decay"],
+            p["end_value"],
+            k_decay=p["k_decay"],
+            cycle_limit=3,
+        ),
+        dict(init_value=1.0, peak_decay=0.5, end_value=0.1, k_decay=2.0),
+        horizon=60,  # cycles start at 0, 8, 20, 38 (the fourth is held at end_value)
+        edges=(7, 8, 9, 19, 20, 21, 37, 38, 39, 1000),
+        constant_tail=True,
     ),
     # 9. cyclical: PyTorch CyclicLR
     Case(
@@ -242,6 +273,12 @@ HYPER = [
     (S.sgdr, dict(first_period=5, period_mult=2.0, peak_decay=0.5), "init_value", [1.0, 0.1]),
     (S.sgdr, dict(init_value=1.0, first_period=5, period_mult=1.5), "peak_decay", [1.0, 0.5, 0.9]),
     (S.sgdr, dict(init_value=1.0, first_period=5), "end_value", [0.0, 0.1]),
+    (
+        S.sgdr,
+        dict(init_value=1.0, first_period=5, period_mult=2.0, cycle_limit=2),
+        "k_decay",
+        [1.0, 0.5, 3.0],
+    ),
     (S.cyclic, dict(max_value=1.0, step_size_up=4, mode="triangular2"), "base_value", [0.0, 0.1]),
     (S.cyclic, dict(base_value=0.1, step_size_up=4, step_size_down=6), "max_value", [1.0, 0.5]),
     (
@@ -396,6 +433,24 @@ ERRORS = {
         lambda: S.one_cycle(100, 1.0, pct_start=NAN),
         r"pct_start must be a finite number in \(0, 1\), got nan",
     ),
+    "sgdr-cycle_limit-0": (lambda: S.sgdr(1.0, 10, cycle_limit=0), r"cycle_limit.*>= 1"),
+    "sgdr-k_decay-0": (
+        lambda: S.sgdr(1.0, 10, k_decay=0.0),
+        r"k_decay must be a finite number > 0",
+    ),
+    "sgdr-too-many-cycles": (
+        lambda: S.sgdr(1.0, 1, period_mult=1.001),
+        r"period_mult=1.001 with first_period=1 starts more than 4096 cycles.*period_mult=1",
+    ),
+    # Strings for flags were taken as True (issue 19, item 6).
+    "one_cycle-three_phase-string": (
+        lambda: S.one_cycle(100, 1.0, three_phase="no"),
+        r"three_phase must be True or False, got 'no'",
+    ),
+    "one_cycle_momentum-three_phase-string": (
+        lambda: S.one_cycle_momentum(100, three_phase="False"),
+        r"three_phase must be True or False, got 'False'",
+    ),
 }
 
 
@@ -440,3 +495,59 @@ def test_snapshot_ensemble_returns_to_peak():
         assert float(snap(s)) == pytest.approx(0.2, rel=1e-6)
         if s:
             assert float(snap(s - 1)) < 0.2 * 1e-3
+
+
+# ------------------------------------------------------------------------------------------------
+# SGDR restarts exactly, under jit, for integer and fractional period multipliers.
+# ------------------------------------------------------------------------------------------------
+
+INT32_MAX = 2**31 - 1
+
+
+@pytest.mark.parametrize("mult", [1, 2, 3, 4, 5, 6, 7, 8, 1.5, 1.25, 2.5, 1.1])
+def test_sgdr_every_restart_under_jit_matches_exact_restarts(mult):
+    # Every restart step below 2**31 (for T_mult = 1 the first and last 64), the steps around
+    # it, small steps and the last int32 steps, in one jitted vmap, against float64 with the
+    # restarts located exactly. A float32 logarithm gave the floor at PyTorch's restart steps
+    # 50, 210, 850, 3410, ... of T_0=10, T_mult=4.
+    restarts = R.exact_restart_steps(10, mult, INT32_MAX) if mult != 1 else []
+    if mult == 1:
+        restarts = [
+            10 * k for k in (*range(1, 65), *range(INT32_MAX // 10 - 63, INT32_MAX // 10 + 1))
+        ]
+    near = np.asarray(restarts, np.int64)[:, None] + np.asarray([-1, 0, 1])
+    steps = np.unique(np.r_[near.ravel(), 0:40, INT32_MAX - 1, INT32_MAX])
+    steps = steps[(steps >= 0) & (steps <= INT32_MAX)]
+    schedule = S.sgdr(1.0, 10, float(mult), end_value=0.125)
+    got = np.asarray(jax.jit(jax.vmap(schedule))(jnp.asarray(steps, jnp.int32)))
+    assert_matches(got, R.sgdr_exact(steps, 1.0, 10, float(mult), end_value=0.125), scale=1.0)
+    at_restart = got[np.isin(steps, restarts)]
+    if float(mult).is_integer():  # integer restart steps: exactly the peak
+        np.testing.assert_array_equal(at_restart, np.ones_like(at_restart))
+    else:
+        assert np.all(at_restart > 0.9), at_restart
+
+
+def test_sgdr_matches_pytorch_restart_steps_and_replay():
+    # PyTorch's CosineAnnealingWarmRestarts(T_0=10, T_mult=4) restarts at 10, 50, 210, 850,
+    # 3410; and its T_cur bookkeeping, replayed, for T_mult 1..8 up to step 4000.
+    assert R.exact_restart_steps(10, 4, 4000) == [10, 50, 210, 850, 3410]
+    steps = np.arange(4001)
+    for mult in range(1, 9):
+        got = lrs(S.sgdr(0.5, 10, float(mult), end_value=0.01), steps)
+        assert_matches(got, R.torch_cosine_warm_restarts(steps, 0.5, 10, mult, 0.01), scale=0.5)
+    schedule = S.sgdr(1.0, 10, 4.0)
+    for restart in (10, 50, 210, 850, 3410):
+        for step in (restart, np.int64(restart), jnp.asarray(restart, jnp.int32)):
+            assert float(schedule(step)) == 1.0, (restart, step)
+        assert float(jax.jit(schedule)(jnp.asarray(restart, jnp.int32))) == 1.0
+
+
+def test_sgdr_fractional_restarts_at_host_int64_steps_beyond_int32():
+    # Host integers locate the cycle in int64 on the host: restarts up to 2**62 are exact.
+    restarts = np.asarray(R.exact_restart_steps(7, 1.5, 2**62), np.int64)[-6:]
+    steps = np.r_[restarts - 1, restarts]
+    schedule = S.sgdr(1.0, 7, 1.5, 0.9, 0.125)
+    want = R.sgdr_exact(steps, 1.0, 7, 1.5, 0.9, 0.125)
+    assert_matches(np.asarray(schedule(steps)), want, scale=1.0)
+    assert_matches(np.asarray([schedule(int(s)) for s in steps], np.float32), want, scale=1.0)

@@ -4,7 +4,10 @@ scikit-learn and timm (tests/schedules_reference.py).
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import schedules_reference as R
 from schedules_testing import (
@@ -318,6 +321,17 @@ CASES = [
         edges=(0, 59, 60, 61),
         constant_tail=True,
     ),
+    Case(
+        "cosine/optax-exponent",
+        lambda p: S.cosine_decay(p["init_value"], 60, p["end_value"], p["exponent"]),
+        lambda t, p: R.optax_cosine(
+            t, p["init_value"], 60, p["end_value"] / p["init_value"], p["exponent"]
+        ),
+        dict(init_value=2.0, end_value=0.25, exponent=2.5),
+        horizon=80,
+        edges=(0, 1, 30, 59, 60, 61),
+        constant_tail=True,
+    ),
     # 15. tanh: timm TanhLRScheduler
     Case(
         "tanh/timm",
@@ -388,6 +402,7 @@ HYPER = [
     ),
     (S.cosine_decay, dict(decay_steps=20, end_value=0.1), "init_value", [1.0, 0.5]),
     (S.cosine_decay, dict(init_value=1.0, decay_steps=20), "end_value", [0.0, 0.1, 0.9]),
+    (S.cosine_decay, dict(init_value=1.0, decay_steps=20), "exponent", [1.0, 0.5, 3.0]),
     (S.tanh_decay, dict(total_steps=30), "init_value", [1.0, 0.2]),
     (S.tanh_decay, dict(init_value=1.0, total_steps=30), "end_value", [0.0, 0.1]),
     (S.tanh_decay, dict(init_value=1.0, total_steps=30), "lower_bound", [-7.0, -3.0]),
@@ -533,6 +548,39 @@ ERRORS = {
         lambda: S.tanh_decay(1.0, 100, lower_bound=NAN),
         r"lower_bound must be a finite number, got nan",
     ),
+    # Inputs that were accepted silently or failed deep (issue 19, item 6).
+    "multistep-milestones-int": (
+        lambda: S.multistep_decay(0.1, 30),
+        r"milestones must be a list of increasing integer steps \(e.g. \[30, 80\]\), got 30",
+    ),
+    "multistep-milestones-string": (
+        lambda: S.multistep_decay(0.1, "30,80"),
+        r"milestones must be a list of increasing integer steps",
+    ),
+    "piecewise-boundaries-int": (
+        lambda: S.piecewise_constant(10, [1.0, 0.5]),
+        r"boundaries must be a list of increasing integer steps",
+    ),
+    "exponential-staircase-string": (
+        lambda: S.exponential_decay(1.0, 0.5, 10, staircase="no"),
+        r"staircase must be True or False, got 'no'",
+    ),
+    "inverse_time-staircase-string": (
+        lambda: S.inverse_time_decay(1.0, 0.5, 10, staircase="no"),
+        r"staircase must be True or False, got 'no'",
+    ),
+    "polynomial-cycle-string": (
+        lambda: S.polynomial_decay(1.0, 0.0, 10, cycle="False"),
+        r"cycle must be True or False, got 'False'",
+    ),
+    "polynomial-cycle-int": (
+        lambda: S.polynomial_decay(1.0, 0.0, 10, cycle=1),
+        r"cycle must be True or False, got 1",
+    ),
+    "cosine-exponent-0": (
+        lambda: S.cosine_decay(1.0, 10, exponent=0.0),
+        r"exponent must be a finite number > 0",
+    ),
 }
 
 
@@ -602,3 +650,13 @@ def test_long_exponential_decay_keeps_relative_precision(decay_rate, decay_steps
     if decay_steps == 1:
         want = R.torch_exponential_lr(steps, 1.0, f32(decay_rate))
     assert_matches(lrs(S.exponential_decay(1.0, decay_rate, decay_steps), steps), want)
+
+
+def test_cosine_exponent_matches_optax_cosine_decay_schedule():
+    steps = np.arange(0, 130)
+    for alpha, exponent in ((0.0, 2.0), (0.1, 0.5), (0.25, 1.0)):
+        theirs = optax.cosine_decay_schedule(2.0, 100, alpha=alpha, exponent=exponent)
+        ours = S.cosine_decay(2.0, 100, 2.0 * alpha, exponent)
+        # optax's own closure mixes a Python float with the count: give it float32 steps.
+        want = np.asarray(jax.vmap(theirs)(jnp.asarray(steps, jnp.float32)))
+        assert_matches(lrs(ours, steps), want, scale=2.0)

@@ -2,7 +2,10 @@
 WSD) against float64 references of Hugging Face's lambdas (tests/schedules_reference.py).
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import schedules_reference as R
 from schedules_testing import (
@@ -75,6 +78,73 @@ CASES = [
         horizon=110,
         edges=(9, 10, 11),
         constant_tail=True,
+    ),
+    Case(
+        "warmup_cosine_decay/optax-exponent",
+        lambda p: S.warmup_cosine_decay(p["peak"], 12, 72, p["end"], p["init"], exponent=3.0),
+        lambda t, p: np.where(
+            t < 12,
+            p["init"] + (p["peak"] - p["init"]) * t / 12,
+            R.optax_cosine(np.maximum(t - 12, 0), p["peak"], 60, p["end"] / p["peak"], 3.0),
+        ),
+        dict(peak=1.5, end=0.125, init=0.25),
+        horizon=90,
+        edges=(0, 11, 12, 13, 71, 72, 73),
+        constant_tail=True,
+    ),
+    # timm CosineLRScheduler (cosine_lr.py), restarts located exactly
+    Case(
+        "timm_cosine/defaults-warmup-overlay",
+        lambda p: S.timm_cosine(
+            p["lr"], 50, p["lr_min"], warmup_t=8, warmup_lr_init=p["warmup_lr_init"]
+        ),
+        lambda t, p: R.timm_cosine(
+            t, p["lr"], 50, p["lr_min"], warmup_t=8, warmup_lr_init=p["warmup_lr_init"]
+        ),
+        dict(lr=0.5, lr_min=0.01, warmup_lr_init=0.001),
+        horizon=70,  # one cycle (cycle_limit=1), then lr_min
+        edges=(0, 7, 8, 9, 49, 50, 51),
+        constant_tail=True,
+    ),
+    Case(
+        "timm_cosine/prefix-cycles-k_decay-decay",
+        lambda p: S.timm_cosine(
+            p["lr"],
+            10,
+            p["lr_min"],
+            2.0,
+            p["cycle_decay"],
+            3,
+            5,
+            p["warmup_lr_init"],
+            True,
+            k_decay=p["k_decay"],
+        ),
+        lambda t, p: R.timm_cosine(
+            t,
+            p["lr"],
+            10,
+            p["lr_min"],
+            2.0,
+            p["cycle_decay"],
+            3,
+            5,
+            p["warmup_lr_init"],
+            True,
+            p["k_decay"],
+        ),
+        dict(lr=1.0, lr_min=0.125, cycle_decay=0.5, warmup_lr_init=0.0, k_decay=1.5),
+        horizon=90,  # cycles start at 5, 15, 35; the fourth (75) is held at lr_min
+        edges=(4, 5, 6, 14, 15, 16, 34, 35, 36, 74, 75, 76),
+        constant_tail=True,
+    ),
+    Case(
+        "timm_cosine/cycle_mul-1.5-unlimited",
+        lambda p: S.timm_cosine(p["lr"], 6, 0.0, 1.5, p["cycle_decay"], None),
+        lambda t, p: R.timm_cosine(t, p["lr"], 6, 0.0, 1.5, p["cycle_decay"], None),
+        dict(lr=0.5, cycle_decay=0.8),
+        horizon=120,  # cycles start at 6, 15, 28.5 (step 29), 48.75 (step 49), ...
+        edges=(5, 6, 14, 15, 28, 29, 48, 49),
     ),
     Case(
         "cosine_with_hard_restarts/hf",
@@ -217,6 +287,39 @@ HYPER = [
         [0.0, 0.1],
     ),
     (S.warmup_cosine_decay, dict(warmup_steps=5, total_steps=30), "peak_value", [1.0, 0.2]),
+    (
+        S.warmup_cosine_decay,
+        dict(peak_value=1.0, warmup_steps=5, total_steps=30, end_value=0.1),
+        "exponent",
+        [1.0, 2.0, 0.5],
+    ),
+    (S.timm_cosine, dict(t_initial=10, cycle_limit=2), "learning_rate", [1.0, 0.2]),
+    (S.timm_cosine, dict(learning_rate=1.0, t_initial=10), "lr_min", [0.0, 0.1]),
+    (
+        S.timm_cosine,
+        dict(learning_rate=1.0, t_initial=10, cycle_mul=2.0, cycle_limit=None),
+        "cycle_decay",
+        [1.0, 0.5],
+    ),
+    (
+        S.timm_cosine,
+        dict(learning_rate=1.0, t_initial=30, warmup_t=5),
+        "warmup_lr_init",
+        [0.0, 0.1],
+    ),
+    (S.timm_cosine, dict(learning_rate=1.0, t_initial=30), "k_decay", [1.0, 2.0]),
+    (
+        S.timm_cosine,
+        dict(learning_rate=1.0, t_initial=30, noise_range_t=5, noise_std=0.5),
+        "noise_pct",
+        [0.1, 0.5],
+    ),
+    (
+        S.timm_cosine,
+        dict(learning_rate=1.0, t_initial=30, noise_range_t=(2, 20)),
+        "noise_std",
+        [1.0, 0.2],
+    ),
     (
         S.warmup_cosine_decay,
         dict(peak_value=1.0, warmup_steps=5, total_steps=30),
@@ -400,6 +503,30 @@ ERRORS = {
         lambda: S.warmup_cosine_fraction(1.0, 0.1, 0),
         r"total_steps must be an integer >= 1",
     ),
+    "timm_cosine-warmup_prefix-string": (
+        lambda: S.timm_cosine(1.0, 100, warmup_t=5, warmup_prefix="no"),
+        r"warmup_prefix must be True or False, got 'no'",
+    ),
+    "timm_cosine-cycle_limit-0": (
+        lambda: S.timm_cosine(1.0, 100, cycle_limit=0),
+        r"cycle_limit must be an integer >= 1",
+    ),
+    "timm_cosine-cycle_mul-below-1": (
+        lambda: S.timm_cosine(1.0, 100, cycle_mul=0.5),
+        r"cycle_mul must be a finite number >= 1",
+    ),
+    "timm_cosine-t_initial-0": (
+        lambda: S.timm_cosine(1.0, 0),
+        r"t_initial must be an integer >= 1",
+    ),
+    "timm_cosine-noise_range": (
+        lambda: S.timm_cosine(1.0, 100, noise_range_t=(10, 5)),
+        r"noise_range_t\[1\] must be an integer >= 11",
+    ),
+    "warmup_cosine_decay-exponent-negative": (
+        lambda: S.warmup_cosine_decay(1.0, 10, 100, exponent=-1.0),
+        r"exponent must be a finite number > 0",
+    ),
 }
 
 
@@ -482,3 +609,21 @@ def test_hard_restarts_return_to_peak():
         assert float(hard(s)) == pytest.approx(1.0, rel=1e-6)
         assert float(hard(s - 1)) < 0.01 or s == 10
     assert float(hard(100)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_warmup_cosine_decay_exponent_matches_optax():
+    steps = np.arange(0, 120)
+    theirs = optax.warmup_cosine_decay_schedule(0.0, 1.5, 10, 100, 0.125, exponent=2.0)
+    want = np.asarray(jax.vmap(theirs)(jnp.asarray(steps, jnp.float32)))  # optax needs floats
+    assert_matches(lrs(S.warmup_cosine_decay(1.5, 10, 100, 0.125, exponent=2.0), steps), want)
+
+
+def test_timm_cosine_with_noise_is_the_clean_schedule_times_lr_noise():
+    clean = S.timm_cosine(0.5, 40, 0.01, warmup_t=5)
+    noisy = S.timm_cosine(0.5, 40, 0.01, warmup_t=5, noise_range_t=(10, 30), noise_seed=4)
+    steps = np.arange(50)
+    want = lrs(S.lr_noise(clean, (10, 30), seed=4), steps)
+    np.testing.assert_array_equal(lrs(noisy, steps), want)
+    got, base = lrs(noisy, steps), lrs(clean, steps)
+    np.testing.assert_array_equal(got[:10], base[:10])
+    assert np.all(np.abs(got[10:30] / base[10:30] - 1) < 0.67)

@@ -19,7 +19,8 @@ Sources (read from the peers' repositories):
 - Hugging Face ``src/transformers/optimization.py``: the ``_get_*_lr_lambda`` functions.
 - scikit-learn ``sklearn/linear_model/_sgd_fast.pyx.tp`` (``_plain_sgd``) and its ``Hinge``.
 - optax ``optax/schedules/_schedule.py`` and ``_join.py``.
-- timm ``timm/scheduler/tanh_lr.py`` (``TanhLRScheduler._get_lr``).
+- timm ``timm/scheduler/tanh_lr.py`` (``TanhLRScheduler._get_lr``), ``cosine_lr.py``
+  (``CosineLRScheduler._get_lr``) and ``scheduler.py`` (``_add_noise``).
 - Huang et al., Snapshot Ensembles, arXiv:1704.00109, eq. (2).
 """
 
@@ -27,6 +28,7 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -795,3 +797,129 @@ def warmup_cosine_fraction(t, peak_value, warmup_fraction, total_steps):
         return peak_value * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return _closed(one, t)
+
+
+# SGDR restarts in exact rational arithmetic --------------------------------------------------
+
+
+def exact_cycles(first_period, period_mult, limit):
+    """``(starts, lengths)`` of SGDR's cycles as Fractions, walked period by period.
+
+    ``period_mult`` is taken at its exact binary value (``Fraction(float)``), the value every
+    float64 computation of the restarts starts from. The walk stops at the first cycle that
+    starts beyond ``limit``.
+    """
+    m = Fraction(period_mult)
+    if m == 1:
+        raise ValueError("equal cycles need no walk: use cycle_of")
+    starts, lengths, start, length = [], [], Fraction(0), Fraction(first_period)
+    while start <= limit:
+        starts.append(start)
+        lengths.append(length)
+        start += length
+        length *= m
+    starts.append(start)
+    lengths.append(length)
+    return starts, lengths
+
+
+def cycle_of(first_period, period_mult, limit):
+    """A function ``s -> (i, t_curr, t_i)``: the cycle of step ``s``, the steps into it and its
+    length, all exact (integer division for equal cycles, Fractions otherwise)."""
+    if Fraction(period_mult) == 1:
+        return lambda s: (s // first_period, Fraction(s % first_period), Fraction(first_period))
+    starts, lengths = exact_cycles(first_period, period_mult, limit)
+
+    def locate(s):
+        i = bisect.bisect_right(starts, s) - 1
+        return i, s - starts[i], lengths[i]
+
+    return locate
+
+
+def exact_restart_steps(first_period, period_mult, limit):
+    """The integer steps ``ceil(s_i)`` at which SGDR's cycles ``i >= 1`` start, up to limit."""
+    starts, _ = exact_cycles(first_period, period_mult, limit)
+    return [math.ceil(s) for s in starts[1:] if math.ceil(s) <= limit]
+
+
+def sgdr_exact(
+    t,
+    init_value,
+    first_period,
+    period_mult=1.0,
+    peak_decay=1.0,
+    end_value=0.0,
+    limit=None,
+    k_decay=1.0,
+    cycle_limit=None,
+):
+    """Keras' CosineDecayRestarts with the cycle located exactly (Fractions), plus timm's
+    ``cycle_limit`` and ``k_decay``. ``limit`` bounds the steps asked for."""
+    t = _steps(t)
+    locate = cycle_of(first_period, period_mult, int(t.max(initial=0)))
+
+    def lr(s):
+        i, t_curr, t_i = locate(s)
+        if cycle_limit is not None and i >= cycle_limit:
+            return end_value
+        elapsed = float(t_curr / t_i)
+        w = (1 + math.cos(math.pi * elapsed**k_decay)) / 2
+        return end_value + (init_value - end_value) * peak_decay**i * w
+
+    return _closed(lr, t)
+
+
+# timm's CosineLRScheduler and LR noise (timm/scheduler/cosine_lr.py, scheduler.py) -----------
+
+
+def timm_cosine(
+    t,
+    base_lr,
+    t_initial,
+    lr_min=0.0,
+    cycle_mul=1.0,
+    cycle_decay=1.0,
+    cycle_limit=1,
+    warmup_t=0,
+    warmup_lr_init=0.0,
+    warmup_prefix=False,
+    k_decay=1.0,
+):
+    """``CosineLRScheduler._get_lr``, with the cycle located exactly (timm uses a float log)."""
+    t = _steps(t)
+    locate = cycle_of(t_initial, cycle_mul, int(t.max(initial=0)))
+
+    def lr(s):
+        if s < warmup_t:
+            return warmup_lr_init + s * (base_lr - warmup_lr_init) / warmup_t
+        if warmup_prefix:
+            s = s - warmup_t
+        i, t_curr, t_i = locate(s)
+        lr_max = base_lr * cycle_decay**i
+        if cycle_limit is not None and i >= cycle_limit:
+            return lr_min
+        return lr_min + 0.5 * (lr_max - lr_min) * (
+            1 + math.cos(math.pi * float(t_curr) ** k_decay / float(t_i) ** k_decay)
+        )
+
+    return _closed(lr, t)
+
+
+def truncated_normal_moments(pct, std):
+    """Mean (0) and standard deviation of N(0, std**2) conditioned on |n| < pct, the noise of
+    timm's ``_add_noise`` (resampled until ``abs(noise) < noise_pct``)."""
+    a = pct / std
+    phi = math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
+    mass = math.erf(a / math.sqrt(2))
+    return 0.0, std * math.sqrt(1 - 2 * a * phi / mass)
+
+
+# optax cosine_decay_schedule with exponent (optax/schedules/_schedule.py) --------------------
+
+
+def optax_cosine(t, init_value, decay_steps, alpha=0.0, exponent=1.0):
+    """``init * ((1 - alpha) * (0.5 (1 + cos(pi min(t, T) / T)))**exponent + alpha)``."""
+    t = np.minimum(_steps(t), decay_steps).astype(np.float64)
+    cosine = 0.5 * (1 + np.cos(np.pi * t / decay_steps))
+    return init_value * ((1 - alpha) * cosine**exponent + alpha)

@@ -86,6 +86,10 @@ GET_KWARGS = {
         lambda: S.snapshot_ensemble(0.1, 200, 4),
     ),
     "tanh": (dict(init_value=1.0, end_value=0.01), lambda: S.tanh_decay(1.0, 200, 0.01)),
+    "timm_cosine": (
+        dict(learning_rate=1.0, t_initial=0.25, warmup_t=0.05, cycle_limit=None, lr_min=0.01),
+        lambda: S.timm_cosine(1.0, 50, 0.01, cycle_limit=None, warmup_t=10),
+    ),
 }
 
 
@@ -135,3 +139,10 @@ def test_names_table_lists_every_name_and_matches_the_docs_file():
     assert path.read_text() == table, (
         "docs/schedule_names.md is stale; regenerate it from lrjax.schedules.names_table()"
     )
+
+
+def test_names_table_says_how_float_step_counts_are_read():
+    table = S.names_table()
+    assert "fraction (float in [0, 1]) of `total_steps`, rounded half up" in table
+    assert "a float in [0, 1) is a ratio of `num_training_steps` rounded up (`math.ceil`)" in table
+    assert "a whole float (`500.0`) is that many steps" in table

@@ -40,18 +40,28 @@ TRACED_ARGS = {
     "invscaling": {"init_value", "power_t"},
     "optimal": {"alpha", "t0"},
     "polynomial_decay": {"init_value", "end_value", "power"},
-    "cosine_decay": {"init_value", "end_value"},
-    "sgdr": {"init_value", "peak_decay", "end_value"},
+    "cosine_decay": {"init_value", "end_value", "exponent"},
+    "sgdr": {"init_value", "peak_decay", "end_value", "k_decay"},
     "cyclic": {"base_value", "max_value", "gamma"},
     "one_cycle": {"max_value", "div_factor", "final_div_factor"},
     "one_cycle_momentum": {"base_momentum", "max_momentum"},
     "warmup": {"init_value"},
     "warmup_linear_decay": {"peak_value", "end_value", "init_value"},
-    "warmup_cosine_decay": {"peak_value", "end_value", "init_value"},
+    "warmup_cosine_decay": {"peak_value", "end_value", "init_value", "exponent"},
     "cosine_with_hard_restarts": {"peak_value", "end_value", "init_value"},
     "inverse_sqrt": {"peak_value", "init_value"},
     "warmup_stable_decay": {"peak_value", "end_value", "init_value"},
     "warmup_cosine_fraction": {"peak_value", "warmup_fraction"},
+    "timm_cosine": {
+        "learning_rate",
+        "lr_min",
+        "cycle_decay",
+        "warmup_lr_init",
+        "k_decay",
+        "noise_pct",
+        "noise_std",
+    },
+    "lr_noise": {"noise_pct", "noise_std"},  # and seed, an integer: schedules_compose_test
     "snapshot_ensemble": {"init_value"},
     "tanh_decay": {"init_value", "end_value", "lower_bound", "upper_bound"},
     "scale": {"factor"},
@@ -134,3 +144,71 @@ def test_optax_sgd_with_schedule_steps_by_lr_times_grad():
         np.testing.assert_allclose(updates, -want[t] * np.asarray(grad), rtol=1e-6)
         params = optax.apply_updates(params, updates)
     assert np.all(np.isfinite(params))
+
+
+# ------------------------------------------------------------------------------------------------
+# Options that were taken silently: flags given as strings, schedules that are not callables.
+# ------------------------------------------------------------------------------------------------
+
+# A valid call of every factory that has a boolean option or takes a schedule.
+MINIMAL = {
+    "exponential_decay": lambda **kw: S.exponential_decay(1.0, 0.5, 10, **kw),
+    "inverse_time_decay": lambda **kw: S.inverse_time_decay(1.0, 0.5, 10, **kw),
+    "polynomial_decay": lambda **kw: S.polynomial_decay(1.0, 0.0, 10, **kw),
+    "one_cycle": lambda **kw: S.one_cycle(100, 1.0, **kw),
+    "one_cycle_momentum": lambda **kw: S.one_cycle_momentum(100, **kw),
+    "timm_cosine": lambda **kw: S.timm_cosine(1.0, 10, **kw),
+    "warmup": lambda **kw: S.warmup(**{"schedule": S.constant(1.0), "warmup_steps": 5, **kw}),
+    "scale": lambda **kw: S.scale(**{"schedule": S.constant(1.0), "factor": 2.0, **kw}),
+    "clip": lambda **kw: S.clip(**{"schedule": S.constant(1.0), "min_value": 0.1, **kw}),
+    "repeat": lambda **kw: S.repeat(**{"schedule": S.constant(1.0), "period": 5, **kw}),
+    "swa_schedule": lambda **kw: S.swa_schedule(
+        **{"schedule": S.constant(1.0), "swa_start": 5, "swa_lr": 0.1, **kw}
+    ),
+    "lr_noise": lambda **kw: S.lr_noise(**{"schedule": S.constant(1.0), **kw}),
+    "join": lambda **kw: S.join(**{"schedules": [S.constant(1.0)], "boundaries": [], **kw}),
+    "schedule_family_switch": lambda **kw: S.schedule_family_switch(
+        **{"index": 0, "schedules": [S.constant(1.0)], **kw}
+    ),
+    "multiply": lambda **kw: S.multiply(*kw.get("schedules", [S.constant(1.0)])),
+}
+
+
+def _public_factories():
+    for name in S.__all__:
+        factory = getattr(S, name)
+        if callable(factory) and name not in ("get", "names_table", "to_steps", "snapshot_steps"):
+            yield name, inspect.signature(factory).parameters
+
+
+def test_every_flag_refuses_anything_but_a_bool():
+    flags = {
+        (name, param)
+        for name, params in _public_factories()
+        for param, spec in params.items()
+        if isinstance(spec.default, bool)
+    }
+    assert {name for name, _ in flags} <= set(MINIMAL), flags
+    for name, param in sorted(flags):
+        MINIMAL[name]()  # the valid call builds
+        for bad in ("no", "False", 1, None):
+            with pytest.raises(ValueError, match=rf"{param} must be True or False, got"):
+                MINIMAL[name](**{param: bad})
+
+
+def test_every_schedule_argument_refuses_a_non_callable():
+    takers = {
+        (name, param)
+        for name, params in _public_factories()
+        for param in params
+        if param in ("schedule", "schedules")
+    }
+    assert {name for name, _ in takers} == set(MINIMAL) - {
+        "exponential_decay", "inverse_time_decay", "polynomial_decay", "one_cycle",
+        "one_cycle_momentum", "timm_cosine",
+    }  # fmt: skip
+    for name, param in sorted(takers):
+        MINIMAL[name]()
+        bad = "not a schedule" if param == "schedule" else ["not a schedule"]
+        with pytest.raises(ValueError, match=r"must be a schedule, a callable step"):
+            MINIMAL[name](**{param: bad})

@@ -31,14 +31,17 @@ Conventions shared by all schedules:
 * The result is float32.
 
 The package keeps one concept per module: ``_steps`` (step arithmetic and static checks),
-``_decays``, ``_cycles`` (restarts and cycles), ``_compose`` (join, scale, clip, repeat, warmup,
-SWA hand-over, family switch), ``_recipes`` (warmup + decay recipes), ``_registry`` (lookup by
-name) and ``_hugging_face`` (Hugging Face's scheduler names for :func:`get`).
+``_decays``, ``_cycles`` (restarts and cycles), ``_compose`` (join, multiply, scale, clip,
+repeat, warmup, SWA hand-over, LR noise, family switch), ``_recipes`` (warmup + decay recipes,
+timm's cosine), ``_registry`` (lookup by name) and ``_hugging_face`` (Hugging Face's scheduler
+names for :func:`get`).
 """
 
 from lrjax.schedules._compose import (
     clip,
     join,
+    lr_noise,
+    multiply,
     repeat,
     scale,
     schedule_family_switch,
@@ -70,6 +73,7 @@ from lrjax.schedules._decays import (
 from lrjax.schedules._recipes import (
     cosine_with_hard_restarts,
     inverse_sqrt,
+    timm_cosine,
     warmup_cosine_decay,
     warmup_cosine_fraction,
     warmup_linear_decay,
@@ -93,6 +97,8 @@ __all__ = [
     "invscaling",
     "join",
     "linear",
+    "lr_noise",
+    "multiply",
     "multistep_decay",
     "names_table",
     "one_cycle",
@@ -109,6 +115,7 @@ __all__ = [
     "step_decay",
     "swa_schedule",
     "tanh_decay",
+    "timm_cosine",
     "to_steps",
     "warmup",
     "warmup_cosine_decay",

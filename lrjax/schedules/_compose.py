@@ -4,17 +4,15 @@ over to SWA.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from lrjax._checks import (
     check_choice,
-    check_increasing,
     check_int,
     check_magnitude,
     is_traced,
@@ -23,8 +21,13 @@ from lrjax.schedules._decays import _cosine_weight
 from lrjax.schedules._steps import (
     Schedule,
     _as_step,
+    _check_boundaries,
     _check_ordered,
+    _check_schedule,
+    _check_steps,
     _f32,
+    _locate,
+    _offset_step,
     _split_step,
 )
 
@@ -41,8 +44,10 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
         \qquad (b_{-1} = 0,\ b_n = \infty)
 
     Each piece sees the steps since its own start. This is ``optax.join_schedules`` after
-    checking what it silently accepts: ``len(boundaries) == len(schedules) - 1`` and strictly
-    increasing boundaries ``>= 1``.
+    checking what it silently accepts (``len(boundaries) == len(schedules) - 1``, strictly
+    increasing boundaries ``>= 1``, callable pieces), with the comparison and the subtraction
+    exact for integer steps at any size (optax's overflow beyond int32) and every piece's
+    value as float32.
 
     Args:
       schedules: the pieces, in order.
@@ -60,16 +65,32 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     References:
       optax ``join_schedules``.
     """
-    schedules = list(schedules)
-    if not schedules:
-        raise ValueError("schedules must hold at least one schedule, got none")
+    schedules = _check_schedules("schedules", schedules)
+    boundaries = _check_boundaries("boundaries", boundaries, 1)
     if len(boundaries) != len(schedules) - 1:
         raise ValueError(
             f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
             f"got {len(boundaries)}"
         )
-    boundaries = check_increasing("boundaries", boundaries, 1)
-    return optax.join_schedules(schedules, list(boundaries))
+    starts = (0, *boundaries)
+
+    def joined(step):
+        piece, _ = _locate(step, starts)
+        lr = _f32(schedules[0](_offset_step(step, 0)))
+        for k in range(1, len(schedules)):
+            lr = jnp.where(piece >= k, _f32(schedules[k](_offset_step(step, starts[k]))), lr)
+        return lr
+
+    return joined
+
+
+def _check_schedules(name: str, schedules: Any) -> tuple[Schedule, ...]:
+    """A non-empty list of schedules."""
+    if callable(schedules) or not isinstance(schedules, Sequence) or isinstance(schedules, str):
+        raise ValueError(f"{name} must be a list of schedules, got {schedules!r}")
+    if not schedules:
+        raise ValueError(f"{name} must hold at least one schedule, got none")
+    return tuple(_check_schedule(f"{name}[{i}]", s) for i, s in enumerate(schedules))
 
 
 def scale(schedule: Schedule, factor: float) -> Schedule:
@@ -90,6 +111,7 @@ def scale(schedule: Schedule, factor: float) -> Schedule:
     References:
       The multiplier of PyTorch ``LambdaLR``; optax ``scale_by_schedule``.
     """
+    schedule = _check_schedule("schedule", schedule)
     check_magnitude("factor", factor, 0)
 
     def scaled(step):
@@ -120,6 +142,7 @@ def clip(
     References:
       The ``eta_min`` / ``min_lr`` floors of PyTorch and timm schedulers.
     """
+    schedule = _check_schedule("schedule", schedule)
     if min_value is None and max_value is None:
         raise ValueError("clip needs min_value or max_value (or both), got neither")
     for name, value in (("min_value", min_value), ("max_value", max_value)):
@@ -157,7 +180,8 @@ def repeat(schedule: Schedule, period: int) -> Schedule:
     References:
       Restarts as in Loshchilov & Hutter, SGDR, arXiv:1608.03983, 2017.
     """
-    period = check_int("period", period, 1)
+    schedule = _check_schedule("schedule", schedule)
+    period = _check_steps("period", period, 1)
 
     def repeated(step):
         # The position stays an integer of the step's own kind, so the inner schedule sees an
@@ -210,27 +234,34 @@ def warmup(
       Goyal et al., Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour,
       arXiv:1706.02677, 2017 (linear); Hugging Face ``transformers`` warmup schedules.
     """
-    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
+    schedule = _check_schedule("schedule", schedule)
+    warmup_steps = _check_steps("warmup_steps", warmup_steps, 0)
     mode = check_choice("mode", mode, _WARMUP_MODES)
     # The exponential ramp divides by init_value.
     check_magnitude("init_value", init_value, 0, open_min=mode == "exponential")
     if warmup_steps == 0:
         return schedule
+    ramp = _ramp(init_value, lambda: schedule(0), warmup_steps, mode)
+    return join([ramp, schedule], [warmup_steps])
+
+
+def _ramp(init_value: Any, peak: Callable[[], Any], warmup_steps: int, mode: str) -> Schedule:
+    """The warmup's ramp from ``init_value`` to ``peak()`` over ``warmup_steps`` (>= 1)."""
 
     def warm(step):
         # Only used below W; the cap keeps the unused branch of join's where finite.
-        q = jnp.minimum(_as_step(step) / warmup_steps, 1.0)
-        start, peak = _f32(init_value), schedule(0)
+        q = jnp.minimum(_as_step(step) / float(warmup_steps), 1.0)
+        start, top = _f32(init_value), _f32(peak())
         if mode == "linear":
-            return start + (peak - start) * q
+            return start + (top - start) * q
         if mode == "cosine":
-            return start + (peak - start) * _cosine_weight(q)
+            return start + (top - start) * _cosine_weight(q)
         if mode == "1-sqrt":
             # 1 - sqrt(1 - q) == q / (1 + sqrt(1 - q)), which does not cancel for small q.
-            return start + (peak - start) * q / (1.0 + jnp.sqrt(1.0 - q))
-        return start * (peak / start) ** q
+            return start + (top - start) * q / (1.0 + jnp.sqrt(1.0 - q))
+        return start * (top / start) ** q
 
-    return join([warm, schedule], [warmup_steps])
+    return warm
 
 
 _SWA_ANNEAL = ("cos", "linear")
@@ -277,13 +308,14 @@ def swa_schedule(
       :math:`f(S)`); Izmailov et al., Averaging Weights Leads to Wider Optima and Better
       Generalization, arXiv:1803.05407, 2018.
     """
-    swa_start = check_int("swa_start", swa_start, 0)
-    anneal_steps = check_int("anneal_steps", anneal_steps, 0)
+    schedule = _check_schedule("schedule", schedule)
+    swa_start = _check_steps("swa_start", swa_start, 0)
+    anneal_steps = _check_steps("anneal_steps", anneal_steps, 0)
     anneal = check_choice("anneal", anneal, _SWA_ANNEAL)
     check_magnitude("swa_lr", swa_lr, 0)
 
     def swa_part(step):
-        q = jnp.minimum(_as_step(step) / max(anneal_steps, 1), 1.0)
+        q = jnp.minimum(_as_step(step) / float(max(anneal_steps, 1)), 1.0)
         if anneal_steps == 0:
             q = jnp.ones_like(q)
         alpha = _cosine_weight(q) if anneal == "cos" else q
@@ -325,9 +357,7 @@ def schedule_family_switch(index: Any, schedules: Sequence[Schedule]) -> Schedul
     References:
       ``jax.lax.switch``; used by lrjax's schedule comparison (one program for all families).
     """
-    schedules = tuple(schedules)
-    if not schedules:
-        raise ValueError("schedules must hold at least one schedule, got none")
+    schedules = _check_schedules("schedules", schedules)
     if not is_traced(index):
         value = np.asarray(index)
         if value.shape != () or not np.issubdtype(value.dtype, np.integer):
@@ -342,6 +372,151 @@ def schedule_family_switch(index: Any, schedules: Sequence[Schedule]) -> Schedul
     branches = [lambda step, f=f: jnp.asarray(f(step), jnp.float32) for f in schedules]
 
     def schedule(step):
-        return jax.lax.switch(index, branches, jnp.asarray(step))
+        if isinstance(step, jax.Array):
+            return jax.lax.switch(index, branches, step)
+        # A host step (a Python int may exceed int32) goes to every branch as it is.
+        return jnp.stack([branch(step) for branch in branches])[index]
 
     return schedule
+
+
+def multiply(*schedules: Schedule) -> Schedule:
+    r"""The product of schedules: :math:`\eta_t = \prod_i f_i(t)`.
+
+    This is PyTorch's ``ChainedScheduler``: chained on one optimizer, PyTorch's multiplicative
+    schedulers (``StepLR``, ``MultiStepLR``, ``ExponentialLR``, ``ConstantLR``, ``LinearLR``,
+    ``MultiplicativeLR``) each multiply the LR by their factor every step, so after :math:`t`
+    steps the LR is the base LR :math:`\eta` times the product of their closed-form factors.
+    Give the first schedule the base LR and the others as factors (initial value 1):
+    ``ChainedScheduler([ExponentialLR(opt, 0.9), StepLR(opt, 3, 0.1)])`` with ``lr=0.05`` is
+    ``multiply(exponential_decay(0.05, 0.9, 1), step_decay(1.0, 3, 0.1))``. For
+    ``CosineAnnealingLR`` in a chain, PyTorch's own compound tests take the product of the
+    closed forms as the target, which is what this gives. Every factor is evaluated and cast
+    to float32.
+
+    Args:
+      *schedules: the schedules :math:`f_i` (at least one).
+
+    Returns:
+      The product schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> lr = lrjax.schedules.multiply(lrjax.exponential_decay(0.05, 0.9, 1),
+      ...                               lrjax.step_decay(1.0, step_size=3, gamma=0.1))
+      >>> [round(float(lr(t)), 8) for t in (0, 2, 3, 6)]
+      [0.05, 0.0405, 0.003645, 0.00026572]
+
+    References:
+      PyTorch ``torch.optim.lr_scheduler.ChainedScheduler`` (and its compound-scheduler tests).
+    """
+    if not schedules:
+        raise ValueError("multiply needs at least one schedule, got none")
+    schedules = tuple(_check_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules))
+
+    def product(step):
+        lr = _f32(schedules[0](step))
+        for schedule in schedules[1:]:
+            lr = lr * _f32(schedule(step))
+        return lr
+
+    return product
+
+
+def _noise_range(noise_range_t: Any) -> tuple[int, int | None]:
+    """``(start, stop)`` of timm's ``noise_range_t``: a step ``t0`` or a pair ``(lo, hi)``."""
+    if isinstance(noise_range_t, list | tuple):
+        if len(noise_range_t) != 2:
+            raise ValueError(
+                f"noise_range_t must be a step or a pair (start, stop), got {noise_range_t!r}"
+            )
+        start = _check_steps("noise_range_t[0]", noise_range_t[0], 0)
+        stop = _check_steps("noise_range_t[1]", noise_range_t[1], start + 1)
+        return start, stop
+    return _check_steps("noise_range_t", noise_range_t, 0), None
+
+
+def lr_noise(
+    schedule: Schedule,
+    noise_range_t: int | Sequence[int] | None = 0,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    seed: int = 42,
+) -> Schedule:
+    r"""timm's learning-rate noise: the LR times :math:`1 + n_t`, a truncated normal draw.
+
+    .. math::
+        \eta_t = f(t)\,(1 + n_t) \ \ (t \in R), \qquad \eta_t = f(t) \ \ (t \notin R), \qquad
+        n_t \sim \mathcal{N}(0, \sigma^2) \ \text{conditioned on}\ |n_t| < p
+
+    with :math:`R = [t_0, \infty)` for ``noise_range_t`` :math:`= t_0` or :math:`[a, b)` for
+    :math:`(a, b)`, :math:`p` = ``noise_pct`` and :math:`\sigma` = ``noise_std``. The draw
+    :math:`n_t` comes from the key ``jax.random.fold_in(jax.random.key(seed), t mod 2**32)``
+    (``jax.random.truncated_normal`` between :math:`\pm p / \sigma`, times :math:`\sigma`), so
+    the schedule stays a pure function of the step: the same step gives the same LR, under
+    ``jit``, ``vmap`` or a plain call.
+
+    Matches timm's ``Scheduler`` noise (``noise_range_t``, ``noise_pct``, ``noise_std``,
+    ``noise_seed``; normal noise resampled until :math:`|n| < p`, seeded by ``noise_seed + t``)
+    in distribution: the draws come from JAX's generator, not PyTorch's. timm accepts
+    ``noise_std`` but draws with :math:`\sigma = 1`; here :math:`\sigma` is applied (the
+    default 1 agrees).
+
+    Args:
+      schedule: the schedule :math:`f`.
+      noise_range_t: :math:`t_0 \ge 0` (noise from step :math:`t_0` on), a pair
+        ``(start, stop)`` with ``0 <= start < stop``, or ``None`` for no noise (``schedule``
+        itself is returned).
+      noise_pct: :math:`p > 0`, the bound of the relative noise (traceable; checked unless
+        traced).
+      noise_std: :math:`\sigma > 0` (traceable; checked unless traced).
+      seed: the noise seed, an integer in ``[0, 2**32)`` (traceable, so members of a sweep can
+        draw different noise; checked unless traced).
+
+    Returns:
+      The noisy schedule.
+
+    Examples:
+      >>> import lrjax
+      >>> noisy = lrjax.schedules.lr_noise(lrjax.constant(1.0), (10, 20), noise_pct=0.1)
+      >>> float(noisy(5)), 0.9 < float(noisy(15)) < 1.1, float(noisy(15)) == float(noisy(15))
+      (1.0, True, True)
+
+    References:
+      timm ``timm.scheduler.scheduler.Scheduler`` (``_add_noise``); Neelakantan et al., Adding
+      Gradient Noise Improves Learning for Very Deep Networks, arXiv:1511.06807, 2015.
+    """
+    schedule = _check_schedule("schedule", schedule)
+    check_magnitude("noise_pct", noise_pct, 0, open_min=True)
+    check_magnitude("noise_std", noise_std, 0, open_min=True)
+    if not is_traced(seed):
+        check_int("seed", seed, 0, 2**32 - 1)
+    if noise_range_t is None:
+        return schedule
+    start, stop = _noise_range(noise_range_t)
+    # Segments of the step axis and whether each is noisy.
+    starts, active = [0], [start == 0]
+    for boundary, on in ((start, True), (stop, False)):
+        if boundary is not None and boundary > 0:
+            starts.append(boundary)
+            active.append(on)
+
+    def noisy(step):
+        lr = _f32(schedule(step))
+        segment, _ = _locate(step, starts)
+        _, data = _split_step(step, 2**32)  # t mod 2**32, exact for integer steps
+        data = (
+            data.astype(jnp.uint32)
+            if isinstance(data, jax.Array)
+            else jnp.asarray(np.asarray(data).astype(np.uint32))
+        )
+        key = jax.random.key(seed)
+        bound = _f32(noise_pct) / _f32(noise_std)
+
+        def draw(d):
+            return jax.random.truncated_normal(jax.random.fold_in(key, d), -bound, bound)
+
+        noise = jax.vmap(draw)(data.reshape(-1)).reshape(data.shape) * _f32(noise_std)
+        return jnp.where(jnp.asarray(active)[segment], lr * (1.0 + noise), lr)
+
+    return noisy

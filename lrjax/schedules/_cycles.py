@@ -5,29 +5,112 @@ snapshot ensembles.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lrjax._checks import (
     check_choice,
     check_float,
-    check_int,
     check_magnitude,
 )
 from lrjax.schedules._decays import _cosine_weight
 from lrjax.schedules._steps import (
+    _INT64_MAX,
     Schedule,
     _as_step,
+    _check_flag,
+    _check_steps,
     _divmod_step,
     _f32,
+    _locate,
 )
 
 # --------------------------------------------------------------------------------------------
 # Cosine with warm restarts (SGDR).
 # --------------------------------------------------------------------------------------------
+
+
+_MAX_CYCLES = 4096
+
+
+class _Cycles:
+    r"""Where SGDR's cycles start and how much of each is left, exact for integer steps.
+
+    Cycle :math:`i` lasts :math:`L_i = P m^i` steps and starts at
+    :math:`s_i = P (m^i - 1) / (m - 1)` (:math:`i P` for :math:`m = 1`), with :math:`m` the
+    exact binary value of ``period_mult``. An integer step :math:`t` is in cycle :math:`i` when
+    :math:`\lceil s_i \rceil \le t < \lceil s_{i+1} \rceil`. For :math:`m = 1` this is integer
+    division; otherwise the integer restart steps :math:`\lceil s_i \rceil` below 2**63 are
+    computed once, exactly (in integers scaled by the power of two of :math:`m`'s
+    denominator), and located by binary search, so no restart is ever off by a step, under jit
+    or not, at any int32 or int64 step (a float32 logarithm misses restarts: with
+    :math:`m = 4`, the peak at step 3410 became the floor).
+    """
+
+    def __init__(self, first_period: int, period_mult: float):
+        self.first_period, self.period_mult = first_period, period_mult
+        if period_mult == 1.0:
+            return
+        num, den = float(period_mult).as_integer_ratio()  # den is a power of two
+        self._num, self._shift = num, den.bit_length() - 1
+        # Exact state of the walk: s_i = start / 2**(shift i), L_i = length / 2**(shift i).
+        self._i, self._start, self._length = 0, 0, first_period
+        self.starts: list[int] = []  # ceil(s_i)
+        self.lengths: list[float] = []  # L_i
+        self.left: list[float] = []  # s_{i+1} - ceil(s_i): what cycle i has left at its start
+        self._extend(_INT64_MAX, _MAX_CYCLES + 1)
+        if len(self.starts) > _MAX_CYCLES:
+            raise ValueError(
+                f"period_mult={period_mult!r} with first_period={first_period} starts more "
+                f"than {_MAX_CYCLES} cycles before step 2**63, the most whose restart steps are "
+                "tabulated (exactly): use period_mult=1 (equal cycles) or a larger period_mult "
+                "or first_period"
+            )
+        self._tables()
+
+    def _extend(self, limit: int, most: int | None = None) -> None:
+        """Walks the cycles until one starts beyond ``limit`` (or ``most`` are tabulated)."""
+        while not self.starts or self.starts[-1] <= limit:
+            scale = self._shift * self._i
+            start = -((-self._start) >> scale)  # ceil(s_i)
+            end = self._start + self._length  # s_{i+1} in the same scale
+            self.starts.append(start)
+            self.lengths.append(self._length / (1 << scale))
+            self.left.append((end - (start << scale)) / (1 << scale))
+            self._start = end << self._shift
+            self._length *= self._num
+            self._i += 1
+            if most is not None and len(self.starts) >= most:
+                return
+
+    def _tables(self) -> None:
+        self._lengths = np.asarray(self.lengths, np.float32)
+        self._left = np.asarray(self.left, np.float32)
+
+    def __call__(self, step: Any) -> tuple[jax.Array, jax.Array]:
+        """``(i, r)``: the cycle of the step (float32) and the fraction of it still to go."""
+        if self.period_mult == 1.0:
+            i, x = _divmod_step(step, self.first_period)
+            return i, (float(self.first_period) - x) / float(self.first_period)
+        if isinstance(step, int) and step >= self.starts[-1]:  # beyond int64: extend the walk
+            self._extend(step)
+            self._tables()
+        i, x = _locate(step, self.starts)
+        left, length = jnp.asarray(self._left)[i], jnp.asarray(self._lengths)[i]
+        return i.astype(jnp.float32), (left - _f32(x)) / length
+
+
+def _k_decay(remaining: jax.Array, k: Any) -> jax.Array:
+    """timm's k-decay: the elapsed fraction ``q = 1 - r`` raised to ``k``, as ``1 - q**k``.
+
+    Computed as ``-expm1(k log1p(-r))``, which keeps relative precision where ``r`` is tiny
+    (the end of a cycle); ``k = 1`` keeps ``r`` itself, bit for bit.
+    """
+    k = _f32(k)
+    return jnp.where(k == 1.0, remaining, -jnp.expm1(k * jnp.log1p(-remaining)))
 
 
 def sgdr(
@@ -36,32 +119,44 @@ def sgdr(
     period_mult: float = 1.0,
     peak_decay: float = 1.0,
     end_value: float = 0.0,
+    cycle_limit: int | None = None,
+    k_decay: float = 1.0,
 ) -> Schedule:
     r"""Cosine annealing with warm restarts (SGDR).
 
     Cycle :math:`i = 0, 1, \dots` starts at :math:`s_i = P (m^i - 1) / (m - 1)` (:math:`i P`
-    when :math:`m = 1`) and lasts :math:`P m^i` steps:
+    when :math:`m = 1`) and lasts :math:`L_i = P m^i` steps; with :math:`q = (t - s_i) / L_i`
+    the elapsed fraction of it:
 
     .. math::
         \eta_t = \eta_{min} + (\eta_0 - \eta_{min})\, d^{\,i}\,
-                 \frac{1 + \cos(\pi (t - s_i) / (P m^i))}{2}
+                 \frac{1 + \cos(\pi q^{k})}{2} \quad (i < C), \qquad
+        \eta_t = \eta_{min} \quad (i \ge C)
 
     with :math:`P` = ``first_period``, :math:`m` = ``period_mult``, :math:`d` =
-    ``peak_decay``.
+    ``peak_decay``, :math:`C` = ``cycle_limit`` (unlimited by default) and :math:`k` =
+    ``k_decay``. An integer step :math:`t` restarts exactly at :math:`\lceil s_i \rceil`, for
+    integer and fractional :math:`m`, at any step (see :class:`_Cycles`).
 
     Matches Keras ``CosineDecayRestarts(first_decay_steps=P, t_mul=m, m_mul=d,
     alpha=end_value / init_value)`` for any :math:`m \ge 1`, and PyTorch
     ``CosineAnnealingWarmRestarts(T_0=P, T_mult=m, eta_min)`` for integer :math:`m` and
-    :math:`d = 1`.
+    :math:`d = 1`. ``cycle_limit`` and ``k_decay`` are timm ``CosineLRScheduler``'s (whose
+    decayed peak is :math:`\eta_{min} + (d^i \eta_0 - \eta_{min})` instead; see
+    :func:`timm_cosine` for timm's exact form).
 
     Args:
       init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       first_period: :math:`P`, length of the first cycle, ``>= 1``.
       period_mult: :math:`m \ge 1`, growth factor of the cycle length (static, finite; may be
-        fractional).
+        fractional, with at most 4096 cycles before step 2**63).
       peak_decay: :math:`d > 0`, factor applied to the peak at each restart (traceable; checked
         unless traced).
       end_value: the floor :math:`\eta_{min} \ge 0` (traceable; checked unless traced).
+      cycle_limit: :math:`C \ge 1`, the number of cycles, after which the LR stays at
+        ``end_value``; ``None`` for no limit.
+      k_decay: :math:`k > 0`, timm's k-decay of the cosine's phase (traceable; checked unless
+        traced); 1 is the plain cosine.
 
     Returns:
       The schedule.
@@ -71,35 +166,30 @@ def sgdr(
       >>> schedule = lrjax.sgdr(1.0, first_period=10, period_mult=2.0, peak_decay=0.5)
       >>> [round(float(schedule(t)), 6) for t in (0, 5, 10, 20, 30)]
       [1.0, 0.5, 0.5, 0.25, 0.25]
+      >>> once = lrjax.sgdr(1.0, first_period=10, cycle_limit=1, end_value=0.1)
+      >>> [round(float(once(t)), 6) for t in (0, 9, 10, 20)]
+      [1.0, 0.122025, 0.1, 0.1]
 
     References:
       Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts,
-      arXiv:1608.03983, 2017.
+      arXiv:1608.03983, 2017; Zhang & Li, k-decay: A New Method For Learning Rate Schedule,
+      arXiv:2004.05909, 2020.
     """
-    first_period = check_int("first_period", first_period, 1)
+    first_period = _check_steps("first_period", first_period, 1)
     m = check_float("period_mult", period_mult, 1)
+    if cycle_limit is not None:
+        cycle_limit = _check_steps("cycle_limit", cycle_limit, 1)
     check_magnitude("init_value", init_value, 0)
     check_magnitude("peak_decay", peak_decay, 0, open_min=True)
     check_magnitude("end_value", end_value, 0)
-
-    def cycle_start(i):
-        return first_period * (m**i - 1.0) / (m - 1.0)
+    check_magnitude("k_decay", k_decay, 0, open_min=True)
+    cycles = _Cycles(first_period, m)
 
     def schedule(step):
-        if m == 1.0:
-            # Equal periods: the position inside the period is exact integer arithmetic.
-            i, x = _divmod_step(step, first_period)
-            remaining = (first_period - x) / first_period
-        else:
-            # Periods grow with t, so float32's relative error in t stays a tiny phase error.
-            t = _as_step(step)
-            i = jnp.floor(jnp.log1p(t * (m - 1.0) / first_period) / math.log(m))
-            # The logarithm can land a hair off an integer at a restart; fix it exactly.
-            i = jnp.where(t < cycle_start(i), i - 1, i)
-            i = jnp.where(t >= cycle_start(i + 1), i + 1, i)
-            remaining = (cycle_start(i + 1) - t) / (first_period * m**i)
-        peak = _f32(init_value) - _f32(end_value)
-        return _f32(end_value) + peak * _f32(peak_decay) ** i * _cosine_weight(remaining)
+        i, remaining = cycles(step)
+        peak = (_f32(init_value) - _f32(end_value)) * _f32(peak_decay) ** i
+        lr = _f32(end_value) + peak * _cosine_weight(_k_decay(remaining, k_decay))
+        return lr if cycle_limit is None else jnp.where(i < cycle_limit, lr, _f32(end_value))
 
     return schedule
 
@@ -156,8 +246,8 @@ def cyclic(
       ``exp_range``); Smith, Cyclical Learning Rates for Training Neural Networks,
       arXiv:1506.01186, 2017.
     """
-    up = check_int("step_size_up", step_size_up, 1)
-    down = up if step_size_down is None else check_int("step_size_down", step_size_down, 1)
+    up = _check_steps("step_size_up", step_size_up, 1)
+    down = up if step_size_down is None else _check_steps("step_size_down", step_size_down, 1)
     mode = check_choice("mode", mode, _CYCLIC_MODES)
     check_magnitude("base_value", base_value, 0)
     check_magnitude("max_value", max_value, 0)
@@ -166,7 +256,7 @@ def cyclic(
 
     def schedule(step):
         completed, x = _divmod_step(step, length)  # exact for integer steps, unlike 1 + t/c - k
-        height = jnp.where(x <= up, x / up, (length - x) / down)
+        height = jnp.where(x <= float(up), x / float(up), (float(length) - x) / float(down))
         if mode == "triangular":
             g = 1.0
         elif mode == "triangular2":
@@ -187,7 +277,7 @@ _ANNEAL_MODES = ("cos", "linear")
 
 def _one_cycle_phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> list[float]:
     """PyTorch's (float) last step of each one-cycle phase, validated to be increasing."""
-    total_steps = check_int("total_steps", total_steps, 2)
+    total_steps = _check_steps("total_steps", total_steps, 2)
     pct_start = check_float("pct_start", pct_start, 0, 1, open_min=True, open_max=True)
     ends = [pct_start * total_steps - 1.0]
     if three_phase:
@@ -265,6 +355,7 @@ def one_cycle(
     References:
       Matches PyTorch ``OneCycleLR``; Smith & Topin, Super-Convergence, arXiv:1708.07120, 2018.
     """
+    three_phase = _check_flag("three_phase", three_phase)
     ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
     anneal = check_choice("anneal", anneal, _ANNEAL_MODES)
     check_magnitude("max_value", max_value, 0)
@@ -326,6 +417,7 @@ def one_cycle_momentum(
       Matches PyTorch ``OneCycleLR(cycle_momentum=True)``; Smith, A disciplined approach to
       neural network hyper-parameters, arXiv:1803.09820, 2018.
     """
+    three_phase = _check_flag("three_phase", three_phase)
     ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
     anneal = check_choice("anneal", anneal, _ANNEAL_MODES)
     check_magnitude("base_momentum", base_momentum, 0, 1)
@@ -345,8 +437,8 @@ def one_cycle_momentum(
 
 
 def _snapshot_cycle_length(total_steps: int, num_cycles: int) -> int:
-    total_steps = check_int("total_steps", total_steps, 1)
-    num_cycles = check_int("num_cycles", num_cycles, 1)
+    total_steps = _check_steps("total_steps", total_steps, 1)
+    num_cycles = _check_steps("num_cycles", num_cycles, 1)
     if num_cycles > total_steps:
         raise ValueError(
             f"num_cycles must be in [1, total_steps] = [1, {total_steps}], got {num_cycles}"
@@ -395,7 +487,7 @@ def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> S
 
     def schedule(step):
         _, x = _divmod_step(step, length)
-        return _f32(init_value) * _cosine_weight((length - x) / length)
+        return _f32(init_value) * _cosine_weight((float(length) - x) / float(length))
 
     return schedule
 

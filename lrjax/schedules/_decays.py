@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax._checks import (
-    check_int,
     check_magnitude,
     is_traced,
 )
@@ -19,10 +18,14 @@ from lrjax.schedules._steps import (
     Schedule,
     _as_step,
     _check_boundaries,
+    _check_flag,
+    _check_steps,
     _check_values,
-    _clamp_step,
     _divmod_step,
     _f32,
+    _locate,
+    _since,
+    _until,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -94,19 +97,20 @@ def linear(
     References:
       optax ``linear_schedule``; PyTorch ``torch.optim.lr_scheduler.LinearLR``.
     """
-    transition_steps = check_int("transition_steps", transition_steps, 1)
-    transition_begin = check_int("transition_begin", transition_begin, 0)
+    transition_steps = _check_steps("transition_steps", transition_steps, 1)
+    transition_begin = _check_steps("transition_begin", transition_begin, 0)
     check_magnitude("init_value", init_value, 0)
     check_magnitude("end_value", end_value, 0)
+    n = float(transition_steps)
 
     def schedule(step):
-        done = jnp.clip(_as_step(step) - transition_begin, 0.0, transition_steps)
+        done = jnp.minimum(_since(step, transition_begin), n)
         start, end = _f32(init_value), _f32(end_value)
         # Interpolate from the nearer end, so values near either end (such as a decay's last,
         # tiny LRs) keep full relative precision instead of cancelling in 1 - t/n.
-        from_start = start + (end - start) * (done / transition_steps)
-        from_end = end + (start - end) * ((transition_steps - done) / transition_steps)
-        return jnp.where(2 * done < transition_steps, from_start, from_end)
+        from_start = start + (end - start) * (done / n)
+        from_end = end + (start - end) * ((n - done) / n)
+        return jnp.where(2 * done < n, from_start, from_end)
 
     return schedule
 
@@ -139,7 +143,7 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedul
       Matches PyTorch ``StepLR`` (closed form); Krizhevsky et al., ImageNet Classification with
       Deep Convolutional Neural Networks, NeurIPS 2012.
     """
-    step_size = check_int("step_size", step_size, 1)
+    step_size = _check_steps("step_size", step_size, 1)
     check_magnitude("init_value", init_value, 0)
     check_magnitude("gamma", gamma, 0, open_min=True)
 
@@ -177,11 +181,10 @@ def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float =
     check_magnitude("init_value", init_value, 0)
     check_magnitude("gamma", gamma, 0, open_min=True)
 
+    starts = (0, *milestones)
+
     def schedule(step):
-        # Flat from the last milestone on, so clamping there keeps integer steps exact.
-        t = _clamp_step(step, milestones[-1] if milestones else 0)
-        bounds = jnp.asarray(milestones, t.dtype).reshape((1,) * t.ndim + (-1,))
-        passed = jnp.sum(t[..., None] >= bounds, axis=-1)
+        passed, _ = _locate(step, starts)  # milestones reached, counted exactly
         return _f32(init_value) * _f32(gamma) ** passed.astype(jnp.float32)
 
     return schedule
@@ -225,11 +228,11 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float] | jax.
             f"got shape {values.shape}"
         )
 
+    starts = (0, *(b + 1 for b in boundaries))  # t > b  <=>  t >= b + 1 for integer steps
+
     def schedule(step):
-        # Flat after the last boundary, so clamping just past it keeps integer steps exact.
-        t = _clamp_step(step, boundaries[-1] + 1 if boundaries else 0)
-        bounds = jnp.asarray(boundaries, t.dtype).reshape((1,) * t.ndim + (-1,))
-        return values[jnp.sum(t[..., None] > bounds, axis=-1)]
+        passed, _ = _locate(step, starts)
+        return values[passed]
 
     return schedule
 
@@ -285,8 +288,9 @@ def exponential_decay(
     References:
       Keras ``keras.optimizers.schedules.ExponentialDecay``; optax ``exponential_decay``.
     """
-    decay_steps = check_int("decay_steps", decay_steps, 1)
-    transition_begin = check_int("transition_begin", transition_begin, 0)
+    decay_steps = _check_steps("decay_steps", decay_steps, 1)
+    transition_begin = _check_steps("transition_begin", transition_begin, 0)
+    staircase = _check_flag("staircase", staircase)
     check_magnitude("init_value", init_value, 0)
     check_magnitude("decay_rate", decay_rate, 0, open_min=True)
     if end_value is not None:
@@ -296,7 +300,7 @@ def exponential_decay(
         if staircase:
             p, _ = _divmod_step(step, decay_steps, offset=transition_begin)
         else:
-            p = jnp.maximum(_as_step(step) - transition_begin, 0.0) / decay_steps
+            p = _since(step, transition_begin) / float(decay_steps)
         lr = _f32(init_value) * _f32(decay_rate) ** p
         if end_value is None:
             return lr
@@ -334,12 +338,13 @@ def inverse_time_decay(
       Matches Keras ``InverseTimeDecay`` (the ``decay`` argument of Keras' legacy optimizers
       is the case ``decay_steps=1``).
     """
-    decay_steps = check_int("decay_steps", decay_steps, 1)
+    decay_steps = _check_steps("decay_steps", decay_steps, 1)
+    staircase = _check_flag("staircase", staircase)
     check_magnitude("init_value", init_value, 0)
     check_magnitude("decay_rate", decay_rate, 0)
 
     def schedule(step):
-        p = _divmod_step(step, decay_steps)[0] if staircase else _as_step(step) / decay_steps
+        p = _divmod_step(step, decay_steps)[0] if staircase else _as_step(step) / float(decay_steps)
         return _f32(init_value) / (1.0 + _f32(decay_rate) * p)
 
     return schedule
@@ -471,10 +476,12 @@ def polynomial_decay(
     References:
       Matches Keras ``PolynomialDecay`` and, with ``end_value=0``, PyTorch ``PolynomialLR``.
     """
-    decay_steps = check_int("decay_steps", decay_steps, 1)
+    decay_steps = _check_steps("decay_steps", decay_steps, 1)
+    cycle = _check_flag("cycle", cycle)
     check_magnitude("init_value", init_value, 0)
     check_magnitude("end_value", end_value, 0)
     check_magnitude("power", power, 0, open_min=True)
+    s = float(decay_steps)
 
     def schedule(step):
         if cycle:
@@ -482,10 +489,10 @@ def polynomial_decay(
             # integer s - x (0 at the end of a period), so no digits cancel at giant steps.
             k, x = _divmod_step(step, decay_steps)
             periods = jnp.where(x > 0, k + 1.0, jnp.maximum(k, 1.0))
-            left = jnp.where(x > 0, decay_steps - x, jnp.where(k == 0, float(decay_steps), 0.0))
-            remaining = left / (periods * decay_steps)
+            left = jnp.where(x > 0, s - x, jnp.where(k == 0, s, 0.0))
+            remaining = left / (periods * s)
         else:
-            remaining = (decay_steps - jnp.minimum(_as_step(step), decay_steps)) / decay_steps
+            remaining = _until(step, decay_steps) / s
         return (_f32(init_value) - _f32(end_value)) * remaining ** _f32(power) + _f32(end_value)
 
     return schedule
@@ -502,22 +509,29 @@ def _cosine_weight(remaining: jax.Array) -> jax.Array:
     return jnp.sin(0.5 * jnp.pi * remaining) ** 2
 
 
-def cosine_decay(init_value: float, decay_steps: int, end_value: float = 0.0) -> Schedule:
+def cosine_decay(
+    init_value: float, decay_steps: int, end_value: float = 0.0, exponent: float = 1.0
+) -> Schedule:
     r"""Cosine annealing from ``init_value`` to a floor ``end_value``.
 
     .. math::
-        \eta_t = \eta_{min} + (\eta_0 - \eta_{min})\,
-                 \frac{1 + \cos(\pi \min(t, T) / T)}{2}
+        \eta_t = \eta_{min} + (\eta_0 - \eta_{min})
+                 \left(\frac{1 + \cos(\pi \min(t, T) / T)}{2}\right)^{p}
+
+    with :math:`p` = ``exponent`` (1 for the plain cosine).
 
     Matches PyTorch ``CosineAnnealingLR(T_max=T, eta_min)`` (closed form) on
     :math:`[0, T]`; past :math:`T` PyTorch's cosine rises again, while this schedule stays at
     ``end_value`` as Keras and optax do. Keras ``CosineDecay(alpha)`` is
-    ``end_value = alpha * init_value``.
+    ``end_value = alpha * init_value``; optax ``cosine_decay_schedule(init_value, decay_steps,
+    alpha, exponent)`` is ``end_value = alpha * init_value`` with the same ``exponent``.
 
     Args:
       init_value: :math:`\eta_0 \ge 0` (traceable; checked unless traced).
       decay_steps: :math:`T`, ``>= 1``.
       end_value: the floor :math:`\eta_{min} \ge 0` (traceable; checked unless traced).
+      exponent: :math:`p > 0`, the power of the cosine factor, optax's ``exponent``
+        (traceable; checked unless traced).
 
     Returns:
       The schedule.
@@ -527,18 +541,22 @@ def cosine_decay(init_value: float, decay_steps: int, end_value: float = 0.0) ->
       >>> schedule = lrjax.cosine_decay(1.0, decay_steps=100, end_value=0.1)
       >>> [round(float(schedule(t)), 6) for t in (0, 50, 100, 150)]
       [1.0, 0.55, 0.1, 0.1]
+      >>> squared = lrjax.cosine_decay(1.0, decay_steps=100, exponent=2.0)
+      >>> round(float(squared(50)), 6)
+      0.25
 
     References:
       Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts,
-      arXiv:1608.03983, 2017.
+      arXiv:1608.03983, 2017; optax ``cosine_decay_schedule``.
     """
-    decay_steps = check_int("decay_steps", decay_steps, 1)
+    decay_steps = _check_steps("decay_steps", decay_steps, 1)
     check_magnitude("init_value", init_value, 0)
     check_magnitude("end_value", end_value, 0)
+    check_magnitude("exponent", exponent, 0, open_min=True)
 
     def schedule(step):
-        remaining = (decay_steps - jnp.minimum(_as_step(step), decay_steps)) / decay_steps
-        return _f32(end_value) + (_f32(init_value) - _f32(end_value)) * _cosine_weight(remaining)
+        weight = _cosine_weight(_until(step, decay_steps) / float(decay_steps)) ** _f32(exponent)
+        return _f32(end_value) + (_f32(init_value) - _f32(end_value)) * weight
 
     return schedule
 
@@ -580,16 +598,17 @@ def tanh_decay(
       Stochastic Gradient Descent with Hyperbolic-Tangent Decay on Classification,
       arXiv:1806.01593, 2019.
     """
-    total_steps = check_int("total_steps", total_steps, 1)
+    total_steps = _check_steps("total_steps", total_steps, 1)
     _check_values(init_value=init_value, end_value=end_value)
     check_magnitude("lower_bound", lower_bound)
     check_magnitude("upper_bound", upper_bound)
+    T = float(total_steps)
 
     def schedule(step):
-        t = _as_step(step)
-        arg = (_f32(lower_bound) * (total_steps - t) + _f32(upper_bound) * t) / total_steps
+        left = _until(step, total_steps)
+        arg = (_f32(lower_bound) * left + _f32(upper_bound) * (T - left)) / T
         # (1 - tanh(x)) / 2 == sigmoid(-2x), without cancellation as tanh(x) nears 1.
         value = _f32(end_value) + (_f32(init_value) - _f32(end_value)) * jax.nn.sigmoid(-2.0 * arg)
-        return jnp.where(t < total_steps, value, _f32(end_value))
+        return jnp.where(left > 0, value, _f32(end_value))
 
     return schedule

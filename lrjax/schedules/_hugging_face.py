@@ -7,78 +7,106 @@ builder validates its arguments under HF's names.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from lrjax._checks import (
     check_choice,
     check_float,
-    check_int,
     check_magnitude,
+    is_int,
 )
-from lrjax.schedules._compose import join, warmup
+from lrjax.schedules._compose import _ramp, join, warmup
 from lrjax.schedules._decays import constant, linear, polynomial_decay
 from lrjax.schedules._recipes import (
-    _warmup_and_decay_steps,
+    _wsd,
     cosine_with_hard_restarts,
     inverse_sqrt,
     warmup_cosine_decay,
     warmup_linear_decay,
-    warmup_stable_decay,
 )
 from lrjax.schedules._steps import (
     Schedule,
     _check_ordered,
+    _check_steps,
     _check_values,
     _clamp_step,
+    _device_int_max,
 )
 
-_HF_STEPS = ("num_warmup_steps", "num_training_steps")
+
+def _hf_lengths(num_warmup_steps, num_training_steps) -> tuple[int, int]:
+    """``(W, D)``: HF's warmup and its decay length ``max(1, T - W)``.
+
+    HF divides by ``max(1, T - W)``, so ``W >= T`` is allowed: the warmup, then what HF's
+    formula gives one step into a decay of length 1 (0 for ``linear``, the floor for the
+    cosines, from where lrjax holds it).
+    """
+    total = _check_steps("num_training_steps", num_training_steps, 1)
+    w = _check_steps("num_warmup_steps", num_warmup_steps, 0)
+    return w, max(1, total - w)
+
+
+def _then(learning_rate, w: int, after: Schedule) -> Schedule:
+    """HF's linear warmup ``t / W`` to ``learning_rate``, then ``after`` (for ``W >= T``)."""
+    return join([_ramp(0.0, lambda: learning_rate, w, "linear"), after], [w])
 
 
 def _hf_linear(learning_rate, num_warmup_steps, num_training_steps) -> Schedule:
-    """HF ``get_linear_schedule_with_warmup``."""
-    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    """HF ``get_linear_schedule_with_warmup`` (``W >= T``: the warmup, then 0)."""
+    w, d = _hf_lengths(num_warmup_steps, num_training_steps)
     check_magnitude("learning_rate", learning_rate, 0)
-    return warmup_linear_decay(learning_rate, w, num_training_steps)
+    if w >= num_training_steps:
+        return _then(learning_rate, w, constant(0.0))
+    return warmup_linear_decay(learning_rate, w, w + d)
 
 
 def _hf_cosine(learning_rate, num_warmup_steps, num_training_steps, num_cycles=0.5) -> Schedule:
     """HF ``get_cosine_schedule_with_warmup``."""
-    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    w, d = _hf_lengths(num_warmup_steps, num_training_steps)
     check_magnitude("learning_rate", learning_rate, 0)
-    return warmup_cosine_decay(learning_rate, w, num_training_steps, num_cycles=num_cycles)
+    return warmup_cosine_decay(learning_rate, w, w + d, num_cycles=num_cycles)
 
 
 def _hf_cosine_with_restarts(
     learning_rate, num_warmup_steps, num_training_steps, num_cycles=1
 ) -> Schedule:
     """HF ``get_cosine_with_hard_restarts_schedule_with_warmup``."""
-    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    w, d = _hf_lengths(num_warmup_steps, num_training_steps)
     check_magnitude("learning_rate", learning_rate, 0)
-    return cosine_with_hard_restarts(learning_rate, w, num_training_steps, num_cycles)
+    return cosine_with_hard_restarts(learning_rate, w, w + d, num_cycles)
 
 
 def _hf_polynomial(
     learning_rate, num_warmup_steps, num_training_steps, lr_end=1e-7, power=1.0
 ) -> Schedule:
-    """HF ``get_polynomial_decay_schedule_with_warmup`` (it also requires lr_end < lr)."""
-    w, d = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    """HF ``get_polynomial_decay_schedule_with_warmup`` (it also requires lr_end < lr).
+
+    ``W >= T``: the warmup, then ``lr_end`` (HF divides by zero at step ``W`` when
+    ``W == T``).
+    """
+    w, d = _hf_lengths(num_warmup_steps, num_training_steps)
     _check_values(learning_rate=learning_rate, lr_end=lr_end)
     check_magnitude("power", power, 0, open_min=True)
     _check_ordered("lr_end", lr_end, "learning_rate", learning_rate, strict=True)
+    if w >= num_training_steps:
+        return _then(learning_rate, w, constant(lr_end))
     return warmup(polynomial_decay(learning_rate, lr_end, d, power), w)
 
 
-def _hf_constant(learning_rate, num_training_steps=None) -> Schedule:
-    """HF ``get_constant_schedule`` (HF's ``get_scheduler`` ignores the step counts here)."""
+def _hf_constant(learning_rate, num_warmup_steps=None, num_training_steps=None) -> Schedule:
+    """HF ``get_constant_schedule``: HF's ``get_scheduler`` ignores both step counts here (the
+    Trainer always passes them), and so does lrjax."""
     check_magnitude("learning_rate", learning_rate, 0)
     return constant(learning_rate)
 
 
 def _hf_constant_with_warmup(learning_rate, num_warmup_steps, num_training_steps=None) -> Schedule:
     """HF ``get_constant_schedule_with_warmup``."""
-    check_int("num_warmup_steps", num_warmup_steps, 0)
+    _check_steps("num_warmup_steps", num_warmup_steps, 0)
     check_magnitude("learning_rate", learning_rate, 0)
     return warmup(constant(learning_rate), num_warmup_steps)
 
@@ -87,7 +115,7 @@ def _hf_inverse_sqrt(
     learning_rate, num_warmup_steps, timescale=None, num_training_steps=None
 ) -> Schedule:
     """HF ``get_inverse_sqrt_schedule``."""
-    check_int("num_warmup_steps", num_warmup_steps, 0)
+    _check_steps("num_warmup_steps", num_warmup_steps, 0)
     check_magnitude("learning_rate", learning_rate, 0)
     return inverse_sqrt(learning_rate, num_warmup_steps, timescale)
 
@@ -115,10 +143,10 @@ def _hf_cosine_with_min_lr(
     min_lr_rate=None,
 ) -> Schedule:
     """HF ``get_cosine_with_min_lr_schedule_with_warmup``."""
-    w, _ = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    w, d = _hf_lengths(num_warmup_steps, num_training_steps)
     check_magnitude("learning_rate", learning_rate, 0)
     floor = _hf_floor(learning_rate, min_lr, min_lr_rate)
-    return warmup_cosine_decay(learning_rate, w, num_training_steps, floor, num_cycles=num_cycles)
+    return warmup_cosine_decay(learning_rate, w, w + d, floor, num_cycles=num_cycles)
 
 
 def _hf_cosine_warmup_with_min_lr(
@@ -137,12 +165,12 @@ def _hf_cosine_warmup_with_min_lr(
     .. math::
         \eta_t = \eta\,\bigl(r + (1 - r)\, t / \max(1, W - 1)\bigr) \ \ (t < W), \qquad
         \eta_t = \eta_{min} + (\eta - \eta_{min}) \frac{1 + \cos(2 \pi n q)}{2}, \ \
-        q = \frac{t - W + 1}{T - W} \ \ (t \ge W)
+        q = \frac{t - W + 1}{\max(1, T - W)} \ \ (t \ge W)
 
     so the floor is reached at :math:`t = T - 1` (``r = 1/W`` gives HF's default
     :math:`(t + 1) / W`). Past that :math:`q` is held at 1 (HF's cosine turns back up).
     """
-    w, d = _warmup_and_decay_steps(num_warmup_steps, num_training_steps, _HF_STEPS)
+    w, d = _hf_lengths(num_warmup_steps, num_training_steps)
     check_magnitude("learning_rate", learning_rate, 0)
     floor = _hf_floor(learning_rate, min_lr, min_lr_rate)
     if warmup_lr_rate is None:
@@ -151,8 +179,10 @@ def _hf_cosine_warmup_with_min_lr(
     cosine = warmup_cosine_decay(learning_rate, 0, d, floor, num_cycles=num_cycles)
 
     def one_step_ahead(step):
-        # Clamped first, so the + 1 cannot overflow an int32 step; the cosine is flat from d.
-        return cosine(_clamp_step(step, d) + 1)
+        # Clamped first (below the top of a JAX integer dtype), so the + 1 cannot overflow;
+        # the cosine is flat from d.
+        top = _device_int_max(step)
+        return cosine(_clamp_step(step, d if top is None else min(d, top - 1)) + 1)
 
     if w == 0:
         return one_step_ahead
@@ -171,20 +201,19 @@ def _hf_warmup_stable_decay(
     min_lr_ratio=0.0,
     num_cycles=0.5,
 ) -> Schedule:
-    """HF ``get_wsd_schedule`` (only its default half cosine, ``num_cycles=0.5``)."""
-    w = check_int("num_warmup_steps", num_warmup_steps, 0)
-    d = check_int("num_decay_steps", num_decay_steps, 1)
+    """HF ``get_wsd_schedule`` (only its default half cosine, ``num_cycles=0.5``).
+
+    As in HF, ``W + D > T`` starts the cooldown at ``T - D``, before the warmup ends: the LR
+    warms up to ``learning_rate`` and then continues from the partly decayed value.
+    """
+    w = _check_steps("num_warmup_steps", num_warmup_steps, 0)
+    d = _check_steps("num_decay_steps", num_decay_steps, 1)
     if num_stable_steps is None:
         if num_training_steps is None:
             raise ValueError("num_training_steps or num_stable_steps must be given, got neither")
-        total = check_int("num_training_steps", num_training_steps, 1)
-        if w + d > total:
-            raise ValueError(
-                f"num_warmup_steps + num_decay_steps must be <= num_training_steps = {total}, "
-                f"got {w} + {d}"
-            )
+        total = _check_steps("num_training_steps", num_training_steps, 1)
     else:
-        total = w + check_int("num_stable_steps", num_stable_steps, 0) + d
+        total = w + _check_steps("num_stable_steps", num_stable_steps, 0) + d
         # HF warns and uses num_stable_steps; a silent mismatch is better caught here.
         if num_training_steps is not None and num_training_steps != total:
             raise ValueError(
@@ -198,7 +227,7 @@ def _hf_warmup_stable_decay(
     check_magnitude("learning_rate", learning_rate, 0)
     check_magnitude("min_lr_ratio", min_lr_ratio, 0, 1)
     floor = learning_rate * min_lr_ratio
-    return warmup_stable_decay(learning_rate, total, w, d, decay_type, floor, floor, warmup_type)
+    return _wsd(learning_rate, total, w, d, decay_type, floor, floor, warmup_type)
 
 
 def _hf_reduce_lr_on_plateau(**kwargs: Any) -> Schedule:
@@ -212,7 +241,12 @@ def _hf_reduce_lr_on_plateau(**kwargs: Any) -> Schedule:
 
 # name -> (builder, HF function it reproduces, lrjax factory it builds, note for the table)
 _HF_SCHEDULES: dict[str, tuple[Callable[..., Schedule], str, str, str]] = {
-    "linear": (_hf_linear, "get_linear_schedule_with_warmup", "warmup_linear_decay", ""),
+    "linear": (
+        _hf_linear,
+        "get_linear_schedule_with_warmup",
+        "warmup_linear_decay",
+        "num_warmup_steps >= num_training_steps: the warmup, then 0 (as HF)",
+    ),
     "cosine": (
         _hf_cosine,
         "get_cosine_schedule_with_warmup",
@@ -229,9 +263,16 @@ _HF_SCHEDULES: dict[str, tuple[Callable[..., Schedule], str, str, str]] = {
         _hf_polynomial,
         "get_polynomial_decay_schedule_with_warmup",
         "warmup + polynomial_decay",
-        "lr_end < learning_rate, as HF requires",
+        "lr_end < learning_rate, as HF requires; num_warmup_steps >= num_training_steps: the "
+        "warmup, then lr_end",
     ),
-    "constant": (_hf_constant, "get_constant_schedule", "constant", "step counts are ignored"),
+    "constant": (
+        _hf_constant,
+        "get_constant_schedule",
+        "constant",
+        "num_warmup_steps and num_training_steps are accepted and ignored, as HF's get_scheduler "
+        "does",
+    ),
     "constant_with_warmup": (
         _hf_constant_with_warmup,
         "get_constant_schedule_with_warmup",
@@ -266,7 +307,9 @@ _HF_SCHEDULES: dict[str, tuple[Callable[..., Schedule], str, str, str]] = {
         _hf_warmup_stable_decay,
         "get_wsd_schedule",
         "warmup_stable_decay",
-        "num_cycles must be 0.5; num_training_steps and num_stable_steps must agree",
+        "num_cycles must be 0.5; num_training_steps and num_stable_steps must agree; "
+        "num_warmup_steps + num_decay_steps > num_training_steps starts the cooldown during the "
+        "warmup (as HF)",
     ),
 }
 
@@ -276,3 +319,30 @@ _HF_MARKERS = frozenset({"learning_rate", "num_warmup_steps", "num_training_step
 _HF_DURATION_ARGS = frozenset(
     {"num_warmup_steps", "num_decay_steps", "num_stable_steps", "timescale"}
 )
+
+
+def _hf_steps(value: Any, num_training_steps: Any, name: str) -> int:
+    """A Hugging Face step count as Hugging Face's ``TrainingArguments`` reads ``warmup_steps``.
+
+    An int is a number of steps; a float in ``[0, 1)`` is a ratio of ``num_training_steps``,
+    rounded up (``math.ceil(num_training_steps * ratio)``); a whole float ``>= 1`` (``500.0``)
+    is that many steps. HF truncates other floats (``10.7`` to 10); lrjax refuses them.
+    """
+    if is_int(value):
+        return _check_steps(name, value, 0)
+    if isinstance(value, float | np.floating) and math.isfinite(value) and value >= 0:
+        if value < 1:
+            if num_training_steps is None:
+                raise ValueError(
+                    f"{name}={value!r} is a ratio of num_training_steps, so num_training_steps "
+                    "(or total_steps) must be given"
+                )
+            total = _check_steps("num_training_steps", num_training_steps, 1)
+            return math.ceil(total * float(value))
+        if value == math.floor(value):
+            return _check_steps(name, int(value), 0)
+    raise ValueError(
+        f"{name} must be an integer number of steps, a float ratio in [0, 1) of "
+        "num_training_steps (rounded up, as Hugging Face's TrainingArguments reads "
+        f"warmup_steps) or a whole float such as 500.0, got {value!r}"
+    )

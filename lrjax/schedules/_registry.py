@@ -23,10 +23,16 @@ from lrjax.schedules._decays import (
     step_decay,
     tanh_decay,
 )
-from lrjax.schedules._hugging_face import _HF_DURATION_ARGS, _HF_MARKERS, _HF_SCHEDULES
+from lrjax.schedules._hugging_face import (
+    _HF_DURATION_ARGS,
+    _HF_MARKERS,
+    _HF_SCHEDULES,
+    _hf_steps,
+)
 from lrjax.schedules._recipes import (
     cosine_with_hard_restarts,
     inverse_sqrt,
+    timm_cosine,
     warmup_cosine_decay,
     warmup_linear_decay,
     warmup_stable_decay,
@@ -63,6 +69,7 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "snapshot_ensemble": snapshot_ensemble,
     "tanh": tanh_decay,
     "one_cycle_momentum": one_cycle_momentum,
+    "timm_cosine": timm_cosine,
 }
 _BY_NAME = {**SCHEDULES, **{factory.__name__: factory for factory in SCHEDULES.values()}}
 
@@ -80,6 +87,9 @@ _DURATION_ARGS = frozenset(
         "step_size_down",
         "warmup_steps",
         "timescale",
+        "t_initial",
+        "warmup_t",
+        "noise_range_t",
     }
 )
 
@@ -129,11 +139,18 @@ def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule
     linear decay, while ``get("linear", init_value=..., end_value=..., transition_steps=...)``
     stays :func:`linear`. ``names_table()`` lists every name with its arguments.
 
-    Every duration argument (``warmup_steps``, ``decay_steps``, ``step_size``, ``milestones``,
-    ``num_warmup_steps``, ``num_decay_steps``, ...) may be an int number of steps or a float
-    fraction of the run length, converted with :func:`to_steps`. The run length is
-    ``total_steps``, which is also passed on to factories that take it; for HF names it is
-    ``num_training_steps``, and ``total_steps`` stands for it when it is not given.
+    Every duration argument of an lrjax name (``warmup_steps``, ``decay_steps``,
+    ``step_size``, ``milestones``, ...) may be an int number of steps or a float fraction in
+    ``[0, 1]`` of ``total_steps``, rounded half up (:func:`to_steps`); ``total_steps`` is also
+    passed on to factories that take it. Hugging Face names read their step counts
+    (``num_warmup_steps``, ``num_decay_steps``, ``num_stable_steps``, ``timescale``) as HF's
+    ``TrainingArguments`` reads ``warmup_steps``: a float in ``[0, 1)`` is a ratio of
+    ``num_training_steps`` rounded up, a whole float such as ``500.0`` is that many steps
+    (other floats are refused; HF truncates them); ``total_steps`` stands for
+    ``num_training_steps`` when it is not given. As in HF's ``get_scheduler``, ``constant``
+    accepts and ignores ``num_warmup_steps`` and ``num_training_steps``, and
+    ``num_warmup_steps >= num_training_steps`` gives HF's schedule (``linear``: the warmup,
+    then 0) rather than an error.
 
     Args:
       name: an lrjax or Hugging Face schedule name.
@@ -180,7 +197,9 @@ def get(name: str, *, total_steps: int | None = None, **kwargs: Any) -> Schedule
     for key, value in kwargs.items():
         if key not in (_HF_DURATION_ARGS if is_hf else _DURATION_ARGS) or value is None:
             continue
-        if isinstance(value, list | tuple):
+        if is_hf:
+            kwargs[key] = _hf_steps(value, total, key)
+        elif isinstance(value, list | tuple):
             kwargs[key] = [to_steps(v, total, f"each of {key}") for v in value]
         else:
             kwargs[key] = to_steps(value, total, key)
@@ -248,10 +267,15 @@ def names_table() -> str:
         "names take HF's argument names and give HF's schedule (the LR after `t` calls of "
         "`scheduler.step()`). Where a name is both HF's and lrjax's, the arguments decide: "
         "`learning_rate`, `num_warmup_steps` or `num_training_steps` select HF's form, "
-        "otherwise lrjax's factory. Durations may be steps (int) or fractions (float in "
-        "[0, 1]) of `total_steps` (of `num_training_steps` for HF names, for which "
-        "`total_steps` stands in when `num_training_steps` is not given). An unknown or "
-        "missing argument is a `ValueError` listing the accepted ones.",
+        "otherwise lrjax's factory. Float step counts: for lrjax names a duration may be "
+        "steps (int) or a fraction (float in [0, 1]) of `total_steps`, rounded half up "
+        "(`lrjax.to_steps`); for HF names `num_warmup_steps`, `num_decay_steps`, "
+        "`num_stable_steps` and `timescale` are read as HF's `TrainingArguments` reads "
+        "`warmup_steps`: a float in [0, 1) is a ratio of `num_training_steps` rounded up "
+        "(`math.ceil`), a whole float (`500.0`) is that many steps, other floats are a "
+        "`ValueError` (HF truncates them). `total_steps` stands in for `num_training_steps` "
+        "when it is not given. An unknown or missing argument is a `ValueError` listing the "
+        "accepted ones.",
         "",
         "| Name | Meaning | Built with | Arguments | Notes |",
         "|---|---|---|---|---|",
