@@ -235,7 +235,7 @@ HYPER = [
     (S.clip, dict(schedule=_inner, max_value=0.8), "min_value", [0.1, 0.3]),
     (S.clip, dict(schedule=_inner, min_value=0.1), "max_value", [0.8, 0.5]),
     (S.lr_noise, dict(schedule=_inner, noise_range_t=3, noise_std=0.5), "noise_pct", [0.1, 0.5]),
-    (S.lr_noise, dict(schedule=_inner, noise_range_t=(2, 30)), "noise_std", [1.0, 0.1, 3.0]),
+    (S.lr_noise, dict(schedule=_inner, noise_range_t=(2, 30)), "noise_std", [1.0, 0.1]),
 ]
 
 

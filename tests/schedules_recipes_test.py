@@ -309,18 +309,6 @@ HYPER = [
     ),
     (S.timm_cosine, dict(learning_rate=1.0, t_initial=30), "k_decay", [1.0, 2.0]),
     (
-        S.timm_cosine,
-        dict(learning_rate=1.0, t_initial=30, noise_range_t=5, noise_std=0.5),
-        "noise_pct",
-        [0.1, 0.5],
-    ),
-    (
-        S.timm_cosine,
-        dict(learning_rate=1.0, t_initial=30, noise_range_t=(2, 20)),
-        "noise_std",
-        [1.0, 0.2],
-    ),
-    (
         S.warmup_cosine_decay,
         dict(peak_value=1.0, warmup_steps=5, total_steps=30),
         "end_value",
@@ -622,8 +610,8 @@ def test_timm_cosine_with_noise_is_the_clean_schedule_times_lr_noise():
     clean = S.timm_cosine(0.5, 40, 0.01, warmup_t=5)
     noisy = S.timm_cosine(0.5, 40, 0.01, warmup_t=5, noise_range_t=(10, 30), noise_seed=4)
     steps = np.arange(50)
-    want = lrs(S.lr_noise(clean, (10, 30), seed=4), steps)
-    np.testing.assert_array_equal(lrs(noisy, steps), want)
     got, base = lrs(noisy, steps), lrs(clean, steps)
+    np.testing.assert_array_equal(got, lrs(S.lr_noise(clean, (10, 30), seed=4), steps))
     np.testing.assert_array_equal(got[:10], base[:10])
+    np.testing.assert_array_equal(got[30:], base[30:])
     assert np.all(np.abs(got[10:30] / base[10:30] - 1) < 0.67)

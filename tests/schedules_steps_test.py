@@ -515,19 +515,21 @@ LARGE_STEP_COUNTS = {
 }
 
 _INT32_STEPS = np.asarray([0, 1, 99, 100, 101, 10**9, 2**31 - 2, 2**31 - 1], np.int64)
+# Host steps come padded to one length, so the eager calls of every row share compilations.
+_PAD = (5 * BIG + 3, 7 * BIG + 1, 9 * BIG, 11 * BIG + 5, 13 * BIG, 17 * BIG)
 
 
 @pytest.mark.parametrize("name", list(LARGE_STEP_COUNTS))
 def test_step_counts_beyond_int32_are_supported(name):
     make, reference, beyond = LARGE_STEP_COUNTS[name]
     schedule = make()
-    scale = float(np.max(np.abs(reference(np.r_[_INT32_STEPS, beyond]))))
+    host = np.asarray((*beyond, *_PAD)[:6], np.int64)  # int64 on the host
+    scale = float(np.max(np.abs(reference(np.r_[_INT32_STEPS, host]))))
     got = jax.jit(jax.vmap(schedule))(jnp.asarray(_INT32_STEPS, jnp.int32))  # optax's count
     assert_matches(np.asarray(got), reference(_INT32_STEPS), scale)
-    host = np.asarray(beyond, np.int64)  # int64 on the host, and Python ints
     assert_matches(np.asarray(schedule(host)), reference(host), scale)
-    python = np.asarray([schedule(int(s)) for s in beyond[-2:]], np.float32)
-    assert_matches(python, reference(host[-2:]), scale)
+    python = int(beyond[-1])  # and a Python int
+    assert_matches(schedule(python), reference(np.asarray([python]))[0], scale)
 
 
 def test_cosine_decay_beyond_int32_matches_optax():
@@ -588,8 +590,6 @@ def test_int64_device_steps_under_x64_match_the_host():
         "sgdr": lambda: S.sgdr(1.0, 2**40, 2.0, 0.5, 0.125),
         "multistep": lambda: S.multistep_decay(1.0, [2**31 + 5, 2**40 + 1], 0.5),
         "repeat": lambda: S.repeat(S.linear(1.0, 0.0, 2**40), 2**40),
-        "cosine": lambda: S.cosine_decay(1.0, 3 * 2**40),
-        "join": lambda: S.join([S.constant(1.0), S.constant(0.5)], [2**40 + 1]),
     }
     with jax.enable_x64(True):
         for name, make in makes.items():
