@@ -12,13 +12,17 @@ Conventions shared by all schedules:
   after ``t`` calls of ``scheduler.step()``. Python ints (also beyond int32), integer arrays
   and float arrays are accepted, and negative steps count as 0. A concrete step that is NaN or
   infinite raises ``ValueError`` (a traced one cannot be inspected).
-* Integer steps stay exact at every step: positions inside periods and staircases (cyclic,
-  SGDR, snapshot ensembles, :func:`repeat`, Keras' cyclic polynomial, hard restarts, step and
-  staircase decays, milestones) are computed in integer arithmetic before any float cast:
-  Python and NumPy integers on the host at any size, JAX integer arrays in their own dtype
-  (int32 under the default JAX config, the dtype of optax's count). The rest of the formula
-  then runs in float32, which holds every integer only below 2**24. Float steps are used as
-  float32.
+* Integer steps stay exact at every step: positions inside periods, cycles and staircases
+  (cyclic, SGDR's restarts for any ``period_mult``, snapshot ensembles, :func:`repeat`, Keras'
+  cyclic polynomial, hard restarts, step and staircase decays), boundaries (milestones, joins,
+  warmups) and the steps left before an end are computed in integer arithmetic before any
+  float cast: Python and NumPy integers on the host at any size, JAX integer arrays in their
+  own dtype (int32 under the default JAX config, the dtype of optax's count; int64 under
+  ``jax_enable_x64``). The rest of the formula then runs in float32, which holds every integer
+  only below 2**24. Float steps are used as float32 (the documented float32 path).
+* Step counts and boundaries are integers below 2**63, beyond int32 too; a larger one is a
+  ``ValueError`` when the schedule is built. Flags are ``True`` or ``False`` (a string is a
+  ``ValueError``), and arguments that take a schedule check that it is callable.
 * Magnitudes (initial, peak, final and floor values, decay rates, ``gamma``, factors, powers)
   are traced: they never reach a Python ``if``, so ``jax.vmap`` over any of them works. A
   concrete magnitude (a Python, NumPy or concrete JAX number) is validated when the schedule
