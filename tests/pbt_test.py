@@ -16,7 +16,7 @@ import pytest
 
 import lrjax
 from lrjax import engine, hooks
-from tests.sweep_test import run_python
+from tests.helpers import run_python
 
 N, D, B, CHUNK = 64, 4, 8, 3
 K = 8
