@@ -267,7 +267,7 @@ def plot_range_test(
 ) -> Axes:
     """Draws an LR range test: raw and smoothed loss against a log-x learning rate.
 
-    Takes the arrays of a :class:`lrjax.range_test.RangeTestResult` (``result.learning_rates``,
+    Takes the arrays of a :class:`lrjax.lr_finder.RangeTestResult` (``result.learning_rates``,
     ``result.loss``, ``result.smoothed``, ``result.valid``). Each run's raw loss is drawn
     faintly, the mean smoothed loss over runs as a line with a band from the lowest to the
     highest run, each run's divergence point as a cross, and each suggestion as a dashed

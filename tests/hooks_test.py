@@ -3,10 +3,12 @@ a kill during a save)."""
 
 import dataclasses
 import functools
+import json
 import signal
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -16,6 +18,7 @@ from lrjax import schedules, sweep
 from tests.helpers import (
     BATCH,
     CHUNK,
+    D_IN,
     DATA,
     EVAL,
     LOSS,
@@ -235,7 +238,7 @@ def test_checkpoint_hook_digests_functions_and_data(tmp_path):
     assert hook.fingerprint == same.fingerprint and hook.fingerprint["lr"] == 0.1
     changed = lrjax.hooks.Checkpoint(tmp_path, {"lr": 0.1, "data": x + 1, "step": step})
     assert changed.fingerprint["data"] != hook.fingerprint["data"]
-    with pytest.raises(ValueError, match=r"fingerprint\['loss'\] holds a Opaque"):
+    with pytest.raises(ValueError, match=r"but loss \(a Opaque\) has none .*'checkpoint_id'"):
         lrjax.hooks.Checkpoint(tmp_path, {"loss": Opaque()})
 
 
@@ -304,3 +307,151 @@ def test_iterator_and_batch_function_identity_on_a_batchnorm_dropout_model(tmp_p
     with pytest.raises(ValueError, match=r"holds a different run: data_function changed"):
         shifted = lambda step: (DATA[0][:BATCH] + np.float32(step), DATA[1][:BATCH])  # noqa: E731
         run(shifted, tmp_path / "function")
+
+
+# -----------------------------------------------------------------------------------------------
+# Hooks share data through the loop; their checkpointed state is keyed by name
+
+
+TX = optax.inject_hyperparams(optax.sgd, hyperparam_dtype=jnp.float32)(learning_rate=0.0)
+
+
+def linear_init(member):
+    w = jnp.zeros(D_IN, jnp.float32)
+    return {"w": w, "opt_state": TX.init(w)}
+
+
+def linear_step(state, batch, member):
+    x, y = batch
+    target = y.astype(jnp.float32)
+    loss, g = jax.value_and_grad(lambda w: jnp.mean((x @ w - target) ** 2))(state["w"])
+    updates, opt_state = TX.update(g, state["opt_state"])
+    return {"w": state["w"] + updates, "opt_state": opt_state}, {"loss": loss}
+
+
+def linear_eval(state, member, data):
+    x, y = data
+    return {"loss": jnp.mean((x @ lrjax.unwrap(state)["w"] - y.astype(jnp.float32)) ** 2)}
+
+
+LINEAR = lrjax.vectorize(
+    *lrjax.control(linear_step, linear_init, {"learning_rate": lambda m: m["lr"]})
+)
+LINEAR_MEMBERS = {"lr": np.array([1e-6, 0.05, 0.2], np.float32)}
+
+
+class Tally:
+    """A stateful hook that reads the loop's records: the best evaluated loss seen per
+    member, and how many chunks it saw (its state must come back to it, not to another)."""
+
+    def __init__(self, name="tally"):
+        self.name = name
+        self.best, self.chunks = None, 0
+
+    def after_chunk(self, loop, group):
+        latest = loop.evaluation(group)["loss"]
+        self.best = latest if self.best is None else np.minimum(self.best, latest)
+        self.chunks += 1
+
+    def state_dict(self):
+        if self.best is None:
+            return {}
+        return {"best": np.asarray(self.best), "chunks": np.asarray(self.chunks)}
+
+    def load_state_dict(self, state):
+        if "best" in state:
+            self.best, self.chunks = np.asarray(state["best"]), int(state["chunks"])
+
+
+def linear_fit(hooks, **kwargs):
+    return lrjax.fit(
+        LINEAR, LINEAR_MEMBERS, DATA, num_steps=STEPS, chunk_steps=2, batch_size=BATCH,
+        hooks=hooks, **kwargs,
+    )  # fmt: skip
+
+
+def test_hooks_read_the_loops_records_and_a_reordered_resume_is_the_same(tmp_path):
+    def hooks(checkpoint, order, callback=None):
+        evaluate = lrjax.hooks.Evaluate(linear_eval, EVAL)
+        plateau = lrjax.hooks.PlateauHook(lrjax.reduce_on_plateau(factor=0.5, patience=0), "loss")
+        tally = Tally()
+        rest = [evaluate, tally, plateau] if order == "tally first" else [evaluate, plateau, tally]
+        extra = [] if callback is None else [lrjax.hooks.Callback(callback)]
+        first = [] if checkpoint is None else [lrjax.hooks.Checkpoint(checkpoint, {"run": 1})]
+        return [*first, *rest, *extra], tally, plateau
+
+    whole_hooks, whole_tally, whole_plateau = hooks(None, "tally last")
+    whole = linear_fit(whole_hooks)
+    # The evaluations live on the loop, for every hook and for the caller.
+    assert whole.loop.eval_steps.tolist() == [0, 2, 4, 6, 8, 10, 12]
+    assert whole.loop.evaluations["loss"].shape == (3, 7)
+    assert whole_tally.chunks == 6
+    # The plateau hook cut the stuck member's learning rate through the controller's knob.
+    assert whole.metrics["hparams/learning_rate"][0, -1] < 1e-6
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_the_second_chunk(info):
+        if info["step"] == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        linear_fit(hooks(tmp_path, "tally last", stop_after_the_second_chunk)[0])
+    # The rerun lists its hooks in another order: each state comes back to its own hook.
+    resumed_hooks, tally, plateau = hooks(tmp_path, "tally first")
+    resumed = linear_fit(resumed_hooks)
+    for name in whole.metrics:
+        np.testing.assert_array_equal(resumed.metrics[name], whole.metrics[name])
+    np.testing.assert_array_equal(resumed.loop.evaluations["loss"], whole.loop.evaluations["loss"])
+    np.testing.assert_array_equal(tally.best, whole_tally.best)
+    assert tally.chunks == whole_tally.chunks
+    for a, b in zip(jax.tree.leaves(plateau.states), jax.tree.leaves(whole_plateau.states),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_written_before_hook_names_is_refused(tmp_path):
+    # What lrjax wrote before: run.json held the fingerprint itself, and hook states were kept
+    # by their position in the hook list.
+    (tmp_path / "run.json").write_text(json.dumps({"run": 1}))
+    (tmp_path / "chunks").mkdir()
+    with pytest.raises(ValueError, match=r"was written by an earlier version of lrjax "
+                                         r"\(checkpoint format 1, this one reads 2"):  # fmt: skip
+        linear_fit([lrjax.hooks.Checkpoint(tmp_path, {"run": 1}), Tally()])
+
+
+def test_two_stateful_hooks_with_one_name_are_refused():
+    evaluate = lrjax.hooks.Evaluate(linear_eval, EVAL)
+    with pytest.raises(ValueError, match=r"hooks\[1\] and hooks\[2\] are both named 'tally'"):
+        linear_fit([evaluate, Tally(), Tally()])
+    linear_fit([evaluate, Tally(), Tally(name="other")], vectorize=False)
+
+
+def test_the_controller_knobs_are_read_and_turned_through_the_loop():
+    seen = {}
+
+    class Turn:
+        def on_start(self, loop):
+            seen["start"] = loop.control(loop.groups[0])["learning_rate"]
+
+        def after_chunk(self, loop, group):
+            if loop.step == 4:
+                loop.set_control(group, "learning_rate", scale=0.5, override=[np.nan, 0.1, 0.1])
+            if loop.step == 8:
+                loop.set_control(group, "learning_rate", override=np.nan)
+
+    out = linear_fit([Turn()])
+    np.testing.assert_array_equal(seen["start"].value, LINEAR_MEMBERS["lr"])
+    np.testing.assert_array_equal(seen["start"].scale, 1.0)
+    lr = out.metrics["hparams/learning_rate"]
+    np.testing.assert_array_equal(lr[:, :4], np.repeat(LINEAR_MEMBERS["lr"][:, None], 4, 1))
+    np.testing.assert_array_equal(lr[:, 4:8], np.float32([[5e-7] * 4, [0.05] * 4, [0.05] * 4]))
+    np.testing.assert_array_equal(lr[:, 8:], 0.5 * np.repeat(LINEAR_MEMBERS["lr"][:, None], 4, 1))
+    with pytest.raises(ValueError, match=r"name must be a hyperparameter the controller sets"):
+
+        class Wrong:
+            def on_start(self, loop):
+                loop.set_control(loop.groups[0], "momentum", scale=0.5)
+
+        linear_fit([Wrong()])

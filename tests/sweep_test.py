@@ -295,13 +295,8 @@ def test_schedule_family_switch():
         ({"batch_size": 65}, r"batch_size must be an integer in \[1, 64\], got 65"),
         ({"num_steps": 0}, "num_steps must be an integer >= 1, got 0"),
         ({"num_steps": 3.0}, "num_steps must be an integer >= 1, got 3.0"),
-        (
-            {"evaluation": sweep.Evaluation(EVAL, every=0)},
-            "evaluation.every must be an integer >= 1",
-        ),
         ({"divergence_factor": -1.0}, "divergence_factor must be a finite number > 0"),
         ({"divergence_factor": float("nan")}, "divergence_factor must be a finite number > 0"),
-        ({"options": sweep.Options(group_size=0)}, "group_size must be an integer >= 1"),
         (
             {"loss": lambda out, y: jnp.mean(LOSS(out, y))},
             r"loss must return one value per example, shape \(8,\)",
@@ -588,21 +583,9 @@ LABEL = r"bad data at example 5 of the data: the targets hold the label {}, outs
             {"trackers": {"swa": lrjax.SWA(13)}},
             r"trackers\['swa'\].start must be <= num_steps=12 .*, got 13",
         ),
-        (  # was: an evaluation loss of nan
-            {"evaluation": sweep.Evaluation((EVAL[0][:0], EVAL[1][:0]))},
-            "evaluation.data must hold at least one example, got none",
-        ),
         (  # was: a TypeError from inside the evaluation, after the first chunk had trained
             {"evaluation": sweep.Evaluation(EVAL, metrics={"m": lambda o, t: o @ t})},
             r"evaluation.metrics\['m'\] does not fit the model: model outputs \(32, 3\)",
-        ),
-        (  # was: a TypeError after the first chunk
-            {"options": sweep.Options(progress=False, callback=3)},
-            r"options.callback must be a function callback\(info\), got 3",
-        ),
-        (  # was: an AttributeError
-            {"options": sweep.Options(progress=False, devices=["cpu"])},
-            r"options.devices must hold jax devices \(from jax.devices\(\)\), got 'cpu'",
         ),
         (  # was: a KeyError from inside the plateau hook
             {
@@ -613,16 +596,35 @@ LABEL = r"bad data at example 5 of the data: the targets hold the label {}, outs
             },
             "plateau scales the learning rate, but the optimizer gets no learning_rate argument",
         ),
-        (  # was: both EMAs silently used the second one's decays
-            {"trackers": {"slow": lrjax.EMA([0.5, 0.9]), "fast": lrjax.EMA([0.1, 0.2])}},
-            r"at most one EMA tracker may take per-member decays, got trackers\['slow'\].decay "
-            r"and trackers\['fast'\].decay",
-        ),
     ],
 )
 def test_bad_input_never_trains_silently(overrides, message):
     with pytest.raises(ValueError, match=message):
         bad(**overrides)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: sweep.Evaluation(EVAL, every=0), "evaluation.every must be an integer >= 1"),
+        (lambda: sweep.Options(group_size=0), "options.group_size must be an integer >= 1"),
+        (  # was: an evaluation loss of nan
+            lambda: sweep.Evaluation((EVAL[0][:0], EVAL[1][:0])),
+            "evaluation.data must hold at least one example, got none",
+        ),
+        (  # was: a TypeError after the first chunk
+            lambda: sweep.Options(progress=False, callback=3),
+            r"options.callback must be a function callback\(info\), got 3",
+        ),
+        (  # was: an AttributeError
+            lambda: sweep.Options(progress=False, devices=["cpu"]),
+            r"options.devices must hold jax devices \(from jax.devices\(\)\), got 'cpu'",
+        ),
+    ],
+)
+def test_options_and_evaluation_check_themselves_when_built(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
 
 
 def test_non_finite_float_targets_and_host_batches_are_data_errors():

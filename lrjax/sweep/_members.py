@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,12 +76,13 @@ def _hparam(name: str, value: Any, direct: bool) -> np.ndarray:
 
 
 def _members(
-    hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay, direct
+    hparams, seeds, data_seeds, batch_sizes, batch_size, tracker_settings, direct
 ) -> supervised.Member:
     """Checks the per-member settings and stacks them into one :class:`Member` of ``[K]``.
 
-    ``ema_decay`` is None or ``(label, decays)``; ``direct``: the hyperparameters are the
-    optimizer's arguments themselves (no ``optimizer_kwargs``).
+    ``tracker_settings``: ``{tracker: {setting: [K] values}}`` (see :func:`_split_trackers`);
+    ``direct``: the hyperparameters are the optimizer's arguments themselves (no
+    ``optimizer_kwargs``).
     """
     if not isinstance(hparams, Mapping):
         raise ValueError(f"hparams must be a mapping of name -> [K] array, got {type(hparams)}")
@@ -89,15 +91,12 @@ def _members(
     named["data_seeds"] = _int32("data_seeds", data_seeds)
     if batch_sizes is not None:
         named["batch_sizes"] = _int32("batch_sizes", batch_sizes)
-    ema_label = "ema_decay"
-    if ema_decay is not None:
-        ema_label, decays = ema_decay
-        named[ema_label] = np.asarray(decays, np.float32)
-    for name in ("seeds", "data_seeds", "batch_sizes", ema_label):
-        if name in named and named[name].ndim > 1:
-            raise ValueError(
-                f"{name} must be a scalar or a [K] array, got shape {named[name].shape}"
-            )
+    for tracker, settings in tracker_settings.items():
+        for setting, values in settings.items():
+            named[f"trackers[{tracker!r}].{setting}"] = np.asarray(values, np.float32)
+    for name, value in named.items():
+        if not name.startswith("hparams[") and value.ndim > 1:
+            raise ValueError(f"{name} must be a scalar or a [K] array, got shape {value.shape}")
     leading = {name: a.shape[0] for name, a in named.items() if a.ndim}
     if len(set(leading.values())) > 1:
         listing = ", ".join(f"{n}: {s}" for n, s in leading.items())
@@ -115,39 +114,46 @@ def _members(
             f"batch_sizes must be in [1, batch_size={batch_size}], got values in "
             f"[{sizes.min()}, {sizes.max()}]"
         )
-    decay = full(ema_label, 0.0, np.float32)
-    if np.any(~(decay >= 0) | ~(decay <= 1)):
-        raise ValueError(f"{ema_label} must be in [0, 1], got {ema_decay!r}")
     return supervised.Member(
         hparams={name: named[f"hparams[{name!r}]"] for name in hparams},
         seed=full("seeds", 0, np.int32),
         data_seed=full("data_seeds", 0, np.int32),
         batch_size=sizes,
-        ema_decay=decay,
-        lr_scale=np.ones((k,), np.float32),
+        trackers={
+            tracker: {s: full(f"trackers[{tracker!r}].{s}", 0.0, np.float32) for s in settings}
+            for tracker, settings in tracker_settings.items()
+        },
     )
 
 
-def _member_ema_decay(member: supervised.Member) -> Array:
-    return member.ema_decay
+@dataclasses.dataclass(frozen=True)
+class TrackerSetting:
+    """A tracker's per-member setting, read from the member: ``member.trackers[tracker][name]``
+    (a frozen dataclass, so equal settings share compiled programs)."""
+
+    tracker: str
+    name: str
+
+    def __call__(self, member: supervised.Member) -> Array:
+        return member.trackers[self.tracker][self.name]
 
 
 def _member_data_seed(members: supervised.Member) -> Array:
     return members.data_seed
 
 
-def _split_trackers(trackers: Mapping[str, Any] | None):
-    """The trackers, with an EMA of per-member decays turned into one reading ``member``, and
-    those decays as ``(label, [K] decays)`` (None without one)."""
-    out, ema_decay = {}, None
+def _split_trackers(trackers: Mapping[str, Any] | None, num_steps: int):
+    """The trackers (each checked against ``num_steps``), an EMA of per-member decays turned
+    into one reading its member's own, and those decays ``{tracker: {"decay": [K]}}``."""
+    if trackers is not None and not isinstance(trackers, Mapping):
+        raise ValueError(f"trackers must be a dict {{name: tracker}}, got {trackers!r}")
+    out, settings = {}, {}
     for name, tracker in (trackers or {}).items():
+        check = getattr(tracker, "check", None)
+        if check is not None:
+            check(f"trackers[{name!r}]", num_steps)
         if isinstance(tracker, EMA) and isinstance(tracker.decay, tuple):
-            if ema_decay is not None:
-                raise ValueError(
-                    f"at most one EMA tracker may take per-member decays, got {ema_decay[0]} "
-                    f"and trackers[{name!r}].decay"
-                )
-            ema_decay = (f"trackers[{name!r}].decay", np.asarray(tracker.decay, np.float32))
-            tracker = EMA(_member_ema_decay)
+            settings[name] = {"decay": np.asarray(tracker.decay, np.float32)}
+            tracker = EMA(TrackerSetting(name, "decay"))
         out[name] = tracker
-    return out, ema_decay
+    return out, settings

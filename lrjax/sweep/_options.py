@@ -10,6 +10,8 @@ from typing import Any
 
 import jax
 
+from lrjax import _checks, feeds
+
 PyTree = Any
 Array = jax.Array
 
@@ -39,6 +41,51 @@ class Evaluation:
     every: int | None = None
     metrics: Mapping[str, Callable[[Array, Array], Array]] | None = None
     eval_params: Callable[[PyTree, PyTree], PyTree] | None = None
+
+    def __post_init__(self):
+        data = self.data
+        if not isinstance(data, tuple | list) or len(data) != 2:
+            raise ValueError("evaluation.data must be an (inputs, targets) pair of arrays")
+        data = tuple(feeds.canonical(a) for a in data)
+        if len(data[0]) != len(data[1]):
+            raise ValueError(
+                f"evaluation.data inputs and targets must share a leading size, got "
+                f"{data[0].shape} and {data[1].shape}"
+            )
+        if len(data[0]) < 1:
+            raise ValueError("evaluation.data must hold at least one example, got none")
+        object.__setattr__(self, "data", data)
+        if self.every is not None:
+            _checks.check_int("evaluation.every", self.every, 1)
+        if self.metrics is not None:
+            if not isinstance(self.metrics, Mapping) or not self.metrics:
+                raise ValueError(
+                    f"evaluation.metrics must be a non-empty dict {{name: fn(outputs, targets)}}, "
+                    f"got {self.metrics!r}"
+                )
+            for name, fn in self.metrics.items():
+                if not callable(fn):
+                    raise ValueError(
+                        f"evaluation.metrics[{name!r}] must be a function fn(outputs, targets), "
+                        f"got {fn!r}"
+                    )
+        if self.eval_params is not None and not callable(self.eval_params):
+            raise ValueError(
+                "evaluation.eval_params must be a function fn(opt_state, params) -> params, got "
+                f"{self.eval_params!r}"
+            )
+
+    def chunk_steps(self, num_steps: int) -> int:
+        """Steps between evaluations for a run of ``num_steps``: ``every`` (at most the run;
+        an ``every`` beyond it is refused rather than shortened), or the whole run."""
+        if self.every is None:
+            return num_steps
+        if self.every > num_steps:
+            raise ValueError(
+                f"evaluation.every must be in [1, num_steps={num_steps}] (an evaluation after "
+                f"the run never happens), got {self.every}"
+            )
+        return self.every
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,3 +141,61 @@ class Options:
     callback: Callable[[dict[str, Any]], None] | None = None
     vectorize: bool = True
     check_data: bool = True
+
+    def __post_init__(self):
+        if self.devices is not None:
+            devices = list(self.devices)
+            if not devices:
+                raise ValueError("options.devices must hold at least one device, got none")
+            for i, device in enumerate(devices):
+                if not isinstance(device, jax.Device):
+                    raise ValueError(
+                        f"options.devices must hold jax devices (from jax.devices()), got "
+                        f"{device!r} at index {i}"
+                    )
+        for name in ("group_size", "memory_budget", "chunk_steps"):
+            if getattr(self, name) is not None:
+                _checks.check_int(f"options.{name}", getattr(self, name), 1)
+        if self.checkpoint_dir is not None:
+            try:
+                path = os.fspath(self.checkpoint_dir)
+            except TypeError:
+                raise ValueError(
+                    f"options.checkpoint_dir must be a path, got {self.checkpoint_dir!r}"
+                ) from None
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise ValueError(
+                    f"options.checkpoint_dir must be a directory (new, or holding a checkpoint), "
+                    f"but {os.path.abspath(path)} is a file"
+                )
+        if self.checkpoint_id is not None and not (
+            isinstance(self.checkpoint_id, str) and self.checkpoint_id
+        ):
+            raise ValueError(
+                f"options.checkpoint_id must be a non-empty string, got {self.checkpoint_id!r}"
+            )
+        if self.progress is not None:
+            _checks.check_bool("options.progress", self.progress)
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(
+                f"options.callback must be a function callback(info), got {self.callback!r}"
+            )
+        _checks.check_bool("options.vectorize", self.vectorize)
+        _checks.check_bool("options.check_data", self.check_data)
+
+    def devices_for(self, k: int) -> list:
+        """The devices to split ``k`` members over: the given ones (or all), at most ``k`` on
+        one host (padding members to idle devices would only waste their cores)."""
+        devices = list(jax.devices() if self.devices is None else self.devices)
+        if jax.process_count() == 1 and len(devices) > k:
+            devices = devices[:k]
+        return devices
+
+    def group_for(self, devices: Sequence[Any]) -> int | None:
+        """The group size: ``group_size``; else all members on accelerators and
+        :data:`CPU_MEMBERS_PER_DEVICE` per device on CPU (None: all, or ``memory_budget``)."""
+        if self.group_size is not None or self.memory_budget is not None:
+            return self.group_size
+        if all(d.platform == "cpu" for d in devices):
+            return CPU_MEMBERS_PER_DEVICE * len(devices)
+        return None

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from lrjax import engine, feeds, hooks, loop
+from lrjax import engine, feeds, loop
 
 PyTree = Any
 
@@ -200,13 +200,14 @@ def _rebuild_structure(spec, leaves):
     raise ValueError(f"unreadable params structure in saved result: {spec!r}")
 
 
-def _result(fitted, members, fingerprint, t_start, compiles_before) -> SweepResult:
-    final = fitted.state  # Guarded(Tracked(State))
-    tracked = final.state
+def _result(fitted, members, run, t_start, compiles_before) -> SweepResult:
+    """The result from what the loop recorded: ``run`` is the run's description (its
+    settings, and with a checkpoint the digests it keeps)."""
+    final = fitted.state  # Guarded(Tracked(Controlled(State)))
+    tracked, user = final.state, engine.unwrap(final)
     metrics = dict(fitted.metrics)
-    evaluate = next((h for h in fitted.loop.hooks if isinstance(h, hooks.Evaluate)), None)
     compile_seconds, num_compiles = engine.compile_stats()
-    metadata = dict(fingerprint)
+    metadata = dict(run)
     metadata.update(
         devices=fitted.loop.program.num_devices,
         num_groups=len(fitted.loop.groups),
@@ -222,17 +223,15 @@ def _result(fitted, members, fingerprint, t_start, compiles_before) -> SweepResu
         loss=metrics.pop("loss"),
         grad_norm=metrics.pop("grad_norm"),
         opt_hparams={name.split("/", 1)[1]: v for name, v in metrics.items()},
-        eval_steps=evaluate.steps if evaluate else np.zeros((0,), np.int64),
-        eval_metrics=dict(evaluate.results) if evaluate else {},
+        eval_steps=np.asarray(fitted.loop.eval_steps, np.int64),
+        eval_metrics=dict(fitted.loop.evaluations),
         diverged=~np.asarray(final.alive),
         diverged_step=np.asarray(final.diverged_step),
-        params=tracked.state.params,
+        params=user.params,
         metadata=metadata,
-        model_state=tracked.state.model_state
-        if jax.tree.leaves(tracked.state.model_state)
-        else None,
+        model_state=user.model_state if jax.tree.leaves(user.model_state) else None,
         trackers=dict(tracked.trackers),
-        opt_state=tracked.state.opt_state,
+        opt_state=user.opt_state,
     )
 
 

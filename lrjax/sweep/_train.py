@@ -1,4 +1,4 @@
-"""The composition: :func:`train`."""
+"""The composition: :func:`train`, the engine's layers around the supervised step."""
 
 from __future__ import annotations
 
@@ -10,138 +10,19 @@ import jax
 import numpy as np
 import optax
 
-from lrjax import _checks, divergence, engine, feeds, hooks, loop, supervised
-from lrjax._fingerprint import cache as _cache_by_fingerprint
-from lrjax._fingerprint import data_digest, stable_digest
-from lrjax.sweep._checks import (
-    _check_metrics,
-    _check_model_and_loss,
-    _check_optimizer,
-    _check_trackers,
-    _chunk_and_evaluation,
-    _data_check,
-    _devices,
-    _feed,
-    _pbt_group,
-)
+from lrjax import _checks, engine, feeds, loop, supervised
+from lrjax.sweep import _parts
+from lrjax.sweep._data import _feed, data_check
 from lrjax.sweep._data_errors import _SameStepDivergence
 from lrjax.sweep._members import _int32, _members, _split_trackers
-from lrjax.sweep._options import CPU_MEMBERS_PER_DEVICE, Evaluation, Options
+from lrjax.sweep._options import Evaluation, Options
 from lrjax.sweep._result import SweepResult, _result
-from lrjax.trackers import params_of, track
 
-PyTree = Any
 Array = jax.Array
-
-# -----------------------------------------------------------------------------------------------
-# The composition
 
 
 def _identity_kwargs(hparams: Mapping[str, Array]) -> Mapping[str, Array]:
     return dict(hparams)
-
-
-def _model_variables(state: supervised.State) -> PyTree:
-    """What the trackers of a model with state follow: ``{"params": ..., **model_state}``."""
-    return {"params": state.params, **state.model_state}
-
-
-def _finite_part(state: PyTree) -> PyTree:
-    """What divergence freezing checks besides the loss: the new parameters and model state
-    (a non-finite gradient or update shows there; the optimizer state need not be scanned)."""
-    inner = engine.unwrap(state)
-    return inner.params, inner.model_state
-
-
-def _scheduled_lr(state: PyTree) -> Array:
-    return engine.unwrap(state).opt_state.hyperparams["learning_rate"]
-
-
-@_cache_by_fingerprint(maxsize=32)
-def _program(task, tracked, factor, devices) -> engine.Vectorized:
-    """The compiled program of a sweep, cached on everything it depends on besides shapes: a
-    fingerprint of the functions (code, closure values, globals; see ``lrjax._fingerprint``),
-    so a call with equal closures built afresh reuses the compiled program."""
-    select = _model_variables if task.model.stateful else params_of
-    step, init = track(task.step, task.init, dict(tracked), select=select)
-    step, init = divergence.freeze_on_divergence(step, init, factor=factor, finite=_finite_part)
-    return engine.vectorize(step, init, devices=list(devices))
-
-
-@_cache_by_fingerprint(maxsize=32)
-def _evaluation_fn(task: supervised.Supervised, metrics: tuple, eval_params=None) -> Callable:
-    def evaluate(state, member, data):
-        del member
-        inner = engine.unwrap(state)
-        if eval_params is not None:
-            with jax.numpy_dtype_promotion("standard"):  # optimizer code, as in the step
-                inner = inner._replace(params=eval_params(inner.opt_state, inner.params))
-        return task.evaluate(inner, data, metrics)
-
-    return evaluate
-
-
-def _fingerprint(task, members, num_steps, batch_size, chunk, group, factor, tracked, plateau):
-    return {
-        "num_members": int(members.seed.shape[0]),
-        "num_steps": num_steps,
-        "batch_size": batch_size,
-        "chunk_steps": chunk,
-        "group_size": group,
-        "hparams": {name: a.tolist() for name, a in members.hparams.items()},
-        "seeds": members.seed.tolist(),
-        "data_seeds": members.data_seed.tolist(),
-        "batch_sizes": members.batch_size.tolist(),
-        "ema_decay": members.ema_decay.tolist(),
-        "divergence_factor": factor,
-        "optimizer": getattr(task.optimizer, "__name__", type(task.optimizer).__name__),
-        "trackers": {name: repr(t) for name, t in tracked},
-        "plateau": plateau,
-    }
-
-
-def _identity(task, feed, example, eval_hook, tracked, plateau, pbt, options) -> dict:
-    """What the trajectory depends on beyond the settings, as digests that hold in a new
-    process (see ``Options.checkpoint_dir``); a part without one needs ``checkpoint_id``."""
-    if options.checkpoint_id is not None and not (
-        isinstance(options.checkpoint_id, str) and options.checkpoint_id
-    ):
-        raise ValueError(
-            f"options.checkpoint_id must be a non-empty string, got {options.checkpoint_id!r}"
-        )
-    parts = {
-        "model": task.model,
-        "loss": task.loss,
-        "optimizer": task.optimizer,
-        "optimizer_kwargs": task.optimizer_kwargs,
-        "metrics": None if eval_hook is None else eval_hook[0],
-        "eval_params": None if eval_hook is None else eval_hook[2],
-        "trackers": dict(tracked),
-        "plateau_controller": None if plateau is None else plateau[0],
-        "pbt": pbt,
-        "data_function": feed.fn if isinstance(feed, feeds.FunctionFeed) else None,
-    }
-    identity = {"masked": task.masked, "checkpoint_id": options.checkpoint_id}
-    undescribed = {}
-    for name, part in parts.items():
-        digest, unknown = stable_digest(part)
-        identity[name] = digest if not unknown else "named by checkpoint_id"
-        if unknown:
-            undescribed[name] = type(unknown[0]).__name__
-    if undescribed and options.checkpoint_id is None:
-        listed = ", ".join(f"{name} (a {kind})" for name, kind in undescribed.items())
-        raise ValueError(
-            f"options.checkpoint_dir needs a description of the run that holds in a new process, "
-            f"but {listed} has none (no importable name, and its repr holds a memory address); "
-            "pass options.checkpoint_id='<a name for this run>' and change it whenever that "
-            "object changes"
-        )
-    # A batch function or an iterator: its first batch is all that can be read without
-    # consuming it (the function itself is digested above).
-    arrays = feed.arrays if isinstance(feed, feeds.ArrayFeed) else example
-    identity["data"] = data_digest(arrays)
-    identity["eval_data"] = None if eval_hook is None else data_digest(eval_hook[1])
-    return identity
 
 
 def train(
@@ -203,17 +84,18 @@ def train(
         that batch). Not for models with batch statistics.
       evaluation: an :class:`Evaluation` (held-out data, chunk length, metrics).
       trackers: ``{name: tracker}`` followed inside the compiled loop: ``lrjax.Snapshots``,
-        ``lrjax.SWA``, ``lrjax.EMA`` (an EMA may take ``[K]`` decays).
+        ``lrjax.SWA``, ``lrjax.EMA`` (an EMA may take ``[K]`` decays, its per-member setting).
       plateau: an :func:`lrjax.reduce_on_plateau` controller watching the evaluated ``"loss"``,
-        or ``(controller, metric_name)``; its scale multiplies the scheduled learning rate and
-        ``result.learning_rate`` records the product.
+        or ``(controller, metric_name)``; it turns the controller's scale of the learning rate
+        (:func:`lrjax.control`) and ``result.learning_rate`` records the scaled rate.
       divergence_factor: a member whose loss exceeds this multiple of ``|initial loss|`` is
         frozen and flagged, like one with a non-finite loss or state; None turns the ratio
         test off.
       pbt: an :class:`lrjax.PBT` hook: population-based training every ``pbt.ready`` steps,
         ranked on an evaluated metric (it runs after the evaluation; all members train in one
-        group). ``opt_hparams`` then records the explored values each update used, and the
-        hook itself the lineage.
+        group). It explores optimizer arguments (``learning_rate``, ``momentum``, ...) or
+        hyperparameters of ``hparams`` (the peak a schedule is built from) through the
+        controller; ``opt_hparams`` records the values each update used, the hook the lineage.
       options: :class:`Options` (devices, groups, checkpoints, progress, callback, debug path,
         data checks).
 
@@ -227,101 +109,130 @@ def train(
         at the same step, naming the step (see ``Options.check_data``).
     """
     t_start, compiles_before = time.perf_counter(), engine.compile_stats()
-    options = options or Options()
+    options = _instance("options", Options() if options is None else options, Options)
+    _instance("evaluation", evaluation, Evaluation)
     if not callable(optimizer):
         raise ValueError(f"optimizer must be an optax factory such as optax.sgd, got {optimizer!r}")
     if not callable(loss):
         raise ValueError(f"loss must be a function loss(outputs, targets), got {loss!r}")
     num_steps = _checks.check_int("num_steps", num_steps, 1)
-    if options.callback is not None and not callable(options.callback):
-        raise ValueError(
-            f"options.callback must be a function callback(info), got {options.callback!r}"
-        )
-    seeds, data_seeds = _int32("seeds", seeds), _int32("data_seeds", data_seeds)
-    tracked, ema_decay = _split_trackers(trackers)
-    _check_trackers(tracked, num_steps)
-    feed, batch_size, example = _feed(data, batch_size, data_seeds)
+    tracked, tracker_settings = _split_trackers(trackers, num_steps)
+    feed, batch_size, example = _feed(data, batch_size, _int32("data_seeds", data_seeds))
     direct = optimizer_kwargs is None
-    members = _members(hparams, seeds, data_seeds, batch_sizes, batch_size, ema_decay, direct)
+    members = _members(
+        hparams, seeds, data_seeds, batch_sizes, batch_size, tracker_settings, direct
+    )
     model = supervised.as_model(model, example[0][:1])
-    num_classes = _check_model_and_loss(model, loss, *engine.abstract(example))
+    masked = not model.stateful
+    task = supervised.Supervised(
+        model, loss, optimizer, optimizer_kwargs or _identity_kwargs, masked
+    )
+    num_classes = task.check(*engine.abstract(example))
     if model.stateful and batch_sizes is not None and np.any(members.batch_size < batch_size):
         raise ValueError(
             "batch_sizes smaller than batch_size mask examples out of a batch, but this model "
             "has batch statistics, which would still see the masked examples; train each batch "
             "size in its own sweep"
         )
-    chunk, eval_hook, plateau = _chunk_and_evaluation(evaluation, options, num_steps, plateau, loss)
-    if eval_hook is not None:
-        shapes = [np.shape(a)[1:] for a in eval_hook[1]]
-        if shapes != [np.shape(a)[1:] for a in example]:
-            raise ValueError(
-                f"evaluation.data must match data's per-example shapes "
-                f"{[np.shape(a)[1:] for a in example]}, got {[np.shape(a) for a in eval_hook[1]]}"
-            )
-        _check_metrics(model, eval_hook[0], *engine.abstract(eval_hook[1]))
+    chunk, evaluated = _evaluation(evaluation, options, num_steps, loss, task, example)
+    plateau = _plateau(plateau, evaluated)
     if options.check_data:
-        check = _data_check(num_classes)
-        feed.set_check(check)  # arrays on the device: checked here, once
-        if eval_hook is not None:
+        feed.set_check(data_check(num_classes))  # arrays on the device: checked here, once
+        if evaluated is not None:
             where = lambda i: f"example {i[0]} of evaluation.data"  # noqa: E731
-            feeds.raise_if_bad(check, eval_hook[1], 1, where)
-    task = supervised.Supervised(
-        model, loss, optimizer, optimizer_kwargs or _identity_kwargs,
-        masked=not model.stateful, scaled=plateau is not None,
-    )  # fmt: skip
-    _check_optimizer(task, members.hparams, num_steps)
-    devices = _devices(options, members)
+            feeds.raise_if_bad(data_check(num_classes), evaluated[1], 1, where)
+    task.check_optimizer(members.hparams, num_steps)
+    k = int(members.seed.shape[0])
+    group = (
+        options.group_for(options.devices_for(k)) if pbt is None else _pbt_group(pbt, options, k)
+    )
+    devices = options.devices_for(k)
     factor = None if divergence_factor is None else float(divergence_factor)
     if factor is not None:
         _checks.check_float("divergence_factor", factor, 0.0, open_min=True)
-    program = _program(task, tuple(tracked.items()), factor, tuple(devices))
-    group = options.group_size
-    if group is None and options.memory_budget is None:
-        cpu = all(d.platform == "cpu" for d in devices)
-        group = CPU_MEMBERS_PER_DEVICE * len(devices) if cpu else None
-    if pbt is not None:
-        group = _pbt_group(pbt, options, members.seed.shape[0])
-    fingerprint = _fingerprint(
+    rules = _parts.rules(task, members, plateau, pbt)
+    program = _parts.program(
+        task, tuple(rules.items()), tuple(tracked.items()), factor, tuple(devices)
+    )
+    settings = _parts.settings(
         task, members, num_steps, batch_size, chunk, group, factor, tuple(tracked.items()),
-        None if plateau is None else plateau[1],
+        plateau, pbt,
     )  # fmt: skip
-    if pbt is not None:
-        fingerprint["pbt"] = repr(pbt)
+    run = settings
     if options.checkpoint_dir is not None:
-        identity = _identity(task, feed, example, eval_hook, tracked, plateau, pbt, options)
-        fingerprint.update(identity)
-    run_hooks = _hooks(task, eval_hook, plateau, options, fingerprint, pbt)
+        run = {**settings, **_parts.identity(task, feed, example, evaluated, tracked, plateau, pbt,
+                                            options.checkpoint_id)}  # fmt: skip
+    run_hooks, run = _parts.hook_list(task, evaluated, plateau, pbt, options, run)
     if options.check_data:  # first: it stops the run before a checkpoint keeps the damage
         run_hooks.insert(0, _SameStepDivergence(task))
     fitted = loop.fit(
         program, members, feed, num_steps=num_steps, chunk_steps=chunk, hooks=run_hooks,
         group_size=group, memory_budget=options.memory_budget, vectorize=options.vectorize,
     )  # fmt: skip
-    return _result(fitted, members, fingerprint, t_start, compiles_before)
+    return _result(fitted, members, run, t_start, compiles_before)
 
 
-def _hooks(task, eval_hook, plateau, options, fingerprint, pbt=None) -> list:
-    run_hooks = []
-    if options.checkpoint_dir is not None:
-        run_hooks.append(hooks.Checkpoint(options.checkpoint_dir, fingerprint))
-    evaluate = None
-    if eval_hook is not None:
-        metrics, eval_data, eval_params = eval_hook
-        evaluate = hooks.Evaluate(_evaluation_fn(task, metrics, eval_params), eval_data)
-        run_hooks.append(evaluate)
-    if plateau is not None:
-        controller, metric = plateau
-        run_hooks.append(hooks.PlateauHook(controller, evaluate, metric, _scheduled_lr))
-    if pbt is not None:
-        run_hooks.append(pbt)
-    run_hooks.append(hooks.ProgressBar(options.progress))
-    if options.callback is not None:
-        callback = options.callback
+def _instance(name: str, value: Any, kind: type) -> Any:
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"{name} must be an lrjax.sweep.{kind.__name__}, got {value!r}")
+    return value
 
-        def report(info):
-            loss = info["metrics"]["loss"]
-            callback({"step": info["step"], "loss": loss, "alive": np.isfinite(loss)})
 
-        run_hooks.append(hooks.Callback(report))
-    return run_hooks
+def _evaluation(evaluation, options, num_steps, loss, task, example):
+    """The steps per chunk, and ``(metrics, data, eval_params)`` of the evaluation (or None),
+    checked against the model."""
+    chunk = options.chunk_steps
+    if evaluation is None:
+        return num_steps if chunk is None else min(chunk, num_steps), None
+    every = evaluation.chunk_steps(num_steps)
+    if chunk is not None and evaluation.every is not None and chunk != every:
+        raise ValueError(
+            f"options.chunk_steps={chunk} and evaluation.every={every} disagree: evaluation "
+            "runs between chunks; set one of them"
+        )
+    chunk = every if evaluation.every is not None else min(chunk or num_steps, num_steps)
+    metrics = tuple((evaluation.metrics or {"loss": loss}).items())
+    data = evaluation.data
+    if [np.shape(a)[1:] for a in data] != [np.shape(a)[1:] for a in example]:
+        raise ValueError(
+            f"evaluation.data must match data's per-example shapes "
+            f"{[np.shape(a)[1:] for a in example]}, got {[np.shape(a) for a in data]}"
+        )
+    task.check_metrics(metrics, *engine.abstract(data))
+    return chunk, (metrics, data, evaluation.eval_params)
+
+
+def _plateau(plateau, evaluated):
+    """``(controller, metric)`` from ``plateau`` (a controller watches ``"loss"``), or None."""
+    if plateau is None:
+        return None
+    from lrjax.plateau import ReduceOnPlateau
+
+    pair = isinstance(plateau, tuple) and not isinstance(plateau, ReduceOnPlateau)
+    controller, metric = plateau if pair else (plateau, "loss")
+    if not isinstance(controller, ReduceOnPlateau):
+        raise ValueError(f"plateau must come from lrjax.reduce_on_plateau, got {controller!r}")
+    if evaluated is None:
+        raise ValueError("plateau needs an evaluation: it watches an evaluation metric")
+    if metric not in dict(evaluated[0]):
+        raise ValueError(
+            f"the plateau metric must be one of the metrics {[n for n, _ in evaluated[0]]}, "
+            f"got {metric!r}"
+        )
+    return controller, metric
+
+
+def _pbt_group(pbt: Any, options: Options, k: int) -> int:
+    """The group size of a PBT sweep: every member in one group, where they can exchange."""
+    from lrjax.pbt import PBT
+
+    if not isinstance(pbt, PBT):
+        raise ValueError(f"pbt must be an lrjax.PBT hook, got {pbt!r}")
+    if options.memory_budget is not None or (
+        options.group_size is not None and options.group_size < k
+    ):
+        raise ValueError(
+            f"pbt exchanges members within one group, so all {k} members train at once; "
+            "leave options.group_size and options.memory_budget unset"
+        )
+    return k
