@@ -202,6 +202,36 @@ class Loop:
                 hook.load_state_dict(states.get(hook_name(hook), {}))
 
 
+_INT_RANGES = {"i": (-(2**31), 2**31 - 1), "u": (0, 2**32 - 1)}
+
+
+def check_members(members: PyTree) -> PyTree:
+    """``members`` as host arrays, after checking each setting holds numbers JAX keeps as they
+    are: bools, ints within 32 bits (wider ones would wrap silently: a seed of 2**32 becomes 0),
+    floats; strings and objects are refused. Each error names the setting's path."""
+
+    def check(path, value):
+        array = np.asarray(value)
+        name = "members" + jax.tree_util.keystr(path)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{name} holds {array.dtype} values; a member setting must hold numbers (bool, "
+                "int, float), one per member"
+            )
+        if array.dtype.kind in _INT_RANGES and array.dtype.itemsize > 4 and array.size:
+            low, high = _INT_RANGES[array.dtype.kind]
+            outside = (array < low) | (array > high)
+            if outside.any():
+                first = tuple(int(i) for i in np.argwhere(outside)[0])
+                raise ValueError(
+                    f"{name} must hold integers in [{low}, {high}] (32 bits; a wider one wraps "
+                    f"around onto another), got {array[first]} at index {first}"
+                )
+        return array
+
+    return jax.tree_util.tree_map_with_path(check, members)
+
+
 HOOK_METHODS = ("on_start", "after_chunk", "on_chunk_end", "on_end", "state_dict")
 
 
@@ -348,7 +378,8 @@ def fit(
     num_steps = _checks.check_int("num_steps", num_steps, 1)
     chunk_steps = num_steps if chunk_steps is None else chunk_steps
     chunk_steps = min(_checks.check_int("chunk_steps", chunk_steps, 1), num_steps)
-    members = jax.tree.map(np.asarray, members)
+    vectorize = _checks.check_bool("vectorize", vectorize)
+    members = check_members(members)
     k = engine.num_members(members)
     feed = feeds.as_feed(data, batch_size)
     devices = program.num_devices if vectorize else 1

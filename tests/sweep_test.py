@@ -812,3 +812,39 @@ def test_fingerprints_key_on_values_and_fall_back_to_identity():
     found, pinned = fingerprint(make(thing))
     assert found == key(make(thing)) != key(make(Opaque()))
     assert any(p is thing for p in pinned)  # kept alive with the key: its id is never reused
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (  # was: an error that did not name data
+            lambda: bad(data={"x": DATA[0], "y": DATA[1]}),
+            r"data must give \(inputs, targets\) pairs: .* got a dict with keys \['x', 'y'\] "
+            r"\(pass its arrays as a pair",
+        ),
+        (  # was: clamped silently to the 5 steps
+            lambda: bad(evaluation=sweep.Evaluation(EVAL, every=1000), num_steps=5),
+            r"evaluation.every must be in \[1, num_steps=5\] .*, got 1000",
+        ),
+        (  # was: taken as true
+            lambda: sweep.Options(vectorize="no"),
+            "options.vectorize must be True or False, got 'no'",
+        ),
+        (lambda: sweep.Options(check_data="no"), "options.check_data must be True or False"),
+        (lambda: sweep.Options(progress="yes"), "options.progress must be True or False"),
+    ],
+)
+def test_silent_inputs_of_a_sweep_are_value_errors_naming_them(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused_naming_it(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("not a directory")
+    with pytest.raises(
+        ValueError, match=r"options.checkpoint_dir must be a directory .* is a file"
+    ):
+        sweep.Options(checkpoint_dir=path)  # was: FileExistsError from os.makedirs
+    with pytest.raises(ValueError, match=r"checkpoint_dir must be a directory .* is a file"):
+        lrjax.hooks.Checkpoint(path)

@@ -34,8 +34,15 @@ def _example_batch(feed: feeds.Feed) -> tuple[Any, Any]:
     """One batch of the feed, without consuming it (for checks and for building the model)."""
     batch = feed.peek()
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
+        got = (
+            f"a dict with keys {sorted(batch)} (pass its arrays as a pair: (data['x'], "
+            "data['y']))"
+            if isinstance(batch, dict)
+            else f"batches shaped {jax.tree.map(np.shape, batch)}"
+        )
         raise ValueError(
-            f"each batch must be an (inputs, targets) pair, got {jax.tree.map(np.shape, batch)}"
+            "data must give (inputs, targets) pairs: an (x, y) pair of arrays, a function "
+            f"batch_fn(step) -> (x, y) or an iterator of (x, y) batches; got {got}"
         )
     return tuple(np.asarray(a) for a in batch)
 
