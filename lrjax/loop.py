@@ -9,7 +9,12 @@ your callback. A hook is any object with some of these methods:
 * ``on_start(loop)`` — once, before the first chunk (a checkpoint restores here);
 * ``after_chunk(loop, group)`` — after each group's chunk (evaluate it, adjust its members);
 * ``on_chunk_end(loop)`` — after all groups finished the chunk (save, draw, call back);
-* ``state_dict()`` / ``load_state_dict(d)`` — what a checkpoint keeps of the hook.
+* ``state_dict()`` / ``load_state_dict(d)`` — what a checkpoint keeps of the hook, under the
+  hook's ``name`` (its class name by default).
+
+Hooks share data through the :class:`Loop`, never through each other: the step's metrics,
+the evaluations (:meth:`Loop.record_evaluation`, :meth:`Loop.evaluation`), and the
+controller's knobs (:meth:`Loop.control`, :meth:`Loop.set_control`).
 
 Examples:
   >>> import jax, jax.numpy as jnp, numpy as np, optax
@@ -351,7 +356,8 @@ def fit(
 
     Args:
       program: from :func:`lrjax.vectorize` (it needs an ``init``).
-      members: the member settings, a pytree of ``[K, ...]`` arrays.
+      members: the member settings, a pytree of ``[K, ...]`` arrays of numbers (bools, ints
+        within 32 bits, floats; strings and wider integers are refused, naming the setting).
       data: a :class:`lrjax.feeds.Feed`, or what :func:`lrjax.feeds.as_feed` accepts: a pytree
         of arrays (shuffled minibatches of ``batch_size``, one order for all members), a
         function ``batch_fn(step)``, or an iterator of batches.
@@ -359,14 +365,17 @@ def fit(
       chunk_steps: steps per compiled chunk (hooks run between chunks), in ``[1, num_steps]``;
         default ``num_steps``.
       batch_size: for array data.
-      hooks: run between chunks, in order (see the module docstring); put a
-        :class:`lrjax.hooks.Checkpoint` first so it restores before the others start.
+      hooks: run between chunks, in order (see the module docstring): a list, or one hook
+        alone; each needs a hook method (a plain function is refused: wrap it in
+        :class:`lrjax.hooks.Callback`), and hooks with state distinct names (a checkpoint keeps
+        each state by its hook's name). Put a :class:`lrjax.hooks.Checkpoint` first so it
+        restores before the others start.
       group_size: members trained at once (rounded up to a multiple of the device count);
         groups run one after another on the same batches. Default: all members.
       memory_budget: bytes per device; the group size is the largest that fits, by XLA's own
         estimate of the compiled chunk.
       vectorize: False runs members one by one and step by step (no vmap, no scan): the
-        debugging path, same results.
+        debugging path, same results (a bool; a string such as ``"no"`` is refused).
 
     Returns:
       A :class:`FitResult`.
