@@ -35,8 +35,7 @@ def _example_batch(feed: feeds.Feed) -> tuple[Any, Any]:
     batch = feed.peek()
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
         got = (
-            f"a dict with keys {sorted(batch)} (pass its arrays as a pair: (data['x'], "
-            "data['y']))"
+            f"a dict with keys {sorted(batch)} (pass its arrays as a pair: (data['x'], data['y']))"
             if isinstance(batch, dict)
             else f"batches shaped {jax.tree.map(np.shape, batch)}"
         )
