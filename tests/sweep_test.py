@@ -819,8 +819,8 @@ def test_fingerprints_key_on_values_and_fall_back_to_identity():
     [
         (  # was: an error that did not name data
             lambda: bad(data={"x": DATA[0], "y": DATA[1]}),
-            r"data must give \(inputs, targets\) pairs: .* got a dict with keys \['x', 'y'\] "
-            r"\(pass its arrays as a pair",
+            r"each batch must be an \(inputs, targets\) pair: data must be .* got a dict with "
+            r"keys \['x', 'y'\] \(pass its arrays as a pair",
         ),
         (  # was: clamped silently to the 5 steps
             lambda: bad(evaluation=sweep.Evaluation(EVAL, every=1000), num_steps=5),

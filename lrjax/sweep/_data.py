@@ -40,8 +40,9 @@ def _example_batch(feed: feeds.Feed) -> tuple[Any, Any]:
             else f"batches shaped {jax.tree.map(np.shape, batch)}"
         )
         raise ValueError(
-            "data must give (inputs, targets) pairs: an (x, y) pair of arrays, a function "
-            f"batch_fn(step) -> (x, y) or an iterator of (x, y) batches; got {got}"
+            "each batch must be an (inputs, targets) pair: data must be an (x, y) pair of "
+            "arrays, a function batch_fn(step) -> (x, y) or an iterator of (x, y) batches; got "
+            f"{got}"
         )
     return tuple(np.asarray(a) for a in batch)
 
