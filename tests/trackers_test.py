@@ -19,6 +19,7 @@ from tests.helpers import (
     RTOL,
     STEPS,
     reference,
+    sgd_train,
 )
 
 # -----------------------------------------------------------------------------------------------
@@ -111,3 +112,20 @@ def test_save_and_load_keep_the_trackers(tmp_path):
             strict=True,
         ):  # fmt: skip
             np.testing.assert_array_equal(a, b)
+
+
+def test_two_emas_keep_their_own_per_member_decays():
+    # Each tracker's per-member settings live under its own name (Member.trackers): before,
+    # two EMAs with [K] decays silently shared the second one's.
+    both = sgd_train(
+        TRACK_LRS, trackers={"slow": lrjax.EMA([0.5, 0.9]), "fast": lrjax.EMA([0.1, 0.2])}
+    )
+    alone = sgd_train(TRACK_LRS, trackers={"slow": lrjax.EMA([0.5, 0.9])})
+    for a, b in zip(jax.tree.leaves(both.trackers["slow"]), jax.tree.leaves(alone.trackers["slow"]),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(jax.tree.leaves(both.trackers["fast"])[0],
+                           jax.tree.leaves(both.trackers["slow"])[0])  # fmt: skip
+    settings = both.metadata["tracker_settings"]
+    np.testing.assert_array_equal(settings["fast"]["decay"], np.float32([0.1, 0.2]))
+    np.testing.assert_array_equal(settings["slow"]["decay"], np.float32([0.5, 0.9]))
