@@ -98,7 +98,7 @@ def main(quick: bool = False, num_steps: int | None = None) -> dict:
     return {
         "grid": grid,
         "result": result,
-        "accuracy": evaluate_hook.results["accuracy"],
+        "accuracy": result.loop.evaluations["accuracy"],
         "init": make_init(model, ds.x_train[:1]),
         "data": ds,
     }

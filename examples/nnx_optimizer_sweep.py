@@ -107,7 +107,7 @@ def main(quick: bool = False, num_steps: int | None = None) -> dict:
         program, grid, (ds.x_train, ds.y_train), batch_size=64, num_steps=num_steps,
         chunk_steps=num_steps // 2, hooks=[evaluate_hook],
     )  # fmt: skip
-    return {"grid": grid, "result": result, "accuracy": evaluate_hook.results["accuracy"]}
+    return {"grid": grid, "result": result, "accuracy": result.loop.evaluations["accuracy"]}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run: ``python -m examples.range_test_bn`` (writes ``range_test_bn.png``; under a minute).
 
-``lrjax.range_test.range_test`` takes the Flax module as it is: the batch statistics are model
+``lrjax.lr_finder.model_range_test`` takes the Flax module as it is: the batch statistics are model
 state updated in training mode, dropout draws from each run's step key, and the runs (one per
 seed) are members of one compiled program. Unlike ``Learner.lr_find`` nothing is mutated, so
 there is no model to restore afterwards.
@@ -13,14 +13,14 @@ from __future__ import annotations
 import optax
 
 import lrjax
+from lrjax import lr_finder as rt
 from lrjax import models, plotting
-from lrjax import range_test as rt
 
 
 def main(quick: bool = False, out: str = "range_test_bn.png") -> dict:
     ds = lrjax.load_digits()
     model = models.ResNet(features=(4,)) if quick else models.ResNet()
-    result = rt.range_test(
+    result = rt.model_range_test(
         model,
         optax.softmax_cross_entropy_with_integer_labels,
         (ds.x_train, ds.y_train),

@@ -250,16 +250,19 @@ def run_lrjax(w: Workload, x, y, k: int, group_size: int | None = None) -> dict:
     }
 
 
-def single_task(w: Workload, x) -> supervised.Supervised:
+def single_task(w: Workload, x) -> tuple[Callable, Callable]:
+    """One member's ``(step, init)``: the sweep's supervised step under its controller (which
+    sets the scheduled learning rate before each step)."""
     model = supervised.as_model(w.module, x[:1])
-    return supervised.Supervised(model, LOSS, optax.sgd, optimizer_kwargs_for(w))
+    task = supervised.Supervised(model, LOSS, optax.sgd, optimizer_kwargs_for(w))
+    rules = task.controls({"peak": jnp.float32(0.1)})
+    return lrjax.control(task.step, task.init, rules, log=None)
 
 
 def single_member(w: Workload, peak: float) -> supervised.Member:
     i32, f32 = jnp.int32, jnp.float32
     return supervised.Member(
         hparams={"peak": f32(peak)}, seed=i32(0), data_seed=i32(0), batch_size=i32(w.batch),
-        ema_decay=f32(0.0), lr_scale=f32(1.0),
     )  # fmt: skip
 
 
@@ -276,15 +279,15 @@ def forward_flops(w: Workload, x, batch: int) -> float:
 
 def run_sequential_jax(w: Workload, x, y, members: int) -> dict:
     """The hand-written JAX baseline: for each member, a Python loop over a jitted step."""
-    task = single_task(w, x)
+    task_step, task_init = single_task(w, x)
     xd, yd = jnp.asarray(x), jnp.asarray(y)
     table = batch_table(w, len(x))
 
     @jax.jit
     def step(state, idx, member):
-        return task.step(state, (xd[idx], yd[idx]), member)
+        return task_step(state, (xd[idx], yd[idx]), member)
 
-    init = jax.jit(task.init)
+    init = jax.jit(task_init)
 
     def member_run(peak, num_steps):
         member = single_member(w, peak)
@@ -313,7 +316,7 @@ def run_sequential_jax(w: Workload, x, y, members: int) -> dict:
 def run_bound(w: Workload, x, y, k: int) -> dict:
     """One model at batch K*B for the same steps, scanned in one jitted program."""
     big = k * w.batch
-    task = single_task(dataclasses.replace(w, batch=big), x)
+    task_step, task_init = single_task(dataclasses.replace(w, batch=big), x)
     rng = np.random.default_rng(0)
     # Batches drawn with replacement: K*B may exceed the data set; the FLOPs are the same.
     table = jnp.asarray(rng.integers(0, len(x), (w.steps, big), dtype=np.int32))
@@ -323,10 +326,10 @@ def run_bound(w: Workload, x, y, k: int) -> dict:
     @jax.jit
     def train(member, table):
         def body(state, idx):
-            state, metrics = task.step(state, (xd[idx], yd[idx]), member)
+            state, metrics = task_step(state, (xd[idx], yd[idx]), member)
             return state, metrics["loss"]
 
-        return jax.lax.scan(body, task.init(member), table)
+        return jax.lax.scan(body, task_init(member), table)
 
     t = time.perf_counter()
     compiled = train.lower(member, table).compile()

@@ -1,7 +1,7 @@
 """The LR range-test part: the classic test (vectorized over seeds) and the parallel test.
 
 The classic test ramps the LR exponentially within one training run per seed
-(`lrjax.range_test.range_test`); the parallel test (`lrjax.range_test.parallel_range_test`)
+(`lrjax.lr_finder.model_range_test`); the parallel test (`lrjax.lr_finder.parallel_range_test`)
 trains each LR of a log grid, fixed, for a short budget from scratch, all in one
 `lrjax.sweep.train` run, and suggests the LR of the lowest validation loss. Each suggestion is
 compared with the best LR the schedule comparison (part 3) found for the same model on
@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 
 from experiments import results
 from experiments.schedule_comparison import load_data
+from lrjax import lr_finder as rt
 from lrjax import plotting, study, sweep
-from lrjax import range_test as rt
 
 
 def run(config: dict[str, Any], out_dir: str | Path) -> str:
@@ -33,7 +33,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
 
     c = config["classic"]
     start = time.perf_counter()
-    classic = rt.range_test(
+    classic = rt.model_range_test(
         model,
         study.LOSS,
         (ds.x_train, ds.y_train),

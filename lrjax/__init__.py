@@ -1,24 +1,27 @@
 """lrjax: learning-rate schedules as pure JAX functions, and whole LR sweeps in one compiled run."""
 
 from lrjax import (
+    controller,
     data,
     engine,
     feeds,
     hooks,
+    lr_finder,
     lr_free,
     models,
     param_groups,
     pbt,
-    range_test,
     supervised,
     sweep,
 )
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
+from lrjax.controller import Controlled, Knob, control
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
 from lrjax.divergence import Guarded, freeze_on_divergence
 from lrjax.engine import Vectorized, step_key, unwrap, vectorize
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
 from lrjax.loop import FitResult, fit
+from lrjax.lr_finder import range_test
 from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier
 from lrjax.param_groups import (
     discriminative,
@@ -78,9 +81,11 @@ __all__ = [
     "PBT",
     "SCHEDULES",
     "SWA",
+    "Controlled",
     "Dataset",
     "FitResult",
     "Guarded",
+    "Knob",
     "Model",
     "PlateauState",
     "Range",
@@ -95,6 +100,8 @@ __all__ = [
     "Vectorized",
     "clip",
     "constant",
+    "control",
+    "controller",
     "cosine_decay",
     "cosine_with_hard_restarts",
     "cyclic",
@@ -122,6 +129,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "load_mnist1d",
+    "lr_finder",
     "lr_free",
     "models",
     "multistep_decay",

@@ -48,6 +48,14 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     return int(value)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` after checking it is a bool (a string such as ``"no"`` is refused: it would be
+    read as true)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_float(
     name: str,
     value: Any,

@@ -36,10 +36,11 @@ import collections
 import dataclasses
 import functools
 import hashlib
+import json
 import re
 import sys
 import types
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import jax
@@ -332,3 +333,43 @@ def cache(maxsize: int) -> Callable[[Callable], Callable]:
         return cached
 
     return decorate
+
+
+def describe_run(parts: Mapping[str, Any], run_id_key: str | None = None) -> dict[str, Any]:
+    """The description of a run that a checkpoint keeps and compares: every part as it is
+    when it is JSON (numbers, strings, lists, dicts), else its :func:`stable_digest`.
+
+    A part with no description that holds in a new process (an object with no importable name
+    whose ``repr`` holds a memory address) is refused, naming it, unless ``parts[run_id_key]``
+    names the run: it then stands in for that part.
+
+    Examples:
+      >>> import numpy as np
+      >>> run = describe_run({"lr": 0.1, "data": np.arange(3)})
+      >>> run["lr"], len(run["data"])
+      (0.1, 32)
+    """
+    described: dict[str, Any] = {}
+    undescribed: dict[str, str] = {}
+    for name, value in parts.items():
+        try:
+            text = json.dumps(value, sort_keys=True, allow_nan=True)
+        except (TypeError, ValueError):
+            text = None
+        if text is not None:
+            described[name] = json.loads(text)
+            continue
+        digest, unknown = stable_digest(value)
+        described[name] = digest if not unknown else f"named by {run_id_key}"
+        if unknown:
+            undescribed[name] = type(unknown[0]).__name__
+    named = run_id_key is not None and isinstance(parts.get(run_id_key), str)
+    if undescribed and not named:
+        listed = ", ".join(f"{name} (a {kind})" for name, kind in undescribed.items())
+        raise ValueError(
+            f"a checkpoint needs a description of the run that holds in a new process, but "
+            f"{listed} has none (no importable name, and its repr holds a memory address); "
+            f"name the run instead: a {run_id_key!r} entry (lrjax.sweep: "
+            "options.checkpoint_id='<a name for this run>'), changed whenever that object changes"
+        )
+    return described

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lrjax import _checks
+from lrjax import _checks, engine
 
 __all__ = ["Guarded", "freeze_on_divergence"]
 
@@ -115,6 +115,7 @@ def freeze_on_divergence(
 
     def guarded_step(state: Guarded, batch: PyTree, member: PyTree):
         new_state, metrics = step(state.state, batch, member)
+        metrics = engine.as_metrics(metrics)
         if loss not in metrics:
             raise ValueError(
                 f"freeze_on_divergence needs the step's metrics to hold {loss!r}, got "

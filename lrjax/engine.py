@@ -59,6 +59,8 @@ __all__ = [
     "MEMBER_AXIS",
     "Vectorized",
     "abstract",
+    "as_metrics",
+    "bind_axes",
     "compile_stats",
     "concatenate",
     "is_key",
@@ -100,6 +102,80 @@ def unwrap(state: PyTree) -> PyTree:
     while getattr(type(state), "is_lrjax_wrapper", False):
         state = state.state
     return state
+
+
+def as_metrics(metrics: Any) -> dict[str, Array]:
+    """A step's metrics as a flat dict ``{name: array}``.
+
+    A dict of arrays is kept as it is; any other pytree of arrays (a Flax ``struct`` dataclass,
+    a NamedTuple, an ``nnx.MultiMetric``'s ``compute()`` output, a nested dict) is flattened,
+    each leaf named by its path (``"loss"``, ``"train/accuracy"``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> as_metrics({"loss": 1.0, "acc": {"top1": 0.5}})
+      {'acc/top1': 0.5, 'loss': 1.0}
+    """
+    if isinstance(metrics, dict) and all(not isinstance(v, Mapping | tuple | list)
+                                         for v in metrics.values()):  # fmt: skip
+        return metrics
+    leaves = jax.tree_util.tree_leaves_with_path(metrics)
+    if not leaves or any(not path for path, _ in leaves):
+        raise ValueError(
+            "a step's metrics must be a dict (or another pytree: a flax struct, a NamedTuple) of "
+            f"named arrays, got a {type(metrics).__name__}"
+        )
+    return {"/".join(str(_key_name(k)) for k in path): leaf for path, leaf in leaves}
+
+
+def _key_name(key: Any) -> Any:
+    for attribute in ("key", "name", "idx"):
+        if hasattr(key, attribute):
+            return getattr(key, attribute)
+    return key
+
+
+def bind_axes(fn: Callable, names: Sequence[str]) -> Callable:
+    """``fn`` with each collective axis name of ``names`` bound over a size-1 axis.
+
+    A step written for ``pmap`` data parallelism reduces over a named batch axis (Flax's
+    ImageNet example: ``lax.pmean(grads, axis_name='batch')``, ``nn.BatchNorm(axis_name='batch')``).
+    One member trains on the whole batch, so that axis has one entry and every collective over it
+    is the identity: the step runs unchanged. The axes are bound only for a function that names
+    one (its first trace fails with an unbound axis name); any other runs as it is.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> bind_axes(lambda x: jax.lax.pmean(x, "batch"), ["batch"])(jnp.float32(3.0))
+      Array(3., dtype=float32)
+    """
+    names = tuple(names)
+    if not names:
+        return fn
+    needed: list[bool] = []  # decided at the first trace: the structure of fn is static
+
+    def bound(*args):
+        if not needed:
+            try:
+                out = fn(*args)
+            except NameError as e:
+                if "unbound axis name" not in str(e):
+                    raise
+                needed.append(True)
+            else:
+                needed.append(False)
+                return out
+        if not needed[0]:
+            return fn(*args)
+        call = lambda: fn(*args)  # noqa: E731 - every argument is unmapped
+        for name in names:
+            call = jax.vmap(call, in_axes=(), out_axes=None, axis_size=1, axis_name=name)
+        return call()
+
+    return bound
+
+
+_OUTPUT_ERRORS = ("step must return", "a step's metrics")
 
 
 def _reads(jaxpr) -> set:
@@ -370,7 +446,11 @@ class Vectorized:
 
     def _member_step(self, batch_fn, state, member, x, data):
         batch = x if batch_fn is None else batch_fn(data, x)
-        return self.step(state, batch, member)
+        out = self.step(state, batch, member)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            got = f"a tuple of {len(out)}" if isinstance(out, tuple) else f"a {type(out).__name__}"
+            raise ValueError(f"step must return (state, metrics), a pair, got {got}")
+        return out[0], as_metrics(out[1])
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
     def _chunk_program(self, batch_fn, per_member: bool) -> Callable:
@@ -574,16 +654,13 @@ class Vectorized:
                 f"`member`. ({type(e).__name__}: {str(e).splitlines()[0]})"
             ) from e
         except Exception as e:
+            if isinstance(e, ValueError) and str(e).startswith(_OUTPUT_ERRORS):
+                raise ValueError(str(e)) from None  # short: it says what the step returned
             batch = one_x if batch_fn is None else f"batch_fn(data, x) of x {one_x}"
             raise ValueError(
                 f"step(state, batch, member) failed for one member, with batch {batch}: "
                 f"{type(e).__name__}: {e}"
             ) from e
-        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
-            raise ValueError(
-                "step must return (state, metrics) with metrics a dict of arrays, got "
-                f"{jax.tree.map(lambda a: a.shape, out)}"
-            )
         new_state, _ = out
         if jax.tree.structure(new_state) != jax.tree.structure(one_state):
             raise ValueError(
@@ -617,6 +694,7 @@ def vectorize(
     *,
     devices: Sequence[Any] | None = None,
     donate: bool = True,
+    axis_names: Sequence[str] = ("batch",),
 ) -> Vectorized:
     """Turns one member's ``step`` (and ``init``) into one compiled program over K members.
 
@@ -636,8 +714,29 @@ def vectorize(
       devices: devices to split the member axis over (default: all); K must be a multiple of
         their number (:func:`lrjax.fit` pads).
       donate: donate the state's buffers to each chunk (halves peak memory).
+      axis_names: collective axis names the step (and init) may reduce over, each bound over a
+        size-1 axis (:func:`bind_axes`): a ``pmap``-style step that averages over a named batch
+        axis (``lax.pmean(grads, 'batch')``, ``nn.BatchNorm(axis_name='batch')``, as in Flax's
+        ImageNet example) runs unchanged, each member's batch being the whole batch.
 
     Returns:
       A :class:`Vectorized` program with ``init``, ``run`` and ``run_sequential``.
     """
+    if isinstance(axis_names, str):
+        axis_names = (axis_names,)
+    if callable(step):
+        step = _bound(step, tuple(axis_names))
+    if callable(init):
+        init = _bound(init, tuple(axis_names))
     return Vectorized(step, init, devices, donate)
+
+
+def _bound(fn: Callable, names: tuple[str, ...]) -> Callable:
+    """:func:`bind_axes`, once: a function bound already (a program's step, vectorized again)
+    keeps its binding."""
+    if not names or getattr(fn, "__lrjax_axes__", None) == names:
+        return fn
+    bound = bind_axes(fn, names)
+    bound.__lrjax_axes__ = names
+    bound.__wrapped__ = fn
+    return bound

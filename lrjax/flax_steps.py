@@ -5,6 +5,11 @@ The Flax tutorials write a step that mutates its objects in place,
 needs pure functions of arrays; :func:`nnx_step` bridges the two with ``nnx.split`` and
 ``nnx.merge`` inside the step, so the step you already have trains K members at once.
 
+Seeds are traced too: ``nnx.Rngs`` takes a traced seed as a key,
+``nnx.Rngs(jax.random.key(member["seed"]))`` (``nnx.Rngs(member["seed"])`` is refused with that
+fix). A module that takes ``rngs`` in ``__call__`` (the Flax MNIST tutorial's dropout) gets them
+from an ``nnx.Rngs`` that ``make`` returns among the objects, so its stream is part of the state.
+
 Per-member settings must reach the program as data, never as static attributes of the graph:
 ``nnx.Optimizer`` keeps its transformation in the static graph (taken from one template
 member), so learning rates and other optimizer hyperparameters must live in the optimizer state
@@ -58,7 +63,17 @@ def nnx_step(
     template = engine.member_slice(jax.tree.map(jnp.asarray, members), 0)
     # Traced like init is under vmap: a concrete template could build a different graph
     # (optax keeps concrete NumPy hyperparameters where it would keep arrays).
-    graphdef = nnx.graphdef(nnx.eval_shape(make, template))
+    try:
+        graphdef = nnx.graphdef(nnx.eval_shape(make, template))
+    except ValueError as e:
+        if "Invalid rng value" not in str(e):
+            raise
+        raise ValueError(
+            "make(member) built nnx.Rngs from a member's seed, which is traced here (one "
+            "program for every member), and nnx.Rngs takes a traced value only as a key: "
+            "write nnx.Rngs(jax.random.key(member['seed'])) (or nnx.Rngs(params=jax.random.key("
+            f"...), dropout=...)). (nnx said: {e})"
+        ) from None
 
     def as_tuple(objects):
         return objects if isinstance(objects, tuple) else (objects,)

@@ -1,14 +1,18 @@
 """Hooks of the host loop (:func:`lrjax.fit`): what happens between compiled chunks.
 
 * :class:`Evaluate` — a per-member evaluation function on held-out data, vmapped and compiled;
-* :class:`PlateauHook` — reduce-on-plateau per member on an evaluated metric, applied as a
-  learning-rate scale in the members' settings (so nothing recompiles);
-* :class:`Checkpoint` — orbax checkpoints after every chunk, restored on a rerun;
+  it records into the loop (:meth:`lrjax.loop.Loop.record_evaluation`), where every other hook
+  reads it;
+* :class:`PlateauHook` — reduce-on-plateau per member on an evaluated metric, turning the
+  controller's scale of the learning rate (:func:`lrjax.control`; nothing recompiles);
+* :class:`Checkpoint` — orbax checkpoints after every chunk, restored on a rerun; hook states
+  are kept by hook name;
 * :class:`ProgressBar` — a tqdm bar with steps/s, members alive and the best loss;
 * :class:`Callback` — your function, called after every chunk.
 
-Each works with any step: they only see the state through the functions you give them (or
-:func:`lrjax.engine.unwrap`).
+Hooks share data through the loop (its metrics, evaluations and the controller's knobs), never
+through each other. Each works with any step: they only see the state through the functions you
+give them (or :func:`lrjax.engine.unwrap`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from lrjax import engine
 from lrjax._fingerprint import cache as _cache_by_fingerprint
-from lrjax._fingerprint import stable_digest
+from lrjax._fingerprint import describe_run
 
 __all__ = ["Callback", "Checkpoint", "Evaluate", "PlateauHook", "ProgressBar"]
 
@@ -33,25 +37,25 @@ PyTree = Any
 
 
 class Evaluate:
-    """Evaluates every member on ``data`` after step 0 and after every chunk.
+    """Evaluates every member on ``data`` at step 0 and after every chunk, into the loop.
 
     Args:
       fn: ``fn(state, member, data) -> {name: scalar}`` for ONE member (vmapped and compiled
-        here; ``state`` is the member's full state, see :func:`lrjax.engine.unwrap`).
+        here; ``state`` is the member's full state, see :func:`lrjax.engine.unwrap`; collectives
+        over a named ``'batch'`` axis are bound, as in the step).
       data: the evaluation arrays, passed whole (replicated on every device).
 
-    After the run, ``steps`` holds the step counts evaluated ``[E]`` and ``results`` the
-    metrics ``{name: [K, E]}``; ``latest[g]`` the last evaluation of group ``g`` on device.
+    The results live on the loop, for every hook and for you: ``loop.eval_steps`` ``[E]`` and
+    ``loop.evaluations`` ``{name: [K, E]}`` (also ``fit(...).loop``).
     """
+
+    name = "evaluate"
 
     def __init__(self, fn: Callable[[PyTree, PyTree, PyTree], Mapping[str, Any]], data: PyTree):
         if not callable(fn):
             raise ValueError(f"fn must be a function fn(state, member, data), got {fn!r}")
         self.fn = fn
         self.data = data
-        self.results: dict[str, np.ndarray] = {}
-        self.steps = np.zeros((0,), np.int64)
-        self.latest: dict[int, dict[str, jax.Array]] = {}
         self._program = None
 
     def _compiled(self, loop):
@@ -62,41 +66,20 @@ class Evaluate:
         return self._program[1], self._program[2]
 
     def on_start(self, loop) -> None:
-        num_chunks = -(-loop.num_steps // loop.chunk_steps)
-        steps = [0] + [min((c + 1) * loop.chunk_steps, loop.num_steps) for c in range(num_chunks)]
-        self.steps = np.asarray(steps, np.int64)
-        if loop.step == 0 or not self.results:
-            self.results = {}
+        if loop.step == 0:  # a resumed run has its evaluations back from the checkpoint
             for group in loop.groups:
-                self._evaluate(loop, group, 0)
-
-    def _evaluate(self, loop, group, index) -> None:
-        fn, data = self._compiled(loop)
-        metrics = fn(group.state, group.members, data)
-        self.latest[group.index] = metrics
-        for name, value in metrics.items():
-            if name not in self.results:
-                self.results[name] = np.full(
-                    (loop.num_members, len(self.steps)), np.nan, np.float32
-                )
-            host = engine.to_host(value)[: group.real]
-            self.results[name][group.start : group.start + group.real, index] = host
+                self.after_chunk(loop, group)
 
     def after_chunk(self, loop, group) -> None:
-        self._evaluate(loop, group, int(np.searchsorted(self.steps, loop.step)))
-
-    def state_dict(self) -> dict:
-        return {"results": self.results}
-
-    def load_state_dict(self, state: Mapping) -> None:
-        self.results = {k: np.asarray(v) for k, v in state.get("results", {}).items()}
+        fn, data = self._compiled(loop)
+        loop.record_evaluation(group, engine.as_metrics(fn(group.state, group.members, data)))
 
 
 @functools.lru_cache(maxsize=32)
 def _evaluation_program(fn: Callable, program: engine.Vectorized | None) -> Callable:
     """``fn`` vmapped over members and compiled, sharded like ``program``'s state; cached, so a
     new sweep with the same evaluation function reuses it."""
-    vmapped = jax.vmap(fn, in_axes=(0, 0, None))
+    vmapped = jax.vmap(engine.bind_axes(fn, ("batch",)), in_axes=(0, 0, None))
     if program is None or program.mesh is None:
         return jax.jit(vmapped)
     ms, rep = program.sharding(0), program.sharding(None)
@@ -104,48 +87,39 @@ def _evaluation_program(fn: Callable, program: engine.Vectorized | None) -> Call
 
 
 class PlateauHook:
-    """Reduce-on-plateau per member, between chunks, as a scale of the learning rate.
+    """Reduce-on-plateau per member, between chunks, as the controller's scale of a
+    hyperparameter.
 
-    After each evaluation, member ``k``'s controller (:func:`lrjax.reduce_on_plateau`) sees
-    its metric and its scheduled learning rate; the resulting scale is written into the
-    members' settings at ``field`` (a dict key or NamedTuple field), which the step multiplies
-    into its update. The settings are inputs of the compiled chunk, so nothing recompiles.
+    After each evaluation, member ``k``'s controller (:func:`lrjax.reduce_on_plateau`) sees its
+    latest evaluated ``metric`` (from the loop) and the value its rule gave the hyperparameter at
+    the last step (the knob's ``value``, before the scale); the new scale is written with
+    :meth:`lrjax.loop.Loop.set_control`, so the next chunk trains with ``scale * rule`` and
+    nothing recompiles. The step must be wrapped with :func:`lrjax.control` over
+    ``hyperparameter``.
 
     Args:
       controller: from :func:`lrjax.reduce_on_plateau`.
-      evaluate: the :class:`Evaluate` hook whose metric is watched (it must come earlier in
-        the hook list).
-      metric: the name of the watched metric.
-      scheduled_lr: ``scheduled_lr(state) -> lr`` for one member: the learning rate of its last
-        update before the scale (e.g. read from ``optax.inject_hyperparams`` state).
-      field: where the scale lives in the members' settings.
+      metric: the name of the watched evaluation metric (an :class:`Evaluate` hook earlier in
+        the list records it).
+      hyperparameter: the controlled hyperparameter it scales.
     """
 
-    def __init__(
-        self,
-        controller: Any,
-        evaluate: Evaluate,
-        metric: str,
-        scheduled_lr: Callable[[PyTree], Any],
-        field: str = "lr_scale",
-    ):
+    name = "plateau"
+
+    def __init__(self, controller: Any, metric: str, hyperparameter: str = "learning_rate"):
         from lrjax.plateau import ReduceOnPlateau
 
         if not isinstance(controller, ReduceOnPlateau):
             raise ValueError(
                 f"controller must come from lrjax.reduce_on_plateau, got {controller!r}"
             )
-        if not isinstance(evaluate, Evaluate):
-            raise ValueError(
-                "evaluate must be the lrjax.hooks.Evaluate hook whose metric is watched"
-            )
+        if not isinstance(metric, str):
+            raise ValueError(f"metric must be the name of an evaluation metric, got {metric!r}")
         self.controller = controller
-        self.evaluate = evaluate
         self.metric = metric
-        self.scheduled_lr = scheduled_lr
-        self.field = field
+        self.hyperparameter = hyperparameter
         self.states: dict[int, PyTree] = {}
-        self._update = _plateau_update(controller, scheduled_lr)
+        self._update = _plateau_update(controller)
 
     def on_start(self, loop) -> None:
         for group in loop.groups:
@@ -154,17 +128,16 @@ class PlateauHook:
                 self.states[group.index] = jax.tree.map(np.asarray, init)
 
     def after_chunk(self, loop, group) -> None:
-        metrics = self.evaluate.latest.get(group.index)
-        if metrics is None or self.metric not in metrics:
+        metrics = loop.evaluation(group)
+        if self.metric not in metrics:
             raise ValueError(
                 f"the plateau metric {self.metric!r} is not among the evaluated metrics "
-                f"{sorted(metrics or {})}"
+                f"{sorted(metrics)} (an Evaluate hook before the plateau hook records them)"
             )
-        watched = engine.to_host(metrics[self.metric])
-        state = jax.tree.map(engine.to_host, group.state) if loop.vectorize else group.state
-        new = self._update(self.states[group.index], watched, state)
+        knob = loop.control(group)[self.hyperparameter]
+        new = self._update(self.states[group.index], metrics[self.metric], knob.value)
         self.states[group.index] = jax.tree.map(np.asarray, new)
-        group.set_members(loop, _replace(group.members_host, self.field, np.asarray(new.scale)))
+        loop.set_control(group, self.hyperparameter, scale=np.asarray(new.scale))
 
     def state_dict(self) -> dict:
         return {"states": {str(g): dict(s._asdict()) for g, s in self.states.items()}}
@@ -179,22 +152,10 @@ class PlateauHook:
 
 
 @_cache_by_fingerprint(maxsize=32)
-def _plateau_update(controller: Any, scheduled_lr: Callable[[PyTree], Any]) -> Callable:
+def _plateau_update(controller: Any) -> Callable:
     """The controllers' update vmapped over members and compiled; cached on what it computes,
     so a new sweep with an equal controller reuses it."""
-
-    def member_update(plateau_state, metric, state):
-        return controller.update(plateau_state, metric, scheduled_lr(state))
-
-    return jax.jit(jax.vmap(member_update))
-
-
-def _replace(members: PyTree, field: str, value: Any) -> PyTree:
-    if isinstance(members, Mapping):
-        return {**members, field: value}
-    if hasattr(members, "_replace"):
-        return members._replace(**{field: value})
-    raise ValueError(f"members must be a dict or a NamedTuple to hold {field!r}")
+    return jax.jit(jax.vmap(controller.update))
 
 
 class Callback:
@@ -205,6 +166,7 @@ class Callback:
         if not callable(fn):
             raise ValueError(f"callback must be a function callback(info), got {fn!r}")
         self.fn = fn
+        self.name = "callback"
 
     def on_chunk_end(self, loop) -> None:
         last = {name: v[:, loop.step - 1] for name, v in (loop.metrics or {}).items()}
@@ -220,8 +182,11 @@ class ProgressBar:
     """
 
     def __init__(self, enabled: bool | None = None, loss: str = "loss"):
+        if enabled is not None and not isinstance(enabled, bool | np.bool_):
+            raise ValueError(f"progress must be True, False or None, got {enabled!r}")
         self.enabled = enabled
         self.loss = loss
+        self.name = "progress"
         self.bar = None
         self.best = np.inf
 
@@ -285,40 +250,28 @@ def _non_empty(tree: Mapping) -> dict:
     return out
 
 
-def _describe(name: str, value: Any) -> Any:
-    """``value`` if it is JSON, else its stable digest (see :class:`Checkpoint`)."""
-    try:
-        text = json.dumps(value, sort_keys=True, allow_nan=True)
-    except (TypeError, ValueError):
-        text = None
-    if text is not None:
-        return json.loads(text)
-    digest, undescribed = stable_digest(value)
-    if undescribed:
-        raise ValueError(
-            f"fingerprint[{name!r}] holds a {type(undescribed[0]).__name__} with no description "
-            "that holds in a new process (no importable name, and its repr holds a memory "
-            "address); pass a name for it instead"
-        )
-    return digest
+CHECKPOINT_FORMAT = 2  # 2: hook states by hook name, evaluations kept by the loop
 
 
 class Checkpoint:
     """Saves the run with orbax after every chunk; a rerun with the same ``fingerprint``
     resumes from the last saved chunk, bit-exact.
 
-    Saved: the step, every group's state and member settings, the metrics so far, each hook's
-    ``state_dict()`` and the feed's position. Put it first in the hook list.
+    Saved: the step, every group's state (the controller's knobs included) and member settings,
+    the loop's records (metrics, evaluations), each hook's ``state_dict()`` under the hook's
+    name (so a hook list in another order resumes the same), and the feed's position. Put it
+    first in the hook list. A directory written by an earlier lrjax (hook states by position)
+    is refused, never misread.
 
     Args:
-      directory: where to save (created if needed).
+      directory: where to save (created if needed; an existing file there is refused).
       fingerprint: ``{name: value}``, what determines the run; a directory holding a different
         one is refused, naming the entries that changed. JSON values (numbers, strings, lists,
         dicts) are stored as they are; anything else (the step function, the data, an optax
-        transformation) as a digest that holds in a new process: functions by their code,
-        closure values and globals, arrays by their content (``lrjax._fingerprint``). A value
-        with no such digest (an object whose ``repr`` holds a memory address) is refused:
-        give a name for it instead.
+        transformation) as a digest that holds in a new process
+        (:func:`lrjax._fingerprint.describe_run`). A value with no such digest (an object whose
+        ``repr`` holds a memory address) is refused unless the fingerprint names the run with a
+        ``"checkpoint_id"`` entry.
 
     Examples:
       >>> import numpy as np
@@ -328,9 +281,22 @@ class Checkpoint:
       ['data', 'lr', 'step']
     """
 
+    name = "checkpoint"
+
     def __init__(self, directory: str | os.PathLike, fingerprint: Mapping[str, Any] | None = None):
-        self.directory = os.path.abspath(os.fspath(directory))
-        self.fingerprint = {k: _describe(k, v) for k, v in dict(fingerprint or {}).items()}
+        try:
+            directory = os.fspath(directory)
+        except TypeError:
+            raise ValueError(
+                f"checkpoint_dir must be a path (a str or os.PathLike), got {directory!r}"
+            ) from None
+        self.directory = os.path.abspath(directory)
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise ValueError(
+                f"checkpoint_dir must be a directory (new or holding a checkpoint), but "
+                f"{self.directory} is a file"
+            )
+        self.fingerprint = describe_run(dict(fingerprint or {}), run_id_key="checkpoint_id")
         self._manager = None
         self.restored_step: int | None = None  # the step a run resumed from, if it did
 
@@ -339,9 +305,18 @@ class Checkpoint:
 
         os.makedirs(self.directory, exist_ok=True)
         meta = os.path.join(self.directory, "run.json")
+        record = {"checkpoint_format": CHECKPOINT_FORMAT, "run": self.fingerprint}
         if os.path.exists(meta):
             with open(meta) as f:
                 saved = json.load(f)
+            if saved.get("checkpoint_format") != CHECKPOINT_FORMAT:
+                raise ValueError(
+                    f"checkpoint_dir {self.directory} was written by an earlier version of lrjax "
+                    f"(checkpoint format {saved.get('checkpoint_format', 1)}, this one reads "
+                    f"{CHECKPOINT_FORMAT}: hook states by name), so resuming could give a hook "
+                    "another hook's state; use a new directory, or delete this one to start fresh"
+                )
+            saved = saved["run"]
             if saved != self.fingerprint:
                 keys = set(saved) | set(self.fingerprint)
                 changed = ", ".join(
@@ -355,7 +330,7 @@ class Checkpoint:
         elif jax.process_index() == 0:
             # Written whole or not at all: a run killed here leaves no half-written record.
             with open(meta + ".tmp", "w") as f:
-                json.dump(self.fingerprint, f, indent=1, sort_keys=True)
+                json.dump(record, f, indent=1, sort_keys=True)
             os.replace(meta + ".tmp", meta)
         options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
         self._manager = ocp.CheckpointManager(
@@ -374,18 +349,17 @@ class Checkpoint:
     @staticmethod
     def _host_tree(loop) -> dict:
         tree = {
+            "format": np.asarray(CHECKPOINT_FORMAT, np.int64),
             "step": np.asarray(loop.step, np.int64),
             "feed": np.asarray(loop.feed_position, np.int64),
             "metrics": dict(loop.metrics or {}),
+            "eval_steps": np.asarray(loop.eval_steps, np.int64),
+            "evaluations": dict(loop.evaluations),
             "members": {
                 f"group_{g.index}": _indexed(np.asarray(a) for a in jax.tree.leaves(g.members_host))
                 for g in loop.groups
             },
-            "hooks": {
-                str(i): hook.state_dict()
-                for i, hook in enumerate(loop.hooks)
-                if hasattr(hook, "state_dict")
-            },
+            "hooks": loop.hook_states(),
         }
         return _non_empty(jax.tree.map(np.asarray, tree))
 
@@ -413,6 +387,8 @@ class Checkpoint:
             ),
         )
         device, host = restored["device"], restored["host"]
+        if int(host.get("format", 1)) != CHECKPOINT_FORMAT:  # pragma: no cover - run.json first
+            raise ValueError(f"checkpoint_dir {self.directory} holds an older checkpoint format")
         for g in loop.groups:
             old = jax.tree.leaves(g.state)
             new = [
@@ -430,10 +406,9 @@ class Checkpoint:
         loop.step = self.restored_step = int(host["step"])
         loop.feed_position = int(host.get("feed", 0))
         loop.metrics = {k: np.asarray(v) for k, v in host.get("metrics", {}).items()} or None
-        hook_states = host.get("hooks", {})
-        for i, hook in enumerate(loop.hooks):
-            if hasattr(hook, "load_state_dict"):
-                hook.load_state_dict(hook_states.get(str(i), {}))
+        loop.eval_steps = np.asarray(host.get("eval_steps", np.zeros((0,))), np.int64)
+        loop.evaluations = {k: np.asarray(v) for k, v in host.get("evaluations", {}).items()}
+        loop.load_hook_states(host.get("hooks", {}))
 
     def on_chunk_end(self, loop) -> None:
         import orbax.checkpoint as ocp

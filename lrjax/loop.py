@@ -9,7 +9,12 @@ your callback. A hook is any object with some of these methods:
 * ``on_start(loop)`` — once, before the first chunk (a checkpoint restores here);
 * ``after_chunk(loop, group)`` — after each group's chunk (evaluate it, adjust its members);
 * ``on_chunk_end(loop)`` — after all groups finished the chunk (save, draw, call back);
-* ``state_dict()`` / ``load_state_dict(d)`` — what a checkpoint keeps of the hook.
+* ``state_dict()`` / ``load_state_dict(d)`` — what a checkpoint keeps of the hook, under the
+  hook's ``name`` (its class name by default).
+
+Hooks share data through the :class:`Loop`, never through each other: the step's metrics,
+the evaluations (:meth:`Loop.record_evaluation`, :meth:`Loop.evaluation`), and the
+controller's knobs (:meth:`Loop.control`, :meth:`Loop.set_control`).
 
 Examples:
   >>> import jax, jax.numpy as jnp, numpy as np, optax
@@ -32,13 +37,14 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from lrjax import _checks, engine, feeds
+from lrjax import _checks, controller, engine, feeds
+from lrjax.controller import Knob
 
 __all__ = ["FitResult", "Group", "Loop", "fit", "group_size_for_budget"]
 
@@ -69,7 +75,15 @@ class Group:
 
 @dataclasses.dataclass
 class Loop:
-    """What hooks see: the program, the feed, the groups, the step reached, the metrics."""
+    """What hooks see and share: the program, the feed, the groups, the step reached, and the
+    run's records, which any hook may read (hooks never read each other's fields).
+
+    Records: ``metrics`` ``{name: [K, num_steps]}`` the step's metrics so far;
+    ``eval_steps`` ``[E]`` and ``evaluations`` ``{name: [K, E]}`` every evaluation recorded
+    (:meth:`record_evaluation`; :meth:`evaluation` is a group's latest). A member's
+    hyperparameters under :func:`lrjax.control` are read with :meth:`control` and turned with
+    :meth:`set_control`.
+    """
 
     program: engine.Vectorized
     feed: feeds.Feed
@@ -84,6 +98,8 @@ class Loop:
     metrics: dict[str, np.ndarray] | None = None
     feed_position: int = 0
     last_chunk: int = 0  # steps done by the last chunk
+    eval_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int64))
+    evaluations: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def put(self, tree: PyTree, member_axis: int | None = 0) -> PyTree:
         """Places host arrays like the program does (no-op shape on the sequential path)."""
@@ -95,6 +111,176 @@ class Loop:
         """The metrics of the group's real members so far, ``{name: [real, step]}``."""
         end = group.start + group.real
         return {name: v[group.start : end, : self.step] for name, v in (self.metrics or {}).items()}
+
+    def diverged(self, group: Group) -> np.ndarray:
+        """``[group.size]`` bool: the members a divergence layer
+        (:func:`lrjax.freeze_on_divergence`) froze, read from its ``alive`` flag."""
+        bad = np.zeros(group.size, bool)
+        state = group.state
+        while getattr(type(state), "is_lrjax_wrapper", False):
+            alive = getattr(state, "alive", None)
+            if alive is not None:
+                bad |= ~np.asarray(engine.to_host(alive), bool).reshape(group.size)
+            state = state.state
+        return bad
+
+    # -- evaluations ------------------------------------------------------------------------------
+
+    def record_evaluation(self, group: Group, metrics: Mapping[str, Any]) -> None:
+        """Records an evaluation of ``group``'s members at the current step: ``metrics`` are
+        ``{name: [group.size]}`` arrays (host or device); a new step adds a column."""
+        if not len(self.eval_steps) or self.eval_steps[-1] != self.step:
+            self.eval_steps = np.append(self.eval_steps, np.int64(self.step))
+            for name, table in self.evaluations.items():
+                column = np.full((self.num_members, 1), np.nan, table.dtype)
+                self.evaluations[name] = np.concatenate([table, column], axis=1)
+        end = group.start + group.real
+        for name, value in metrics.items():
+            host = np.asarray(engine.to_host(value), np.float32)
+            if name not in self.evaluations:
+                shape = (self.num_members, len(self.eval_steps))
+                self.evaluations[name] = np.full(shape, np.nan, np.float32)
+            self.evaluations[name][group.start : end, -1] = host[: group.real]
+
+    def evaluation(self, group: Group) -> dict[str, np.ndarray]:
+        """``group``'s latest evaluation, ``{name: [group.size]}`` host arrays (NaN for
+        padding); empty before the first."""
+        if not len(self.eval_steps):
+            return {}
+        end = group.start + group.real
+        out = {}
+        for name, table in self.evaluations.items():
+            column = np.full((group.size,), np.nan, np.float32)
+            column[: group.real] = table[group.start : end, -1]
+            out[name] = column
+        return out
+
+    # -- the controller's knobs -------------------------------------------------------------------
+
+    def control(self, group: Group) -> dict[str, Knob]:
+        """The knobs of ``group``'s members under :func:`lrjax.control`, ``{name: Knob}`` of
+        host arrays ``[group.size]``."""
+        found = controller.find(group.state)
+        if found is None:
+            controller.replace_knobs(group.state, dict)  # raises the error naming the fix
+        return {
+            name: Knob(*(np.asarray(engine.to_host(a)) for a in knob))
+            for name, knob in found.knobs.items()
+        }
+
+    def set_control(
+        self, group: Group, name: str, *, scale: Any = None, override: Any = None
+    ) -> None:
+        """Turns a knob of ``group``'s members between chunks (the next chunk uses it; nothing
+        recompiles): ``scale`` multiplies hyperparameter ``name``, ``override`` replaces its
+        rule's value (NaN: follow the rule again). Each is ``[group.size]`` or a scalar."""
+        fields = {}
+        if scale is not None:
+            fields["scale"] = np.broadcast_to(np.asarray(scale, np.float32), (group.size,))
+        if override is not None:
+            override = np.broadcast_to(np.asarray(override, np.float32), (group.size,))
+            fields["overridden"] = np.isfinite(override)
+            fields["override"] = np.where(fields["overridden"], override, np.float32(0))
+        placed = {field: self.put(np.array(value)) for field, value in fields.items()}
+
+        def update(knobs):
+            if name not in knobs:
+                raise ValueError(
+                    f"name must be a hyperparameter the controller sets, one of {sorted(knobs)}, "
+                    f"got {name!r}"
+                )
+            return {**knobs, name: knobs[name]._replace(**placed)}
+
+        group.state = controller.replace_knobs(group.state, update)
+
+    # -- hooks ------------------------------------------------------------------------------------
+
+    def hook_states(self) -> dict[str, Any]:
+        """``{name: hook.state_dict()}`` of every hook with state, by its name."""
+        return {hook_name(h): h.state_dict() for h in self.hooks if hasattr(h, "state_dict")}
+
+    def load_hook_states(self, states: Mapping[str, Any]) -> None:
+        """Gives each hook with state its saved state, by its name (a hook list in another
+        order restores the same)."""
+        for hook in self.hooks:
+            if hasattr(hook, "load_state_dict"):
+                hook.load_state_dict(states.get(hook_name(hook), {}))
+
+
+_INT_RANGES = {"i": (-(2**31), 2**31 - 1), "u": (0, 2**32 - 1)}
+
+
+def check_members(members: PyTree) -> PyTree:
+    """``members`` as host arrays, after checking each setting holds numbers JAX keeps as they
+    are: bools, ints within 32 bits (wider ones would wrap silently: a seed of 2**32 becomes 0),
+    floats; strings and objects are refused. Each error names the setting's path."""
+
+    def check(path, value):
+        array = np.asarray(value)
+        name = "members" + jax.tree_util.keystr(path)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{name} holds {array.dtype} values; a member setting must hold numbers (bool, "
+                "int, float), one per member"
+            )
+        if array.dtype.kind in _INT_RANGES and array.dtype.itemsize > 4 and array.size:
+            low, high = _INT_RANGES[array.dtype.kind]
+            outside = (array < low) | (array > high)
+            if outside.any():
+                first = tuple(int(i) for i in np.argwhere(outside)[0])
+                raise ValueError(
+                    f"{name} must hold integers in [{low}, {high}] (32 bits; a wider one wraps "
+                    f"around onto another), got {array[first]} at index {first}"
+                )
+        return array
+
+    return jax.tree_util.tree_map_with_path(check, members)
+
+
+HOOK_METHODS = ("on_start", "after_chunk", "on_chunk_end", "on_end", "state_dict")
+
+
+def hook_name(hook: Any) -> str:
+    """A hook's name: its ``name`` attribute, else its class name."""
+    name = getattr(hook, "name", None)
+    return name if isinstance(name, str) and name else type(hook).__name__
+
+
+def check_hooks(hooks: Any) -> tuple:
+    """``hooks`` as a tuple: a list of hooks, or one hook alone; each must have a hook method,
+    and hooks with state distinct names (their state is checkpointed by name)."""
+    if hooks is None:
+        return ()
+    if any(hasattr(hooks, m) for m in HOOK_METHODS):
+        hooks = (hooks,)  # one hook, not in a list
+    elif isinstance(hooks, str | bytes | Mapping) or not isinstance(hooks, Sequence):
+        raise ValueError(
+            f"hooks must be a list of hooks (or one hook), got a {type(hooks).__name__}"
+        )
+    hooks = tuple(hooks)
+    for i, hook in enumerate(hooks):
+        if not any(callable(getattr(hook, m, None)) for m in HOOK_METHODS):
+            fix = (
+                ": to call a function after every chunk, pass lrjax.hooks.Callback(fn)"
+                if callable(hook)
+                else ""
+            )
+            raise ValueError(
+                f"hooks[{i}] has none of the hook methods {', '.join(HOOK_METHODS)}, so it would "
+                f"never run; got {hook!r}{fix}"
+            )
+    seen: dict[str, int] = {}
+    for i, hook in enumerate(hooks):
+        if not hasattr(hook, "state_dict"):
+            continue
+        name = hook_name(hook)
+        if name in seen:
+            raise ValueError(
+                f"hooks[{seen[name]}] and hooks[{i}] are both named {name!r}; a checkpoint keeps "
+                "each hook's state by its name: give one of them another name (hook.name = ...)"
+            )
+        seen[name] = i
+    return hooks
 
 
 class FitResult(NamedTuple):
@@ -170,7 +356,8 @@ def fit(
 
     Args:
       program: from :func:`lrjax.vectorize` (it needs an ``init``).
-      members: the member settings, a pytree of ``[K, ...]`` arrays.
+      members: the member settings, a pytree of ``[K, ...]`` arrays of numbers (bools, ints
+        within 32 bits, floats; strings and wider integers are refused, naming the setting).
       data: a :class:`lrjax.feeds.Feed`, or what :func:`lrjax.feeds.as_feed` accepts: a pytree
         of arrays (shuffled minibatches of ``batch_size``, one order for all members), a
         function ``batch_fn(step)``, or an iterator of batches.
@@ -178,14 +365,17 @@ def fit(
       chunk_steps: steps per compiled chunk (hooks run between chunks), in ``[1, num_steps]``;
         default ``num_steps``.
       batch_size: for array data.
-      hooks: run between chunks, in order (see the module docstring); put a
-        :class:`lrjax.hooks.Checkpoint` first so it restores before the others start.
+      hooks: run between chunks, in order (see the module docstring): a list, or one hook
+        alone; each needs a hook method (a plain function is refused: wrap it in
+        :class:`lrjax.hooks.Callback`), and hooks with state distinct names (a checkpoint keeps
+        each state by its hook's name). Put a :class:`lrjax.hooks.Checkpoint` first so it
+        restores before the others start.
       group_size: members trained at once (rounded up to a multiple of the device count);
         groups run one after another on the same batches. Default: all members.
       memory_budget: bytes per device; the group size is the largest that fits, by XLA's own
         estimate of the compiled chunk.
       vectorize: False runs members one by one and step by step (no vmap, no scan): the
-        debugging path, same results.
+        debugging path, same results (a bool; a string such as ``"no"`` is refused).
 
     Returns:
       A :class:`FitResult`.
@@ -197,7 +387,8 @@ def fit(
     num_steps = _checks.check_int("num_steps", num_steps, 1)
     chunk_steps = num_steps if chunk_steps is None else chunk_steps
     chunk_steps = min(_checks.check_int("chunk_steps", chunk_steps, 1), num_steps)
-    members = jax.tree.map(np.asarray, members)
+    vectorize = _checks.check_bool("vectorize", vectorize)
+    members = check_members(members)
     k = engine.num_members(members)
     feed = feeds.as_feed(data, batch_size)
     devices = program.num_devices if vectorize else 1
@@ -212,7 +403,7 @@ def fit(
     num_groups = -(-k // group)
     padded = engine.pad_members(members, num_groups * group)
 
-    loop = Loop(program, feed, num_steps, chunk_steps, k, [], tuple(hooks), vectorize)
+    loop = Loop(program, feed, num_steps, chunk_steps, k, [], check_hooks(hooks), vectorize)
     # Data constant over the run (a feed's device-resident arrays) is replicated on every
     # device: the chunk program reads it whole, and N need not divide by the device count.
     loop.data = feed.data(lambda tree: loop.put(tree, None))

@@ -3,9 +3,9 @@
 Every ``ready`` steps the members of a population are ranked on a metric (an evaluated metric,
 e.g. validation accuracy). Each member of the bottom ``fraction``, and every member that
 diverged, continues from a copy of a member drawn from the top ``fraction`` (**exploit**): its
-whole state (parameters, optimizer state, batch statistics, trackers) is a gather along the
-member axis, compiled and run on the devices, so sharded members exchange across devices. It
-then perturbs the copied hyperparameters (**explore**):
+whole state (parameters, optimizer state, batch statistics, trackers, the controller's knobs)
+is a gather along the member axis, compiled and run on the devices, so sharded members exchange
+across devices. It then perturbs the copied hyperparameters (**explore**):
 
 .. math:: h' = \\mathrm{clip}(h \\cdot f,\\; lo,\\; hi), \\quad f \\sim U\\{0.8, 1.2\\},
           \\qquad \\text{or, with probability } p_r,\\quad
@@ -14,39 +14,40 @@ then perturbs the copied hyperparameters (**explore**):
 (uniform instead of log-uniform for a :class:`Range` with ``log=False``). :math:`h` is the
 donor's value, :math:`[lo, hi]` the hyperparameter's :class:`Range`.
 
-Hyperparameters live where the step reads them, and both places are inputs of the compiled
-chunk, so exploring never recompiles:
+The algorithm is a pure function of an explicit state, evosax-style: :func:`exploit_explore`
+decides (scores, divergence and current values in; whose state each member continues from and
+its new values out) and :func:`record` appends the decision to the :class:`Lineage`. The
+:class:`PBT` hook is a thin adapter: it reads the scores from the loop (its evaluations, or its
+training metrics), gathers the states, and writes the explored values through the controller
+(:func:`lrjax.control`): each explored name must be a hyperparameter the controller sets (an
+``optax.inject_hyperparams`` hyperparameter, or a member setting such as the peak of a
+schedule), and PBT turns its knob's ``override``. The knobs are inputs of the compiled chunk,
+so exploring never recompiles.
 
-* numeric hyperparameters of an ``optax.inject_hyperparams`` optimizer live in the optimizer
-  state (``opt_state.hyperparams[name]``), found anywhere in the member's state;
-* any other setting lives in the member settings: ``members[name]`` (a dict) or
-  ``members.hparams[name]`` (a :class:`lrjax.supervised.Member`, e.g. the peak of a schedule
-  built in the step). A name found in both places is written to both.
-
-The hook records the lineage (``parents[k, e]``: whose state member ``k`` continued from at
-event ``e``) and the value of every explored hyperparameter in every segment between events,
-so :meth:`PBT.schedule` gives the schedule the surviving line of a member actually followed.
-Its random draws are a function of ``(seed, step)`` only, so a run is deterministic given the
-seed and a run resumed from a :class:`lrjax.hooks.Checkpoint` (which keeps the records) equals
-an uninterrupted one bit for bit.
+The lineage (``parents[k, e]``: whose state member ``k`` continued from at event ``e``) and the
+value of every explored hyperparameter in every segment between events give, with
+:meth:`PBT.schedule`, the schedule the surviving line of a member actually followed. The random
+draws are a function of ``(seed, step)`` only, so a run is deterministic given the seed and a
+run resumed from a :class:`lrjax.hooks.Checkpoint` (which keeps the lineage) equals an
+uninterrupted one bit for bit.
 
 Examples:
   >>> import jax, jax.numpy as jnp, numpy as np, optax
   >>> import lrjax
   >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
   >>> y = x @ np.array([1.0, -2.0, 0.5], np.float32)
+  >>> tx = optax.inject_hyperparams(optax.sgd, hyperparam_dtype=jnp.float32)(learning_rate=0.0)
   >>> def init(member):
-  ...     params = jnp.zeros(3)
-  ...     return params, optax.inject_hyperparams(optax.sgd)(member["lr"]).init(params)
+  ...     return jnp.zeros(3), tx.init(jnp.zeros(3))
   >>> def step(state, batch, member):
   ...     params, opt_state = state
   ...     xb, yb = batch
   ...     loss, g = jax.value_and_grad(lambda p: jnp.mean((xb @ p - yb) ** 2))(params)
-  ...     tx = optax.inject_hyperparams(optax.sgd)(member["lr"])
   ...     updates, opt_state = tx.update(g, opt_state)
   ...     return (params + updates, opt_state), {"loss": loss}
+  >>> step, init = lrjax.control(step, init, {"learning_rate": lambda member: member["lr"]})
   >>> def evaluate(state, member, data):
-  ...     return {"loss": jnp.mean((data[0] @ state[0] - data[1]) ** 2)}
+  ...     return {"loss": jnp.mean((data[0] @ lrjax.unwrap(state)[0] - data[1]) ** 2)}
   >>> pbt = lrjax.PBT({"learning_rate": lrjax.Range(1e-3, 0.5)}, metric="loss", mode="min",
   ...                 ready=10, seed=0)
   >>> out = lrjax.fit(lrjax.vectorize(step, init), {"lr": np.geomspace(1e-3, 0.3, 4)}, (x, y),
@@ -56,7 +57,9 @@ Examples:
   ([0, 10, 20, 30], (4, 3), (4, 4))
 
 References:
-  Jaderberg et al., Population Based Training of Neural Networks, arXiv:1711.09846, 2017.
+  Jaderberg et al., Population Based Training of Neural Networks, arXiv:1711.09846, 2017;
+  Lange, evosax: JAX-based Evolution Strategies, arXiv:2212.04180, 2022 (ask/tell with an
+  explicit state).
 """
 
 from __future__ import annotations
@@ -65,19 +68,25 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from lrjax import _checks, engine
 
-__all__ = ["PBT", "Range", "ancestry", "lineage_schedule"]
+__all__ = [
+    "PBT",
+    "Lineage",
+    "Range",
+    "ancestry",
+    "exploit_explore",
+    "lineage_schedule",
+    "record",
+    "start",
+]
 
 PyTree = Any
-_INJECTED = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,73 +157,156 @@ def lineage_schedule(steps: Any, parents: Any, values: Any, k: int, num_steps: i
     return out
 
 
-def _is_injected(x: Any) -> bool:
-    return isinstance(x, _INJECTED)
+class Lineage(NamedTuple):
+    """PBT's record: the explicit state :func:`record` advances (host arrays over the ``K``
+    members and ``E`` events).
+
+    Attributes:
+      steps: ``[E + 1]`` the first step of each segment (0, then each event).
+      parents: ``[K, E]`` whose state member ``k`` continued from at each event (``k`` when it
+        kept its own).
+      scores: ``[K, E]`` the ranking metric at each event.
+      values: ``{name: [K, E + 1]}`` each explored hyperparameter in each segment.
+    """
+
+    steps: np.ndarray
+    parents: np.ndarray
+    scores: np.ndarray
+    values: dict[str, np.ndarray]
 
 
-def _injected_nodes(state: PyTree) -> list:
-    return [x for x in jax.tree.leaves(state, is_leaf=_is_injected) if _is_injected(x)]
+def start(values: Mapping[str, Any], step: int = 0) -> Lineage:
+    """The lineage of a population whose hyperparameters are ``values`` (``{name: [K]}``) at
+    ``step``, before any event."""
+    k = len(next(iter(values.values())))
+    return Lineage(
+        steps=np.asarray([step], np.int64),
+        parents=np.zeros((k, 0), np.int64),
+        scores=np.zeros((k, 0), np.float32),
+        values={n: np.asarray(v, np.float32).reshape(k, 1) for n, v in values.items()},
+    )
 
 
-def _state_names(state: PyTree) -> tuple[set, set]:
-    """Numeric injected hyperparameters of the state, and those a schedule recomputes."""
-    numeric, scheduled = set(), set()
-    for node in _injected_nodes(state):
-        computed = set(getattr(node, "hyperparams_states", {}) or {})
-        scheduled |= computed & set(node.hyperparams)
-        numeric |= set(node.hyperparams) - computed
-    return numeric, scheduled
+def exploit_explore(
+    scores: Any,
+    diverged: Any,
+    values: Mapping[str, Any],
+    *,
+    space: Mapping[str, Range],
+    step: int,
+    seed: int = 0,
+    mode: str = "max",
+    fraction: float = 0.25,
+    resample_probability: float = 0.25,
+    factors: Sequence[float] = (0.8, 1.2),
+    population: Any = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One PBT event, a pure function: who copies whom, and the explored values.
+
+    In each population (members sharing a ``population`` label; ``-1`` stays out), the members
+    ranked in the bottom ``fraction`` by ``scores`` (``mode`` ``"max"``: higher is better), and
+    every diverged member, take the state of a member drawn uniformly from the top ``fraction``
+    that has not diverged; for each name of ``space`` (in sorted order) the copied value is
+    redrawn from its :class:`Range` with probability ``resample_probability``, else multiplied
+    by a factor drawn from ``factors``, then clipped to the range. Ties keep the members' order.
+    The draws come from ``numpy.random.default_rng([seed, step])``.
+
+    Args:
+      scores: ``[K]`` the ranking metric.
+      diverged: ``[K]`` bool: always replaced, never copied.
+      values: ``{name: [K]}`` each member's current value of every name of ``space``.
+      space: ``{name: Range}`` the explored hyperparameters.
+      step: the step of the event (part of the draws' seed).
+      seed: the draws' seed, ``>= 0``.
+      mode: ``"max"`` or ``"min"``.
+      fraction: the bottom and top fraction, in ``(0, 0.5]`` (at least one member each).
+      resample_probability: in ``[0, 1]``.
+      factors: the perturbation factors.
+      population: ``[K]`` int labels, or None for one population of all.
+
+    Returns:
+      ``(source, new_values)``: ``source[k]`` whose state member ``k`` continues from (``k``
+      itself when it keeps its own), and ``{name: [K]}`` float32 values (the explored value
+      where replaced, the current one elsewhere).
+
+    Examples:
+      >>> import numpy as np
+      >>> source, new = exploit_explore(
+      ...     np.array([0.9, 0.1, 0.5, 0.7]), np.zeros(4, bool), {"lr": np.full(4, 0.1)},
+      ...     space={"lr": Range(1e-3, 1.0)}, step=10, fraction=0.25)
+      >>> source.tolist(), bool(new["lr"][1] != 0.1)
+      ([0, 0, 2, 3], True)
+    """
+    scores = np.asarray(scores, np.float64)
+    diverged = np.asarray(diverged, bool)
+    k = scores.shape[0]
+    current = {n: np.asarray(values[n], np.float32) for n in sorted(space)}
+    new = {n: v.copy() for n, v in current.items()}
+    source = np.arange(k)
+    rng = np.random.default_rng([seed, step])
+    population = np.zeros(k, np.int64) if population is None else np.asarray(population)[:k]
+    for p in np.unique(population[population >= 0]):
+        idx = np.flatnonzero(population == p)
+        if len(idx) < 2:
+            continue
+        n = max(1, math.floor(fraction * len(idx)))
+        key = np.where(diverged[idx], -np.inf, scores[idx] * (1 if mode == "max" else -1))
+        order = idx[np.argsort(-key, kind="stable")]
+        top = [int(i) for i in order[:n] if not diverged[i]]
+        if not top:
+            continue  # every member diverged: nobody to copy
+        bottom = set(order[-n:].tolist()) | set(idx[diverged[idx]].tolist())
+        for member in sorted(bottom - set(top)):
+            donor = top[int(rng.integers(len(top)))]
+            source[member] = donor
+            for name in current:
+                new[name][member] = _explore(
+                    space[name], float(current[name][donor]), rng, resample_probability, factors
+                )
+    return source, new
 
 
-def _member_table(members: PyTree) -> Mapping | None:
-    """Where named member settings live: the dict itself, or ``members.hparams``."""
-    if isinstance(members, Mapping):
-        return members
-    hparams = getattr(members, "hparams", None)
-    return hparams if isinstance(hparams, Mapping) else None
+def _explore(r: Range, value: float, rng, resample_probability, factors) -> np.float32:
+    if rng.uniform() < resample_probability:
+        value = r.sample(rng)
+    else:
+        value = value * factors[int(rng.integers(len(factors)))]
+    return np.float32(min(max(value, r.low), r.high))
 
 
-def _with_member_values(members: PyTree, values: Mapping[str, np.ndarray]) -> PyTree:
-    if isinstance(members, Mapping):
-        return {**members, **values}
-    return members._replace(hparams={**members.hparams, **values})
-
-
-def _read_state(state: PyTree, name: str) -> jax.Array:
-    for node in _injected_nodes(state):
-        if name in node.hyperparams:
-            return node.hyperparams[name]
-    raise KeyError(name)  # pragma: no cover - names are located before they are read
+def record(
+    lineage: Lineage, step: int, source: Any, scores: Any, values: Mapping[str, Any]
+) -> Lineage:
+    """The lineage after an event at ``step`` (a pure function): the parents, the scores, and
+    each name's value in the new segment (``values``, as :func:`exploit_explore` returns)."""
+    return Lineage(
+        steps=np.append(lineage.steps, np.int64(step)),
+        parents=np.concatenate([lineage.parents, np.asarray(source, np.int64)[:, None]], 1),
+        scores=np.concatenate([lineage.scores, np.asarray(scores, np.float32)[:, None]], 1),
+        values={
+            n: np.concatenate([v, np.asarray(values[n], np.float32)[:, None]], 1)
+            for n, v in lineage.values.items()
+        },
+    )
 
 
 @functools.lru_cache(maxsize=32)
-def _exchange_program(program: engine.Vectorized | None, names: tuple[str, ...]) -> Callable:
-    """``state -> state[source]`` with the hyperparameters ``names`` of the replaced members
-    set in every injected optimizer state; compiled once per state shape, sharded like
-    ``program``'s state (the gather crosses devices)."""
+def _gather_program(program: engine.Vectorized | None) -> Callable:
+    """``state -> state[source]``, compiled once per state shape, sharded like ``program``'s
+    state (the gather crosses devices)."""
 
-    def exchange(state, source, replaced, values):
-        state = jax.tree.map(lambda a: a[source], state)
-
-        def set_values(node):
-            if not _is_injected(node):
-                return node
-            hparams = dict(node.hyperparams)
-            for name in names:
-                if name in hparams:
-                    old = hparams[name]
-                    hparams[name] = jnp.where(replaced, values[name].astype(old.dtype), old)
-            return node._replace(hyperparams=hparams)
-
-        return jax.tree.map(set_values, state, is_leaf=_is_injected)
+    def gather(state, source):
+        return jax.tree.map(lambda a: a[source], state)
 
     if program is None:  # the sequential (debugging) path: host arrays, nothing to donate
-        return jax.jit(exchange)
+        return jax.jit(gather)
     kwargs: dict[str, Any] = {"donate_argnums": (0,)}
     if program.mesh is not None:
-        ms, rep = program.sharding(0), program.sharding(None)
-        kwargs.update(in_shardings=(ms, rep, rep, rep), out_shardings=ms)
-    return jax.jit(exchange, **kwargs)
+        kwargs.update(
+            in_shardings=(program.sharding(0), program.sharding(None)),
+            out_shardings=program.sharding(0),
+        )
+    return jax.jit(gather, **kwargs)
 
 
 class PBT:
@@ -222,10 +314,10 @@ class PBT:
 
     Args:
       space: ``{name: Range}`` the explored hyperparameters (a ``(low, high)`` pair is a
-        log-scale :class:`Range`).
-      metric: the ranking metric: the name of a metric of the :class:`lrjax.hooks.Evaluate`
-        hook placed before this one (else of the step's training metrics, averaged over the
-        last chunk), or ``metric(loop, group) -> [group.size]`` values.
+        log-scale :class:`Range`); each must be set by the step's :func:`lrjax.control` layer.
+      metric: the ranking metric: the name of an evaluated metric (recorded in the loop by an
+        :class:`lrjax.hooks.Evaluate` hook placed before this one), else of the step's training
+        metrics (averaged over the last chunk); or ``metric(loop, group) -> [group.size]``.
       mode: ``"max"`` (accuracy) or ``"min"`` (loss).
       ready: steps between exploit/explore events, ``>= 1``; events happen after the first
         chunk that ends at least ``ready`` steps after the last one, never after the last step
@@ -244,14 +336,13 @@ class PBT:
         member (as does a frozen :func:`lrjax.freeze_on_divergence` state or a non-finite
         ranking metric); a diverged member is always replaced and never copied.
 
-    After (or during) a run, host arrays over the ``K`` real members and ``E`` events:
-    ``steps`` ``[E + 1]`` the first step of each segment (0, then each event); ``values``
-    ``{name: [K, E + 1]}`` the hyperparameter in each segment; ``parents`` ``[K, E]`` whose
-    state member ``k`` continued from at each event (``k`` when it kept its own); ``scores``
-    ``[K, E]`` the ranking metric at each event.
+    After (or during) a run, ``lineage`` (a :class:`Lineage`) and its fields as attributes:
+    ``steps``, ``values``, ``parents``, ``scores``.
 
     All members must train in one group (``fit``'s default ``group_size``).
     """
+
+    name = "pbt"
 
     def __init__(
         self,
@@ -301,11 +392,8 @@ class PBT:
         ):
             raise ValueError(f"population must be [K] ints, got {population!r}")
         self.loss = loss
-        self._reset(0)
+        self.lineage = start({n: np.zeros((0,), np.float32) for n in self.names})
         self._restored = False
-        self._evaluate = None
-        self._in_state: set = set()
-        self._in_members: set = set()
 
     def __repr__(self) -> str:
         # Every argument: a checkpoint's identity describes the hook by its repr.
@@ -316,17 +404,27 @@ class PBT:
             f"{None if self.population is None else self.population.tolist()}, loss={self.loss!r})"
         )
 
-    def _reset(self, k: int) -> None:
-        self.steps = np.zeros((0,), np.int64)
-        self.values = {name: np.zeros((k, 0), np.float32) for name in self.names}
-        self.parents = np.zeros((k, 0), np.int64)
-        self.scores = np.zeros((k, 0), np.float32)
+    # -- the records, as attributes -------------------------------------------------------------
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.lineage.steps
+
+    @property
+    def parents(self) -> np.ndarray:
+        return self.lineage.parents
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.lineage.scores
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        return self.lineage.values
 
     # -- the hook protocol --------------------------------------------------------------------
 
     def on_start(self, loop) -> None:
-        from lrjax import hooks
-
         if len(loop.groups) != 1:
             raise ValueError(
                 f"PBT exchanges members within one compiled group, but the members train in "
@@ -340,33 +438,18 @@ class PBT:
                 f"{self.population.shape}"
             )
         group = loop.groups[0]
-        numeric, scheduled = _state_names(group.state)
-        table = _member_table(group.members_host) or {}
-        self._in_state = {n for n in self.names if n in numeric}
-        self._in_members = {n for n in self.names if n in table}
+        knobs = loop.control(group)
         for name in self.names:
-            if name not in self._in_state and name not in self._in_members:
-                why = ""
-                if name in scheduled:
-                    why = (
-                        f" ({name!r} is computed by a schedule at every step: explore the "
-                        "member setting the schedule is built from, e.g. its peak)"
-                    )
+            if name not in knobs:
                 raise ValueError(
-                    f"space[{name!r}] is neither a numeric optax.inject_hyperparams "
-                    f"hyperparameter of the state {sorted(numeric)} nor a member setting "
-                    f"{sorted(table)}{why}"
+                    f"space[{name!r}] is not a hyperparameter the step's controller sets (it "
+                    f"sets {sorted(knobs)}): wrap the step with lrjax.control(step, init, "
+                    f"{{{name!r}: rule}}), naming an optax.inject_hyperparams hyperparameter or "
+                    "a member setting"
                 )
-        self._evaluate = None
-        if isinstance(self.metric, str):
-            mine = next(i for i, h in enumerate(loop.hooks) if h is self)
-            earlier = [h for h in loop.hooks[:mine] if isinstance(h, hooks.Evaluate)]
-            self._evaluate = earlier[0] if earlier else None
         if not self._restored:
-            self._reset(k)
-            self.steps = np.zeros((1,), np.int64)
             current = self._read(loop, group)
-            self.values = {n: current[n][:, None].astype(np.float32) for n in self.names}
+            self.lineage = start({n: current[n][: group.real] for n in self.names}, loop.step)
         self._restored = False
 
     def after_chunk(self, loop, group) -> None:
@@ -374,56 +457,38 @@ class PBT:
             return
         real = group.real
         scores = self._scores(loop, group)[:real]
-        diverged = self._diverged(loop, group)[:real] | ~np.isfinite(scores)
-        current = self._read(loop, group)
-        source = np.arange(group.size)
-        new = {n: current[n].astype(np.float32).copy() for n in self.names}
-        rng = np.random.default_rng([self.seed, loop.step])
-        population = np.zeros(real, np.int64) if self.population is None else self.population
-        for p in np.unique(population[population >= 0]):
-            idx = np.flatnonzero(population == p)
-            if len(idx) < 2:
-                continue
-            n = max(1, math.floor(self.fraction * len(idx)))
-            key = np.where(diverged[idx], -np.inf, scores[idx] * (1 if self.mode == "max" else -1))
-            order = idx[np.argsort(-key, kind="stable")]
-            top = [int(i) for i in order[:n] if not diverged[i]]
-            if not top:
-                continue  # every member diverged: nobody to copy
-            bottom = set(order[-n:].tolist()) | set(idx[diverged[idx]].tolist())
-            for k in sorted(bottom - set(top)):
-                donor = top[int(rng.integers(len(top)))]
-                source[k] = donor
-                for name in self.names:
-                    new[name][k] = self._explore(name, float(current[name][donor]), rng)
-        replaced = source[:real] != np.arange(real)
+        diverged = loop.diverged(group)[:real] | ~np.isfinite(scores)
+        losses = (loop.metrics or {}).get(self.loss)
+        if losses is not None:
+            last = losses[group.start : group.start + real, loop.step - 1]
+            diverged |= ~np.isfinite(last.astype(np.float64))
+        current = {n: v[:real] for n, v in self._read(loop, group).items()}
+        source, new = exploit_explore(
+            scores, diverged, current, space=self.space, step=loop.step, seed=self.seed,
+            mode=self.mode, fraction=self.fraction,
+            resample_probability=self.resample_probability, factors=self.factors,
+            population=self.population,
+        )  # fmt: skip
         self._exchange(loop, group, source, new)
-        self.steps = np.append(self.steps, np.int64(loop.step))
-        self.parents = np.concatenate([self.parents, source[:real, None]], axis=1)
-        self.scores = np.concatenate([self.scores, scores[:, None].astype(np.float32)], axis=1)
-        for name in self.names:
-            value = np.where(replaced, new[name][:real], current[name][:real]).astype(np.float32)
-            self.values[name] = np.concatenate([self.values[name], value[:, None]], axis=1)
+        self.lineage = record(self.lineage, loop.step, source, scores, new)
 
     def state_dict(self) -> dict:
-        return {
-            "steps": self.steps,
-            "parents": self.parents,
-            "scores": self.scores,
-            "values": dict(self.values),
-        }
+        return dict(self.lineage._asdict())
 
     def load_state_dict(self, state: Mapping) -> None:
         if "steps" not in state:  # nothing saved yet
             return
-        self.steps = np.asarray(state["steps"], np.int64)
-        e = len(self.steps) - 1
+        steps = np.asarray(state["steps"], np.int64)
+        e = len(steps) - 1
         values = state.get("values", {})
         k = len(np.asarray(values[self.names[0]]))
-        self.values = {n: np.asarray(values[n], np.float32).reshape(k, e + 1) for n in self.names}
         # Zero-size arrays are not saved (before the first event).
-        self.parents = np.asarray(state.get("parents", np.zeros((k, 0))), np.int64).reshape(k, e)
-        self.scores = np.asarray(state.get("scores", np.zeros((k, 0))), np.float32).reshape(k, e)
+        self.lineage = Lineage(
+            steps=steps,
+            parents=np.asarray(state.get("parents", np.zeros((k, 0))), np.int64).reshape(k, e),
+            scores=np.asarray(state.get("scores", np.zeros((k, 0))), np.float32).reshape(k, e),
+            values={n: np.asarray(values[n], np.float32).reshape(k, e + 1) for n in self.names},
+        )
         self._restored = True
 
     # -- reading the records ------------------------------------------------------------------
@@ -440,91 +505,51 @@ class PBT:
             raise ValueError(f"name must be one of the explored {list(self.names)}, got {name!r}")
         return lineage_schedule(self.steps, self.parents, self.values[name], k, num_steps)
 
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _explore(self, name: str, value: float, rng: np.random.Generator) -> np.float32:
-        r = self.space[name]
-        if rng.uniform() < self.resample_probability:
-            value = r.sample(rng)
-        else:
-            value = value * self.factors[int(rng.integers(len(self.factors)))]
-        return np.float32(min(max(value, r.low), r.high))
+    # -- the adapter ----------------------------------------------------------------------------
 
     def _read(self, loop, group) -> dict[str, np.ndarray]:
-        """Every member's current value of each explored hyperparameter ``[size]``: the
-        optimizer state's where it lives there (the value the updates use)."""
-        out = {}
-        table = _member_table(group.members_host)
-        for name in self.names:
-            if name in self._in_state:
-                out[name] = np.asarray(engine.to_host(_read_state(group.state, name)))
-            else:
-                out[name] = np.asarray(table[name])
-            if out[name].shape != (group.size,):
-                raise ValueError(
-                    f"the explored hyperparameter {name!r} must be one scalar per member, got "
-                    f"shape {out[name].shape[1:]}"
-                )
-        return out
+        """Every member's current value of each explored hyperparameter ``[size]``: the value
+        its rule (or an earlier override) gave at the last step, before any scale."""
+        knobs = loop.control(group)
+        return {n: np.asarray(knobs[n].value, np.float32).reshape(group.size) for n in self.names}
 
     def _scores(self, loop, group) -> np.ndarray:
         if callable(self.metric):
             values = np.asarray(self.metric(loop, group), np.float64)
-        elif self._evaluate is not None:
-            latest = self._evaluate.latest.get(group.index, {})
-            if self.metric not in latest:
-                raise ValueError(
-                    f"the PBT metric {self.metric!r} is not among the evaluated metrics "
-                    f"{sorted(latest)}"
-                )
-            values = np.asarray(engine.to_host(latest[self.metric]), np.float64)
         else:
-            metrics = loop.group_metrics(group)
-            if self.metric not in metrics:
-                raise ValueError(
-                    f"the PBT metric {self.metric!r} is neither evaluated (no Evaluate hook "
-                    f"before PBT) nor a training metric {sorted(metrics)}"
-                )
-            window = metrics[self.metric][:, loop.step - loop.last_chunk : loop.step]
-            values = np.mean(window.astype(np.float64), axis=1)  # nan if any step was nan
+            evaluated = loop.evaluation(group)
+            if self.metric in evaluated:
+                values = np.asarray(evaluated[self.metric], np.float64)
+            else:
+                metrics = loop.group_metrics(group)
+                if self.metric not in metrics:
+                    raise ValueError(
+                        f"the PBT metric {self.metric!r} is neither evaluated "
+                        f"{sorted(evaluated)} nor a training metric {sorted(metrics)}"
+                    )
+                window = metrics[self.metric][:, loop.step - loop.last_chunk : loop.step]
+                values = np.mean(window.astype(np.float64), axis=1)  # nan if any step was nan
         if values.shape[0] < group.real:
             raise ValueError(f"metric must give one value per member, got shape {values.shape}")
         return values
 
-    def _diverged(self, loop, group) -> np.ndarray:
-        bad = np.zeros(group.size, bool)
-        losses = (loop.metrics or {}).get(self.loss)
-        if losses is not None:
-            last = losses[group.start : group.start + group.real, loop.step - 1]
-            bad[: group.real] |= ~np.isfinite(last.astype(np.float64))
-        state = group.state
-        while getattr(type(state), "is_lrjax_wrapper", False):
-            alive = getattr(state, "alive", None)
-            if alive is not None:
-                bad |= ~np.asarray(engine.to_host(alive), bool).reshape(group.size)
-            state = state.state
-        return bad
-
     def _exchange(self, loop, group, source: np.ndarray, new: Mapping[str, np.ndarray]) -> None:
-        if (source == np.arange(group.size)).all():
+        real = len(source)
+        if (source == np.arange(real)).all():
             return  # nothing moves: the state stays bit-identical
-        replaced = source != np.arange(group.size)
-        in_state = tuple(n for n in self.names if n in self._in_state)
-        program = _exchange_program(loop.program if loop.vectorize else None, in_state)
-        args = (
-            np.asarray(source, np.int32),
-            replaced,
-            {n: np.asarray(new[n], np.float32) for n in in_state},
-        )
-        state = program(group.state, *loop.put(args, None))
+        full = np.arange(group.size)
+        full[:real] = source
+        program = _gather_program(loop.program if loop.vectorize else None)
+        state = program(group.state, loop.put(np.asarray(full, np.int32), None))
         if not loop.vectorize:
             state = jax.tree.map(lambda a: a if engine.is_key(a) else np.asarray(a), state)
         group.state = state
-        in_members = [n for n in self.names if n in self._in_members]
-        if in_members:
-            table = _member_table(group.members_host)
-            values = {}
-            for n in in_members:
-                old = np.asarray(table[n])
-                values[n] = np.where(replaced, new[n].astype(old.dtype), old[source])
-            group.set_members(loop, _with_member_values(group.members_host, values))
+        replaced = np.zeros(group.size, bool)
+        replaced[:real] = source != np.arange(real)
+        knobs = loop.control(group)  # the donors' knobs, copied with their states
+        for name in self.names:
+            value = np.zeros(group.size, np.float32)
+            value[:real] = new[name]
+            kept = np.where(knobs[name].overridden, knobs[name].override, np.nan)
+            override = np.where(replaced, value, kept)
+            loop.set_control(group, name, override=override)

@@ -262,16 +262,22 @@ def plot_range_test(
     valid: ArrayLike,
     *,
     suggestions: Mapping[str, float] | None = None,
+    skip_start: int | None = None,
+    skip_end: int = 5,
     ax: Axes | None = None,
     title: str | None = None,
 ) -> Axes:
-    """Draws an LR range test: raw and smoothed loss against a log-x learning rate.
+    """Draws an LR range test as fastai does: loss against a log-x learning rate, its ends cut.
 
-    Takes the arrays of a :class:`lrjax.range_test.RangeTestResult` (``result.learning_rates``,
-    ``result.loss``, ``result.smoothed``, ``result.valid``). Each run's raw loss is drawn
+    Takes the arrays of a :class:`lrjax.lr_finder.RangeTestResult` (``result.learning_rates``,
+    ``result.loss``, ``result.smoothed``, ``result.valid``). The first ``skip_start`` points and
+    the last ``skip_end`` are left out (fastai's ``plot_lr_find``; the same defaults as
+    :meth:`~lrjax.lr_finder.RangeTestResult.suggestions`). Each run's raw loss is drawn
     faintly, the mean smoothed loss over runs as a line with a band from the lowest to the
-    highest run, each run's divergence point as a cross, and each suggestion as a dashed
-    vertical line with its value in the legend. Points after a run diverged are not drawn.
+    highest run, each run's divergence point as a cross; the y-limits come from the part before
+    divergence, so the blow-up does not flatten the curve. A suggestion is a dashed vertical line
+    with its value in the legend, drawn only when it lies inside the swept (shown) range; one
+    outside is named in the legend as such.
 
     Args:
       learning_rates: ``(N,)`` the LR of each step.
@@ -279,6 +285,8 @@ def plot_range_test(
       smoothed: ``(R, N)`` smoothed losses.
       valid: ``(R, N)`` False after a run diverged.
       suggestions: optional ``{name: lr}`` to mark.
+      skip_start: points left out at the start (default ``N // 10``).
+      skip_end: points left out at the end, ``>= 0``.
       ax: Axes to draw into; a new figure is made when None.
       title: optional title.
 
@@ -293,6 +301,21 @@ def plot_range_test(
             f"loss, smoothed and valid must all have shape (runs, {lrs.size}), got "
             f"{loss.shape}, {smoothed.shape} and {valid.shape}"
         )
+    n = lrs.size
+    skip_start = n // 10 if skip_start is None else skip_start
+    if (
+        not (isinstance(skip_start, int) and isinstance(skip_end, int))
+        or min(skip_start, skip_end) < 0
+    ):
+        raise ValueError(
+            f"skip_start and skip_end must be integers >= 0, got {skip_start} and {skip_end}"
+        )
+    if n - skip_start - skip_end < 2:
+        raise ValueError(
+            f"skip_start={skip_start} and skip_end={skip_end} leave fewer than 2 of the {n} points"
+        )
+    shown = slice(skip_start, n - skip_end)
+    lrs, loss, smoothed, valid = lrs[shown], loss[:, shown], smoothed[:, shown], valid[:, shown]
     ax = new_axes() if ax is None else ax
     for raw, ok in zip(loss, valid, strict=True):
         ax.plot(lrs[ok], raw[ok], color="0.6", alpha=0.35, linewidth=0.8)
@@ -310,13 +333,18 @@ def plot_range_test(
             at = int(np.argmin(ok))
             ax.plot(lrs[at], smoothed[k, max(at - 1, 0)], "x", color="C3", label=label)
             label = None
+    low_lr, high_lr = lrs[0], lrs[-1]
     for (name, lr), color in zip(
         (suggestions or {}).items(), itertools.cycle(["C1", "C2", "C4", "C5", "C6"]), strict=False
     ):
-        ax.axvline(lr, color=color, linestyle="--", linewidth=1.0, label=f"{name}: {lr:.2g}")
-    finite = smoothed[:, common]
+        if low_lr <= lr <= high_lr:
+            ax.axvline(lr, color=color, linestyle="--", linewidth=1.0, label=f"{name}: {lr:.2g}")
+        else:
+            ax.plot([], [], " ", label=f"{name}: {lr:.2g} (outside the swept range)")
+    before = smoothed[valid]  # y-limits from the part before divergence
+    finite = before[np.isfinite(before)]
     if finite.size:
-        low, high = np.nanmin(finite), np.nanmax(finite)
+        low, high = finite.min(), finite.max()
         ax.set_ylim(low - 0.05 * (high - low), high + 0.25 * (high - low))
     ax.set_xscale("log")
     _style(ax, log_y=False, xlabel="learning rate", ylabel="loss")

@@ -166,7 +166,9 @@ class Model(NamedTuple):
         (``nnx.BatchStat``) and ``{"other": ...}`` (every other variable); RNG streams are not
         kept but drawn afresh from the member's step key at every step (so dropout depends only
         on the member's seed and step). Training mode is ``nnx.view(..., deterministic=False,
-        use_running_average=False)``, evaluation mode the opposite.
+        use_running_average=False)``, evaluation mode the opposite. A module whose ``__call__``
+        takes ``rngs`` (the Flax MNIST tutorial's ``model(x, rngs=rngs)``) gets an
+        ``nnx.Rngs`` of the member's step key in training mode.
         """
         from flax import nnx
 
@@ -209,7 +211,12 @@ class Model(NamedTuple):
 
             return jax.tree.unflatten(treedef, [value(i, a) for i, a in enumerate(flat)])
 
-        if not jax.tree.leaves((rngs, stats, rest)):
+        takes_rngs = "rngs" in _parameters(type(module).__call__)
+
+        def call(live, x, key):
+            return live(x, rngs=nnx.Rngs(key)) if takes_rngs else live(x)
+
+        if not jax.tree.leaves((rngs, stats, rest)) and not takes_rngs:
 
             def apply(pure_params, x):
                 return nnx.merge(graphdef, fill(params, pure_params), rngs, stats, rest)(x)
@@ -233,7 +240,7 @@ class Model(NamedTuple):
 
         def apply_train(pure_params, pure_state, x, key):
             live = merged(train_graph, pure_params, pure_state, key)
-            out = live(x)
+            out = call(live, x, jax.random.fold_in(key, len(jax.tree.leaves(rngs))))
             _, _, _, new_stats, new_rest = nnx.split(live, *filters)
             return out, {
                 "batch_stats": nnx.to_pure_dict(new_stats),
@@ -241,7 +248,8 @@ class Model(NamedTuple):
             }
 
         def apply_eval(pure_params, pure_state, x):
-            return merged(eval_graph, pure_params, pure_state, jax.random.key(0))(x)
+            key = jax.random.key(0)
+            return call(merged(eval_graph, pure_params, pure_state, key), x, key)
 
         return _determined_by(factory, cls(init, apply_eval, init_state, apply_train))
 
@@ -255,6 +263,13 @@ def _determined_by(factory: Any, model: Model) -> Model:
             if fn is not None:
                 fn.__lrjax_fingerprint__ = ("Model.from_nnx", field, factory)
     return model
+
+
+def _parameters(fn: Any) -> Mapping[str, Any]:
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return {}
 
 
 def _linen_mode_kwargs(module: Any) -> tuple[dict, dict]:
@@ -305,7 +320,8 @@ def as_model(model: Any, sample_input: Any) -> Model:
 
 
 class Member(NamedTuple):
-    """What differs between members of a supervised sweep (stacked: a leading axis K).
+    """What differs between members of a supervised sweep (stacked: a leading axis K): only
+    what the user gave per member.
 
     Attributes:
       hparams: ``{name: value}`` the optimizer's hyperparameters (and anything
@@ -313,16 +329,15 @@ class Member(NamedTuple):
       seed: int32, initialization seed; dropout keys are ``step_key(seed, step)``.
       data_seed: int32, the member's data order (when members do not share one).
       batch_size: int32, the member's batch size (masked inside the largest batch).
-      ema_decay: float32, the member's EMA decay (when an EMA is tracked).
-      lr_scale: float32, a factor on the update (reduce-on-plateau), 1 by default.
+      trackers: ``{tracker name: {setting: value}}`` per-member settings of the trackers (an
+        EMA's decays), empty without any.
     """
 
     hparams: dict[str, Array]
     seed: Array
     data_seed: Array
     batch_size: Array
-    ema_decay: Array
-    lr_scale: Array
+    trackers: dict[str, dict[str, Array]] = {}  # noqa: RUF012 - never mutated
 
 
 class State(NamedTuple):
@@ -333,6 +348,18 @@ class State(NamedTuple):
     model_state: PyTree
     opt_state: PyTree
     step: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheduled:
+    """The controller's rule for a scheduled optimizer argument of :class:`Supervised`:
+    ``rule(member) = task.kwargs(member.hparams)[name]`` (a schedule of the step)."""
+
+    task: Supervised
+    name: str
+
+    def __call__(self, member: Member) -> Any:
+        return self.task.kwargs(member.hparams)[self.name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,10 +374,13 @@ class Supervised:
       optimizer_kwargs: ``fn(member.hparams) -> {kwarg: value}`` (values may be traced scalars
         or schedules built from them).
       masked: train member ``k`` on the first ``member.batch_size`` examples of each batch.
-      scaled: multiply each update by ``member.lr_scale`` (reduce-on-plateau).
 
     ``init(member)`` and ``step(state, batch, member)`` are ready for :func:`lrjax.vectorize`;
-    ``batch = (inputs, targets)``.
+    ``batch = (inputs, targets)``. Like a Flax ``TrainState`` step, the update reads every
+    hyperparameter from the optimizer state: a scheduled argument (a function of the step) is
+    set there before each step by the controller, so wrap the pair as
+    ``lrjax.control(task.step, task.init, task.controls(hparams))`` (:func:`lrjax.sweep.train`
+    does); alone, a schedule stays at its step-0 value.
     """
 
     model: Model
@@ -358,7 +388,6 @@ class Supervised:
     optimizer: Callable[..., optax.GradientTransformation]
     optimizer_kwargs: Callable[[Mapping[str, Array]], Mapping[str, Any]]
     masked: bool = False
-    scaled: bool = False
 
     def kwargs(self, hparams: Mapping[str, Array]) -> dict[str, Any]:
         """The optimizer's keyword arguments for one member. An integer given for an argument
@@ -371,8 +400,29 @@ class Supervised:
                 kwargs[name] = jnp.asarray(value, jnp.float32)
         return kwargs
 
+    def scheduled(self, hparams: Mapping[str, Any]) -> tuple[str, ...]:
+        """The arguments ``optimizer_kwargs`` gives as schedules (functions of the step) for a
+        member with these ``hparams`` (concrete or abstract)."""
+        found: list[str] = []
+
+        def probe(h):
+            found.extend(name for name, value in self.kwargs(h).items() if _is_schedule(value))
+            return jnp.zeros(())
+
+        jax.eval_shape(probe, hparams)
+        return tuple(sorted(found))
+
+    def controls(self, hparams: Mapping[str, Any]) -> dict[str, Scheduled]:
+        """The controller's rules: one :class:`Scheduled` per scheduled argument."""
+        return {name: Scheduled(self, name) for name in self.scheduled(hparams)}
+
     def transformation(self, hparams: Mapping[str, Array]) -> optax.GradientTransformation:
-        kwargs = self.kwargs(hparams)
+        """The injected optimizer; a scheduled argument enters as the number 0, a placeholder
+        the controller overwrites before every update."""
+        kwargs = {
+            name: jnp.zeros((), jnp.float32) if _is_schedule(value) else value
+            for name, value in self.kwargs(hparams).items()
+        }
         return optax.inject_hyperparams(self.optimizer, hyperparam_dtype=jnp.float32)(**kwargs)
 
     def init(self, member: Member) -> State:
@@ -407,10 +457,6 @@ class Supervised:
         with jax.numpy_dtype_promotion("standard"):  # see init
             tx = self.transformation(member.hparams)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        if self.scaled:
-            # Every optax optimizer applies its learning rate as the last factor of the update,
-            # so scaling the update scales the learning rate reduce-on-plateau lowered.
-            updates = jax.tree.map(lambda u: u * member.lr_scale.astype(u.dtype), updates)
         new_state = State(
             params=optax.apply_updates(state.params, updates),
             model_state=model_state,
@@ -420,11 +466,106 @@ class Supervised:
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         for name, value in opt_state.hyperparams.items():
             if jnp.issubdtype(value.dtype, jnp.floating) and value.shape == ():
-                value = value.astype(jnp.float32)
-                if name == "learning_rate" and self.scaled:
-                    value = value * member.lr_scale  # the LR the update actually used
-                metrics[f"opt_hparams/{name}"] = value
+                metrics[f"opt_hparams/{name}"] = value.astype(jnp.float32)  # as the update used it
         return new_state, metrics
+
+    def check(self, x: Any, y: Any) -> int | None:
+        """Checks the model and the loss on abstract values of a batch ``(x, y)``; returns the
+        number of classes ``C`` when the targets are class indices (integer targets ``[B]`` and
+        outputs ``[B, C]``, ``C >= 2``)."""
+        model, loss = self.model, self.loss
+        key = jax.random.key(0)
+        try:
+            params = jax.eval_shape(model.init, key)
+            state = jax.eval_shape(model.init_state, key) if model.stateful else {}
+        except Exception as e:
+            raise ValueError(f"model.init(key) failed: {type(e).__name__}: {e}") from e
+        try:
+            out = jax.eval_shape(model.train_outputs, params, state, x, key)[0]
+        except Exception as e:
+            raise ValueError(
+                f"model.apply failed on inputs of shape {x.shape} {x.dtype}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        try:
+            per_example = jax.eval_shape(loss, out, y)
+        except Exception as e:
+            raise ValueError(
+                f"loss does not fit the model: model outputs {out.shape} {out.dtype}, targets "
+                f"{y.shape} {y.dtype}; loss(outputs, targets) raised {type(e).__name__}: {e}"
+            ) from e
+        if getattr(per_example, "shape", None) != (y.shape[0],):
+            raise ValueError(
+                "loss must return one value per example, shape "
+                f"({y.shape[0]},), for model outputs {out.shape} and targets {y.shape}; got "
+                f"{getattr(per_example, 'shape', per_example)}"
+            )
+        classes = (
+            np.issubdtype(y.dtype, np.integer)
+            and jnp.issubdtype(out.dtype, jnp.floating)
+            and out.shape[:-1] == y.shape
+            and out.ndim == y.ndim + 1
+            and out.shape[-1] >= 2
+        )
+        return int(out.shape[-1]) if classes else None
+
+    def check_metrics(self, metrics: tuple, x: Any, y: Any) -> None:
+        """Each evaluation metric on the model's (abstract) outputs for the evaluation data."""
+        model = self.model
+        key = jax.random.key(0)
+        params = jax.eval_shape(model.init, key)
+        state = jax.eval_shape(model.init_state, key) if model.stateful else {}
+        out = jax.eval_shape(model.eval_outputs, params, state, x)
+        for name, fn in metrics:
+            try:
+                jax.eval_shape(fn, out, y)
+            except Exception as e:
+                raise ValueError(
+                    f"evaluation.metrics[{name!r}] does not fit the model: model outputs "
+                    f"{out.shape} {out.dtype}, targets {y.shape} {y.dtype}; it raised "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+
+    def check_optimizer(self, hparams: Mapping[str, np.ndarray], num_steps: int) -> None:
+        """Builds every member's optimizer eagerly, with concrete values, before compiling: catches
+        bad family indices, and arguments outside their domain
+        (:data:`lrjax._checks.OPTIMIZER_DOMAINS`); a schedule's values are checked at up to 257
+        steps spread from the first to the last (both included), for all members at once under
+        ``jax.vmap``. Runs without jit (``lax.switch`` picks its branch in Python), so checking
+        fresh closures compiles nothing."""
+        task = self
+        k = len(next(iter(hparams.values()))) if hparams else 1
+        probes = np.unique(
+            np.linspace(0, num_steps - 1, min(num_steps, 257)).round().astype(np.int32)
+        )
+        scheduled = set()
+        with jax.disable_jit():
+            for i in range(k):
+                member = {name: jnp.asarray(a[i]) for name, a in hparams.items()}
+                kwargs = task.optimizer_kwargs(member)
+                if not isinstance(kwargs, Mapping):
+                    raise ValueError(
+                        "optimizer_kwargs must return a mapping of keyword arguments, got "
+                        f"{kwargs!r}"
+                    )
+                kwargs = task.kwargs(member)
+                try:
+                    optax.inject_hyperparams(task.optimizer, hyperparam_dtype=jnp.float32)(**kwargs)
+                except TypeError as e:
+                    raise ValueError(f"optimizer does not accept optimizer_kwargs: {e}") from e
+                # A factory that knows its own arguments' domains (lrjax.param_groups) checks them.
+                check_arguments = getattr(task.optimizer, "check_arguments", None)
+                if check_arguments is not None:
+                    check_arguments(f"member {i}'s ", kwargs)
+                for name, value in kwargs.items():
+                    if isinstance(value, optax.schedules.StatefulSchedule):
+                        continue  # its values depend on a state only the update sees
+                    if name in _checks.OPTIMIZER_DOMAINS and callable(value):
+                        scheduled.add(name)
+                    else:
+                        _checks.check_optimizer_argument(f"member {i}'s {name}", name, value)
+            if scheduled:
+                _check_schedules(task, hparams, sorted(scheduled), probes, num_steps)
 
     def evaluate(
         self, state: State, data: tuple[Array, Array], metrics: Sequence[tuple[str, Callable]]
@@ -433,6 +574,40 @@ class Supervised:
         x, y = data
         outputs = self.model.eval_outputs(state.params, state.model_state, x)
         return {name: jnp.mean(fn(outputs, y).astype(jnp.float32)) for name, fn in metrics}
+
+
+def _check_schedules(task, hparams, names, probes, num_steps) -> None:
+    """Every member's schedules at the probe steps, in one vmapped (eager) evaluation."""
+
+    def values(member):
+        kwargs = task.kwargs(member)
+        return {name: jax.vmap(kwargs[name])(jnp.asarray(probes)) for name in names}
+
+    try:
+        probed = jax.vmap(values)({name: jnp.asarray(a) for name, a in hparams.items()})
+    except Exception as e:  # the user's schedule; say whose, then re-raise
+        raise ValueError(
+            f"the {', '.join(names)} schedules failed on steps 0..{num_steps - 1} under "
+            f"jax.vmap: {type(e).__name__}: {e}"
+        ) from e
+    for name in names:
+        got = np.asarray(probed[name])
+        if got.shape[1:] != probes.shape:
+            raise ValueError(
+                f"the {name} schedule must return a scalar per step, got shape {got.shape[2:]}"
+            )
+        bad = np.argwhere(~_checks.in_optimizer_domain(name, got))
+        if bad.size:
+            i, j = bad[0]
+            _checks.check_optimizer_argument(
+                f"member {i}'s {name} schedule at step {probes[j]}", name, got[i, j]
+            )
+
+
+def _is_schedule(value: Any) -> bool:
+    """A plain schedule (a function of the step); optax's stateful schedules stay with
+    ``inject_hyperparams``, which keeps their state."""
+    return callable(value) and not isinstance(value, optax.schedules.StatefulSchedule)
 
 
 def _is_integer(value: Any) -> bool:

@@ -6,9 +6,17 @@ A tracker is a small ``(init, update)`` pair, like an optax transformation:
 every step with the parameters that step produced. :func:`track` wraps a step with any number
 of them; everything runs inside the compiled loop, per member under ``vmap``.
 
-* :class:`Snapshots` — the parameters after given update counts (snapshot ensembles).
-* :class:`SWA` — the equal average of sampled iterates (:func:`lrjax.swa_update`).
-* :class:`EMA` — an exponential moving average (:func:`lrjax.ema_update`), decay per member.
+* :class:`Snapshots` — the parameters after given update counts (snapshot ensembles); its
+  state is the followed tree with a leading axis ``[M, ...]``.
+* :class:`SWA` — the equal average of sampled iterates (:func:`lrjax.swa_update`); its state is
+  an :class:`lrjax.SWAState` ``(mean, count)``.
+* :class:`EMA` — an exponential moving average (:func:`lrjax.ema_update`), decay per member;
+  its state is the average, shaped like the followed tree.
+
+What they follow is :func:`variables_of` the user's state by default: the parameters and,
+where the state has them, the batch statistics (a snapshot keeps its moment's statistics, an
+EMA averages them as timm's ``ModelEmaV2`` does, an SWA average needs them recomputed:
+:func:`lrjax.recompute_batch_stats`).
 
 Examples:
   >>> import jax.numpy as jnp
@@ -35,9 +43,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrjax import _checks, averaging
+from lrjax import _checks, averaging, engine
 
-__all__ = ["EMA", "SWA", "Snapshots", "Tracked", "Tracker", "params_of", "track"]
+__all__ = [
+    "EMA",
+    "SWA",
+    "Snapshots",
+    "Tracked",
+    "Tracker",
+    "params_of",
+    "track",
+    "variables_of",
+]
 
 PyTree = Any
 
@@ -50,6 +67,10 @@ class Tracker:
 
     def update(self, state: PyTree, params: PyTree, num_updates: jax.Array, member: PyTree):
         raise NotImplementedError
+
+    def check(self, name: str, num_steps: int) -> None:
+        """Refuses settings that a run of ``num_steps`` updates cannot honour (``name`` says
+        which tracker in the message)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +88,13 @@ class Snapshots(Tracker):
         if not steps:
             raise ValueError("snapshot steps must hold at least one update count, got none")
         object.__setattr__(self, "steps", steps)
+
+    def check(self, name, num_steps):
+        if max(self.steps) > num_steps:
+            raise ValueError(
+                f"{name} snapshot steps must be <= num_steps={num_steps} (a later one is never "
+                f"taken), got {list(self.steps)}"
+            )
 
     def init(self, params, member):
         del member
@@ -102,6 +130,13 @@ class SWA(Tracker):
         _checks.check_int("swa start", self.start, 0)
         _checks.check_int("swa every", self.every, 1)
 
+    def check(self, name, num_steps):
+        if self.start > num_steps:
+            raise ValueError(
+                f"{name}.start must be <= num_steps={num_steps} (the average would hold "
+                f"nothing), got {self.start}"
+            )
+
     def init(self, params, member):
         del member
         return averaging.swa_init(params)
@@ -118,8 +153,8 @@ class EMA(Tracker):
     Attributes:
       decay: :math:`\\beta \\in [0, 1]`, a number shared by all members, or a function
         ``decay(member) -> beta`` reading each member's own (traced) decay. A sequence of
-        per-member decays is stored as a tuple for :func:`lrjax.sweep.train`, which moves it
-        into the members' settings.
+        per-member decays is stored as a tuple for :func:`lrjax.sweep.train`, which gives each
+        member its own as the tracker's per-member setting (``member.trackers[name]["decay"]``).
     """
 
     decay: float | tuple[float, ...] | Callable[[PyTree], Any]
@@ -170,12 +205,45 @@ def params_of(state: PyTree) -> PyTree:
     return state
 
 
+def variables_of(state: PyTree) -> PyTree:
+    """What trackers follow by default: the parameters, with the batch statistics when the
+    state has them, in linen's layout ``{"params": ..., "batch_stats": ...}`` (``apply`` takes
+    it as ``variables``).
+
+    Read from the user's state inside any lrjax wrappers: a Flax ``TrainState`` with a
+    ``batch_stats`` field, a dict with ``"params"`` and ``"batch_stats"``, lrjax's supervised
+    state (its ``model_state`` collections); a state without statistics gives
+    :func:`params_of`.
+
+    Examples:
+      >>> variables_of({"params": 1.0, "batch_stats": 2.0, "opt_state": 3.0})
+      {'params': 1.0, 'batch_stats': 2.0}
+      >>> variables_of({"params": 1.0, "opt_state": 3.0})
+      1.0
+    """
+    state = engine.unwrap(state)
+    model_state = getattr(state, "model_state", None)  # lrjax.supervised.State
+    if isinstance(model_state, Mapping) and hasattr(state, "params"):
+        return (
+            {"params": state.params, **model_state}
+            if jax.tree.leaves(model_state)
+            else (state.params)
+        )
+    if isinstance(state, Mapping):
+        stats = state.get("batch_stats") if "params" in state else None
+    else:
+        stats = getattr(state, "batch_stats", None) if hasattr(state, "params") else None
+    if stats is None:
+        return params_of(state)
+    return {"params": params_of(state), "batch_stats": stats}
+
+
 def track(
     step: Callable,
     init: Callable | None,
     trackers: Mapping[str, Tracker],
     *,
-    select: Callable[[PyTree], PyTree] = params_of,
+    select: Callable[[PyTree], PyTree] = variables_of,
 ) -> tuple[Callable, Callable | None]:
     """Wraps ``(step, init)`` so each tracker follows ``select(state)`` after every step.
 
@@ -183,7 +251,8 @@ def track(
       step: ``step(state, batch, member) -> (state, metrics)``.
       init: ``init(member) -> state`` or None.
       trackers: ``{name: tracker}``, e.g. ``{"swa": SWA(100), "ema": EMA(0.999)}``.
-      select: what the trackers follow (default :func:`params_of`).
+      select: what the trackers follow, a function of the user's state (inside the wrappers
+        of other layers); default :func:`variables_of`, the parameters and batch statistics.
 
     Returns:
       ``(tracked_step, tracked_init)`` over :class:`Tracked` states. Put
@@ -202,7 +271,7 @@ def track(
     def tracked_step(state: Tracked, batch: PyTree, member: PyTree):
         new_state, metrics = step(state.state, batch, member)
         n = state.step + 1
-        followed = select(new_state)
+        followed = select(engine.unwrap(new_state))
         updated = {
             name: tracker.update(state.trackers[name], followed, n, member)
             for name, tracker in trackers.items()
@@ -211,7 +280,7 @@ def track(
 
     def tracked_init(member: PyTree) -> Tracked:
         state = init(member)
-        followed = select(state)
+        followed = select(engine.unwrap(state))
         return Tracked(
             state,
             {name: tracker.init(followed, member) for name, tracker in trackers.items()},

@@ -16,7 +16,7 @@ import pytest
 
 import lrjax
 from lrjax import engine, hooks
-from tests.sweep_test import run_python
+from tests.helpers import run_python
 
 N, D, B, CHUNK = 64, 4, 8, 3
 K = 8
@@ -89,7 +89,11 @@ def make_data(seed, n=N):
 
 
 DATA, EVAL = make_data(0), make_data(1, 32)
-PROGRAM = lrjax.vectorize(*lrjax.freeze_on_divergence(step, init))
+# The controller sets both explored names: the learning rate in the optimizer state (from the
+# value init put there) and the weight decay among the member settings.
+PROGRAM = lrjax.vectorize(
+    *lrjax.freeze_on_divergence(*lrjax.control(step, init, ["learning_rate", "wd"]))
+)
 MEMBERS = {
     "lr": np.geomspace(0.01, 1.0, K).astype(np.float32),
     "seed": np.arange(K, dtype=np.int32),
@@ -150,24 +154,29 @@ def test_exploit_copies_exactly_the_chosen_members_state(spied):
         assert set(np.flatnonzero(replaced)) >= set(order[-2:].tolist())
         expected = jax.tree.map(lambda a, s=source: np.take(a, s, axis=0), before[e])
         got = after[e]
-        lr_expected = expected.state["opt_state"].hyperparams["learning_rate"]
-        lr_got = got.state["opt_state"].hyperparams["learning_rate"]
-        # The explored LR: the donor's, perturbed, only where a member was replaced.
-        np.testing.assert_array_equal(lr_got[~replaced], lr_expected[~replaced])
-        np.testing.assert_array_equal(lr_got, pbt.values["learning_rate"][:, e + 1])
-        assert (lr_got[replaced] != lr_expected[replaced]).any()
-        # Everything else (params, batch stats, momentum, step, guard) is the NumPy gather.
-        expected.state["opt_state"].hyperparams["learning_rate"] = lr_got
+        # The explored values: the donor's, perturbed, written as the controller's override
+        # only where a member was replaced (the others keep their knobs).
+        for name in ("learning_rate", "wd"):
+            knob, donor = got.state.knobs[name], expected.state.knobs[name]
+            effective = np.where(knob.overridden, knob.override, knob.value)
+            np.testing.assert_array_equal(effective, pbt.values[name][:, e + 1])
+            np.testing.assert_array_equal(knob.overridden[replaced], True)
+            assert (effective[replaced] != donor.value[replaced]).any()
+            for field in knob._fields:
+                np.testing.assert_array_equal(
+                    getattr(knob, field)[~replaced], getattr(donor, field)[~replaced]
+                )
+        # Everything else (params, batch stats, optimizer state, step, guard) is the gather.
+        expected = expected._replace(state=expected.state._replace(knobs=got.state.knobs))
         assert_same(got, expected)
-        assert np.abs(got.state["batch_stats"]["BatchNorm_0"]["mean"]).sum() > 0
-    # The member settings PBT explores follow the donor too; the others stay.
-    np.testing.assert_array_equal(out.members["wd"], pbt.values["wd"][:, -1])
-    np.testing.assert_array_equal(out.members["lr"], MEMBERS["lr"])  # read by init only
-    np.testing.assert_array_equal(out.members["seed"], MEMBERS["seed"])
-    # The LR each update used (read from the optimizer state) is the recorded one.
+        assert np.abs(got.state.state["batch_stats"]["BatchNorm_0"]["mean"]).sum() > 0
+    # The members' settings stay what the user gave: the explored values live in the knobs.
+    for name, value in MEMBERS.items():
+        np.testing.assert_array_equal(out.members[name], value)
+    # The values each update used (the optimizer state's LR, the member's wd) are the recorded.
     for k in range(K):
-        segments = np.repeat(pbt.values["learning_rate"][k], CHUNK)
-        np.testing.assert_array_equal(out.metrics["lr"][k], segments)
+        for name, used in (("learning_rate", out.metrics["lr"]), ("wd", out.metrics["hparams/wd"])):
+            np.testing.assert_array_equal(used[k], np.repeat(pbt.values[name][k], CHUNK))
 
 
 def test_schedule_follows_the_lineage(spied):
@@ -183,19 +192,86 @@ def test_schedule_follows_the_lineage(spied):
         np.testing.assert_array_equal(pbt.schedule("learning_rate", k, 4 * CHUNK), expected)
 
 
+def explore(r, value, rng, resample_probability):
+    return lrjax.pbt._explore(r, value, rng, resample_probability, (0.8, 1.2))
+
+
 def test_explore_stays_in_bounds_and_perturbs_by_the_factors():
     pbt = lrjax.PBT({"lr": lrjax.Range(0.01, 1.0), "m": lrjax.Range(0.5, 0.99, log=False)},
                     metric="accuracy", ready=1, resample_probability=0.3)  # fmt: skip
     rng = np.random.default_rng(0)
-    for name, r in pbt.space.items():
-        values = np.array([pbt._explore(name, v, rng) for v in rng.uniform(0.0, 2.0, 2000)])
+    for r in pbt.space.values():
+        values = np.array([explore(r, v, rng, 0.3) for v in rng.uniform(0.0, 2.0, 2000)])
         assert values.dtype == np.float32
         assert (values >= np.float32(r.low)).all() and (values <= np.float32(r.high)).all()
         assert np.isclose(values, r.low).any() and np.isclose(values, r.high).any()
     # Without resampling, inside the bounds, a value is multiplied by 0.8 or 1.2.
     pbt = lrjax.PBT({"lr": (1e-3, 10.0)}, metric="accuracy", ready=1, resample_probability=0.0)
-    got = {float(pbt._explore("lr", 0.5, rng)) for _ in range(50)}
+    got = {float(explore(pbt.space["lr"], 0.5, rng, 0.0)) for _ in range(50)}
     assert got == {float(np.float32(0.4)), float(np.float32(0.6))}
+
+
+def reference_exploit_explore(scores, diverged, values, space, step, seed, mode, fraction, p,
+                              factors, population):  # fmt: skip
+    """PBT's decision restated with Python lists: rank each population by (score, position),
+    the bottom n and the diverged copy a random live member of the top n, then explore."""
+    rng = np.random.default_rng([seed, step])
+    k = len(scores)
+    source, new = list(range(k)), {n: [np.float32(v) for v in values[n]] for n in values}
+    sign = 1.0 if mode == "max" else -1.0
+    for label in sorted({int(q) for q in population if q >= 0}):
+        members = [i for i in range(k) if population[i] == label]
+        if len(members) < 2:
+            continue
+        n = max(1, int(fraction * len(members)))
+        ranked = sorted(members, key=lambda i: (-(-np.inf if diverged[i] else sign * scores[i]), i))
+        top = [i for i in ranked[:n] if not diverged[i]]
+        if not top:
+            continue
+        losers = sorted(set(ranked[-n:]) | {i for i in members if diverged[i]} - set(top))
+        for i in losers:
+            donor = top[rng.integers(len(top))]
+            source[i] = donor
+            for name in sorted(space):
+                low, high, log = space[name].low, space[name].high, space[name].log
+                if rng.uniform() < p:
+                    v = np.exp(rng.uniform(np.log(low), np.log(high))) if log else rng.uniform(
+                        low, high)  # fmt: skip
+                else:
+                    v = float(values[name][donor]) * factors[rng.integers(len(factors))]
+                new[name][i] = np.float32(min(max(v, low), high))
+    return np.array(source), {n: np.array(v, np.float32) for n, v in new.items()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exploit_explore_equals_a_numpy_reference(seed):
+    rng = np.random.default_rng(100 + seed)
+    k = int(rng.integers(4, 17))
+    scores = rng.choice([0.1, 0.5, 0.9], size=k) if seed % 2 else rng.normal(size=k)
+    diverged = rng.uniform(size=k) < 0.2
+    space = {"lr": lrjax.Range(1e-3, 1.0), "m": lrjax.Range(0.5, 0.99, log=False)}
+    values = {
+        "lr": np.float32(rng.uniform(1e-3, 1.0, k)),
+        "m": np.float32(rng.uniform(0.5, 0.99, k)),
+    }
+    population = rng.integers(-1, 3, size=k) if seed > 2 else np.zeros(k, np.int64)
+    kwargs = dict(step=7 * seed, seed=seed, mode=["max", "min"][seed % 2], fraction=0.25,
+                  resample_probability=0.3, factors=(0.8, 1.2))  # fmt: skip
+    source, new = lrjax.pbt.exploit_explore(
+        scores, diverged, values, space=space, population=population, **kwargs
+    )
+    want_source, want_new = reference_exploit_explore(
+        scores, diverged, values, space, kwargs["step"], kwargs["seed"], kwargs["mode"],
+        kwargs["fraction"], kwargs["resample_probability"], kwargs["factors"], population,
+    )  # fmt: skip
+    np.testing.assert_array_equal(source, want_source)
+    for name in space:
+        np.testing.assert_array_equal(new[name], want_new[name])
+    # A pure function: the same inputs, the same decision; the inputs are not modified.
+    again = lrjax.pbt.exploit_explore(
+        scores, diverged, values, space=space, population=population, **kwargs
+    )
+    np.testing.assert_array_equal(again[0], source)
 
 
 def test_a_diverged_member_is_always_replaced():
@@ -308,7 +384,7 @@ def test_bad_arguments_are_named(kwargs, message):
 
 
 def test_unknown_hyperparameters_and_groups_are_refused():
-    with pytest.raises(ValueError, match=r"space\['eps'\] is neither a numeric"):
+    with pytest.raises(ValueError, match=r"space\['eps'\] is not a hyperparameter the step's"):
         run(lrjax.PBT({"eps": (1e-5, 1e-2)}, metric="accuracy", ready=CHUNK), num_steps=CHUNK)
     with pytest.raises(ValueError, match="train them in one"):
         run(make_pbt(), num_steps=CHUNK, group_size=4)
@@ -327,7 +403,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     pbt = t.make_pbt(fraction=0.25)
     fitted = lrjax.fit(t.PROGRAM, t.MEMBERS, t.DATA, num_steps=4 * t.CHUNK, chunk_steps=t.CHUNK,
                        batch_size=t.B, hooks=[hooks.Evaluate(t.evaluate, t.EVAL), pbt])
-    kernel = fitted.loop.groups[0].state.state["params"]["Dense_0"]["kernel"]
+    kernel = lrjax.unwrap(fitted.loop.groups[0].state)["params"]["Dense_0"]["kernel"]
     assert len(kernel.sharding.device_set) == 2, kernel.sharding
     leaves = {str(i): np.asarray(a) for i, a in enumerate(jax.tree.leaves(fitted.state))}
     np.savez(sys.argv[1], parents=pbt.parents, loss=fitted.metrics["loss"], **leaves)

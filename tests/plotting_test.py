@@ -92,7 +92,7 @@ def test_plot_range_test_draws_log_x_with_suggestions_and_divergence(tmp_path):
     lrs = np.logspace(-4, 0, 50)
     smoothed = np.stack([(np.log10(lrs) + 2) ** 2, (np.log10(lrs) + 2.2) ** 2])
     valid = np.ones_like(smoothed, dtype=bool)
-    valid[1, 45:] = False
+    valid[1, 40:] = False
     ax = plotting.plot_range_test(
         lrs, smoothed + 0.1, smoothed, valid, suggestions={"minimum": 1e-3, "valley": 3e-3}
     )
@@ -102,6 +102,28 @@ def test_plot_range_test_draws_log_x_with_suggestions_and_divergence(tmp_path):
     assert any(label.startswith("minimum: 0.001") for label in labels)
     path = plotting.save(ax, tmp_path / "range_test.png")
     assert os.path.getsize(path) > 1000
+
+
+def test_plot_range_test_follows_fastai_skips_limits_and_suggestions():
+    lrs = np.logspace(-4, 1, 50)
+    smoothed = np.stack([(np.log10(lrs) + 2) ** 2 + 1.0] * 2)
+    valid = np.ones_like(smoothed, dtype=bool)
+    valid[:, 40:] = False
+    smoothed[:, 40:] = 1e6  # the blow-up after divergence
+    ax = plotting.plot_range_test(
+        lrs, smoothed, smoothed, valid, skip_start=3, skip_end=4,
+        suggestions={"valley": 1e-2, "minimum": 1e-6},
+    )  # fmt: skip
+    mean_line = ax.lines[2]  # the two raw runs, then the smoothed mean
+    np.testing.assert_allclose(mean_line.get_xdata(), lrs[3:40])  # skipped, and valid only
+    # y-limits from the part before divergence: the blow-up does not flatten the curve
+    assert ax.get_ylim()[1] < 100
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(label.startswith("valley: 0.01") for label in labels)
+    assert "minimum: 1e-06 (outside the swept range)" in labels
+    assert sum(line.get_linestyle() == "--" for line in ax.lines) == 1  # only valley is drawn
+    with pytest.raises(ValueError, match="leave fewer than 2 of the 50 points"):
+        plotting.plot_range_test(lrs, smoothed, smoothed, valid, skip_start=30, skip_end=20)
 
 
 def test_plot_range_test_rejects_mismatched_shapes():

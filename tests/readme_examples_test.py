@@ -143,3 +143,39 @@ def test_sweep_example_trains_every_member():
         options=sweep.Options(vectorize=False, progress=False),
     )
     np.testing.assert_allclose(alone.loss[0], result.loss[best], rtol=1e-5, atol=1e-6)
+
+
+# README: one hyperparameter controller on a TrainState step, and the range test of that step.
+def readme_controller(num_steps=200):
+    from flax import linen as nn
+    from flax.training import train_state
+
+    model = nn.Dense(10)
+    tx = optax.inject_hyperparams(optax.sgd, hyperparam_dtype=jnp.float32)(learning_rate=0.0)
+
+    def init(member):  # a Flax TrainState, as you build it for one model
+        params = model.init(jax.random.key(member["seed"]), x_train[:1])["params"]
+        return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    def step(state, batch, member):  # your train step; the controller has set its learning rate
+        def loss_fn(params):
+            logits = state.apply_fn({"params": params}, batch[0])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads=grads), {"loss": loss}
+
+    rules = {"learning_rate": lambda m: lrjax.warmup_cosine_decay(m["peak"], 10, 200)}
+    members = {"peak": np.geomspace(1e-3, 1, 8, dtype=np.float32), "seed": np.zeros(8, np.int32)}
+    result = lrjax.fit(lrjax.vectorize(*lrjax.control(step, init, rules)), members,
+                       (x_train, y_train), batch_size=32, num_steps=num_steps)  # fmt: skip
+    found = lrjax.range_test(step, init, (x_train, y_train), seeds=(0, 1, 2), batch_size=32)
+    return result, found
+
+
+def test_controller_example_schedules_each_peak_and_range_tests_the_same_step():
+    result, found = readme_controller(num_steps=20)
+    lr = result.metrics["hparams/learning_rate"]
+    peaks = np.geomspace(1e-3, 1, 8, dtype=np.float32)
+    np.testing.assert_allclose(lr[:, 10], peaks, rtol=1e-6)  # the end of the warmup: the peak
+    assert found.loss.shape == (3, 100)

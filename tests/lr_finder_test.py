@@ -1,14 +1,19 @@
 """The LR range test: divergence on a known quadratic, suggestions, smoothing, vectorization."""
 
 import functools
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import linen, nnx
+from flax.training import train_state
 
-from lrjax import range_test as rt
-from lrjax import sweep
+import lrjax
+from lrjax import flax_steps, sweep
+from lrjax import lr_finder as rt
 from lrjax.sweep import Model
 
 CURVATURE = 10.0  # SGD on this quadratic diverges exactly for lr > 2 / CURVATURE
@@ -34,7 +39,7 @@ def quadratic_problem(num=256, dim=4, seed=0):
 def quadratic_result(seeds=(0, 1, 2), **kwargs):
     model, loss, data = quadratic_problem()
     settings = dict(start_lr=1e-4, end_lr=10.0, num_steps=400, batch_size=32)
-    return rt.range_test(model, loss, data, seeds=seeds, **{**settings, **kwargs})
+    return rt.model_range_test(model, loss, data, seeds=seeds, **{**settings, **kwargs})
 
 
 def test_divergence_detected_within_factor_two_above_two_over_curvature():
@@ -81,11 +86,11 @@ def test_vectorized_over_seeds_equals_separate_runs():
 def test_optimizer_hyperparameters_vectorize_per_run():
     model, loss, data = quadratic_problem()
     common = dict(start_lr=1e-4, end_lr=1.0, num_steps=50, batch_size=32)
-    both = rt.range_test(
+    both = rt.model_range_test(
         model, loss, data, optimizer=optax.sgd, seeds=(0, 0),
         optimizer_hparams={"momentum": [0.0, 0.9]}, **common,
     )  # fmt: skip
-    plain = rt.range_test(model, loss, data, optimizer=optax.sgd, seeds=(0,), **common)
+    plain = rt.model_range_test(model, loss, data, optimizer=optax.sgd, seeds=(0,), **common)
     np.testing.assert_allclose(both.loss[0], plain.loss[0], rtol=1e-6)
     assert not np.allclose(both.loss[1], plain.loss[0])
 
@@ -93,7 +98,7 @@ def test_optimizer_hyperparameters_vectorize_per_run():
 def test_validation_mode_records_held_out_loss_after_each_update():
     model, loss, (x, y) = quadratic_problem()
     held_out = (x[:8], y[:8] + 0.5)
-    result = rt.range_test(
+    result = rt.model_range_test(
         model, loss, (x, y), start_lr=1e-3, end_lr=1e-2, num_steps=3, batch_size=256,
         validation_data=held_out,
     )  # fmt: skip
@@ -182,7 +187,7 @@ def test_robust_ignores_a_lucky_seed_near_the_cliff():
 def test_bad_arguments(kwargs, match):
     model, loss, data = quadratic_problem()
     with pytest.raises(ValueError, match=match):
-        rt.range_test(model, loss, data, **kwargs)
+        rt.model_range_test(model, loss, data, **kwargs)
 
 
 def test_suggestion_inputs_are_checked():
@@ -223,3 +228,144 @@ def test_parallel_range_test_bad_arguments():
         rt.parallel_range_test(model, loss, data, data, num_lrs=1)
     with pytest.raises(ValueError, match="start_lr < end_lr"):
         rt.parallel_range_test(model, loss, data, data, start_lr=1.0, end_lr=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# The range test on the user's own step
+
+
+class BNNet(linen.Module):
+    @linen.compact
+    def __call__(self, x, train: bool = False):
+        x = linen.BatchNorm(use_running_average=not train, momentum=0.9)(linen.Dense(8)(x))
+        return linen.Dense(3)(jnp.tanh(x))
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any
+
+
+def classification(num=128, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(num, 4)).astype(np.float32)
+    return x, ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32))
+
+
+XENT = optax.softmax_cross_entropy_with_integer_labels
+SGD = optax.inject_hyperparams(optax.sgd, hyperparam_dtype=jnp.float32)(learning_rate=0.0)
+
+
+def bn_init(member):
+    x, _ = classification()
+    variables = BNNet().init(jax.random.key(member["seed"]), x[:1])
+    return TrainState.create(apply_fn=BNNet().apply, params=variables["params"], tx=SGD,
+                             batch_stats=variables["batch_stats"])  # fmt: skip
+
+
+def bn_step(state, batch, member):
+    """A Flax TrainState step with batch statistics, as the user writes it."""
+    del member
+    x, y = batch
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
+                                         x, train=True, mutable=["batch_stats"])  # fmt: skip
+        return XENT(logits, y).mean(), updates["batch_stats"]
+
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return state.apply_gradients(grads=grads, batch_stats=stats), {"loss": loss}
+
+
+RAMP = dict(start_lr=1e-3, end_lr=1e4, num_steps=40, batch_size=16)
+
+
+def test_range_test_on_a_train_state_step_equals_the_model_form():
+    data = classification()
+    users = lrjax.range_test(bn_step, bn_init, data, seeds=(0, 1), **RAMP)
+    model_form = rt.model_range_test(BNNet(), XENT, data, seeds=(0, 1), **RAMP)
+    np.testing.assert_allclose(users.learning_rates, model_form.learning_rates, rtol=1e-6)
+    np.testing.assert_allclose(users.loss, model_form.loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(users.diverged_at, model_form.diverged_at)
+    np.testing.assert_array_equal(users.seeds, [0, 1])
+    assert users.diverged_at.max() < RAMP["num_steps"]  # the ramp reached divergence
+    np.testing.assert_allclose(users.learning_rates[[0, -1]], [1e-3, 1e4], rtol=1e-5)
+
+
+def test_the_users_state_is_untouched_and_every_run_starts_from_it():
+    data = classification()
+    state = bn_init({"seed": 3})
+    before = jax.tree.map(np.array, state)
+    found = lrjax.range_test(bn_step, state, data, seeds=(0, 1), **RAMP)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(before), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)  # not donated, not changed
+    # Every run started from the given state; the seeds only order the batches.
+    again = lrjax.range_test(bn_step, bn_init, data, members={"seed": np.int32([3, 3])},
+                             data_seeds=(0, 1), **RAMP)  # fmt: skip
+    np.testing.assert_allclose(found.loss, again.loss, rtol=1e-6, atol=1e-7)
+
+
+def test_range_test_on_an_nnx_step_and_an_equinox_style_pure_step():
+    data = classification()
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden, self.out = nnx.Linear(4, 8, rngs=rngs), nnx.Linear(8, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(jnp.tanh(self.hidden(x)))
+
+    def make(member):
+        model = Net(nnx.Rngs(jax.random.key(member["seed"])))
+        return model, nnx.Optimizer(model, SGD, wrt=nnx.Param)
+
+    def nnx_train_step(model, optimizer, batch):
+        x, y = batch
+        loss, grads = nnx.value_and_grad(lambda m: XENT(m(x), y).mean())(model)
+        optimizer.update(model, grads)
+        return loss
+
+    members = {"seed": np.int32([0, 1])}
+    step, init = flax_steps.nnx_step(make, nnx_train_step, members)
+    nnx_found = lrjax.range_test(step, init, data, members=members, **RAMP)
+
+    class Linear(NamedTuple):  # an Equinox-style model: a pytree of arrays that is callable
+        w: jax.Array
+        b: jax.Array
+
+        def __call__(self, x):
+            return x @ self.w + self.b[None, :]
+
+    def pure_init(member):
+        w = jax.random.normal(jax.random.key(member["seed"]), (4, 3)) * 0.5
+        model = Linear(w, jnp.zeros(3))
+        return model, SGD.init(model)
+
+    def pure_step(state, batch, member):
+        model, opt_state = state
+        x, y = batch
+        loss, grads = jax.value_and_grad(lambda m: XENT(m(x), y).mean())(model)
+        updates, opt_state = SGD.update(grads, opt_state)
+        return (optax.apply_updates(model, updates), opt_state), {"loss": loss}
+
+    pure_found = lrjax.range_test(pure_step, pure_init, data, seeds=(0, 1), **RAMP)
+    for found in (nnx_found, pure_found):
+        assert found.loss.shape == (2, RAMP["num_steps"])
+        np.testing.assert_allclose(found.learning_rates, users_ramp(), rtol=1e-6)
+        assert np.isfinite(found.loss[:, :10]).all()
+
+
+def users_ramp():
+    n = RAMP["num_steps"]
+    return np.float32(
+        RAMP["start_lr"] * (RAMP["end_lr"] / RAMP["start_lr"]) ** (np.arange(n) / (n - 1))
+    )
+
+
+def test_a_step_without_an_injected_learning_rate_is_refused_with_the_fix():
+    def plain_init(member):
+        return bn_init(member).replace(tx=optax.sgd(0.1), opt_state=optax.sgd(0.1).init(
+            bn_init(member).params))  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"optax.inject_hyperparams\(optax.sgd, "
+                                         r"hyperparam_dtype=jnp.float32\)"):  # fmt: skip
+        lrjax.range_test(bn_step, plain_init, classification(), **RAMP)

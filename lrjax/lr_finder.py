@@ -1,11 +1,14 @@
-"""The learning-rate range test (LR finder), functional and vectorized over seeds.
+"""The learning-rate range test (LR finder) on your own step, functional and vectorized.
 
 The classic test (Smith 2017) raises the learning rate every step, exponentially or linearly,
-from ``start_lr`` to ``end_lr`` and records the loss. Here the whole test is one
-``jax.lax.scan`` inside one ``jax.jit`` program, and ``jax.vmap`` runs it for several seeds
-(or optimizer settings) at once, so the curve comes with a spread. Nothing is mutated: the
-test starts from freshly initialised parameters and returns arrays, so there is no model to
-"restore" afterwards, unlike the stateful LR finders of fastai or PyTorch Lightning.
+from ``start_lr`` to ``end_lr`` and records the loss. :func:`range_test` (``lrjax.range_test``)
+runs it on the training step you already have, as fastai's ``lr_find`` and Lightning's tuner
+take your training loop: the ramp is written into your optimizer's injected learning rate by the
+controller (:func:`lrjax.control`), the whole test is one ``jax.lax.scan`` inside one
+``jax.jit`` program, and ``jax.vmap`` runs it for several seeds (or settings) at once, so the
+curve comes with a spread. Nothing is mutated: each run starts from ``init`` and the test
+returns arrays, so there is no model to "restore" afterwards. :func:`model_range_test` is the
+convenience for a model and a per-example loss.
 
 The parallel test (:func:`parallel_range_test`) trains K fixed learning rates on a log grid
 for a short budget with :func:`lrjax.sweep.train` and reads the loss after the budget.
@@ -25,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrjax import _checks, engine, feeds, loop, schedules, supervised, sweep
+from lrjax import _checks, controller, engine, feeds, loop, schedules, supervised, sweep
+from lrjax._fingerprint import cache as _cache_by_fingerprint
 
 __all__ = [
     "ParallelRangeTestResult",
@@ -252,17 +256,41 @@ def _lr_ramp(start_lr: float, end_lr: float, num_steps: int, mode: str) -> optax
 
 
 @dataclasses.dataclass(frozen=True)
-class _RampKwargs:
-    """``optimizer_kwargs`` of the classic test: the LR ramp plus each run's own settings."""
+class Ramp:
+    """The controller's rule of the classic test: every run's learning rate follows the same
+    ramp from ``start_lr`` to ``end_lr`` over ``num_steps`` (a frozen dataclass, so equal ramps
+    share compiled programs)."""
 
     start_lr: float
     end_lr: float
     num_steps: int
     mode: str
 
+    def __call__(self, member: Any) -> optax.Schedule:
+        del member
+        return _lr_ramp(self.start_lr, self.end_lr, self.num_steps, self.mode)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Order:
+    """Each run's batch order: ``seeds[k]`` for run ``k`` (the padding of a group repeats run
+    0, as :func:`lrjax.engine.pad_members` does)."""
+
+    seeds: tuple[int, ...]
+
+    def __call__(self, members: Any) -> np.ndarray:
+        size = len(jax.tree.leaves(members)[0])
+        seeds = np.asarray(self.seeds, np.int32)
+        return np.concatenate([seeds, np.repeat(seeds[:1], size - len(seeds))])
+
+
+@dataclasses.dataclass(frozen=True)
+class _FixedKwargs:
+    """``optimizer_kwargs`` of the model form: a learning rate the controller sets, and each
+    run's own settings."""
+
     def __call__(self, hparams: Mapping[str, jax.Array]) -> dict[str, Any]:
-        ramp = _lr_ramp(self.start_lr, self.end_lr, self.num_steps, self.mode)
-        return {"learning_rate": ramp, **hparams}
+        return {"learning_rate": jnp.zeros((), jnp.float32), **hparams}
 
 
 def _with_validation_loss(step, task: supervised.Supervised, validation):
@@ -295,6 +323,173 @@ def _smooth(raw: np.ndarray, beta: float, diverge_factor: float):
 
 
 def range_test(
+    step: Callable,
+    init: Callable | Any,
+    data: Any,
+    *,
+    members: Any = None,
+    seeds: Sequence[int] = (0,),
+    data_seeds: Sequence[int] | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exponential",
+    batch_size: int | None = None,
+    beta: float = 0.98,
+    diverge_factor: float = 4.0,
+    hyperparameter: str = "learning_rate",
+    loss: str = "loss",
+    vectorize: bool = True,
+) -> RangeTestResult:
+    r"""Runs the LR range test on your own training step, for several runs at once, in one call.
+
+    At step :math:`i` the update uses :math:`\eta_i = \eta_s (\eta_e / \eta_s)^{i / (N-1)}`
+    (exponential) or :math:`\eta_s + (\eta_e - \eta_s)\, i / (N-1)` (linear). The recorded
+    loss :math:`\ell_i` is smoothed with bias correction,
+
+    .. math:: m_i = \beta m_{i-1} + (1 - \beta)\ell_i, \qquad \hat\ell_i = m_i / (1 - \beta^{i+1})
+
+    and a run diverges at the first step where :math:`\hat\ell_i > c \min_{j \le i} \hat\ell_j`
+    (or the loss is not finite); that point and all later ones are masked from suggestions.
+
+    The step is the one you train with: a Flax ``TrainState`` step, an nnx step through
+    :func:`lrjax.flax_steps.nnx_step`, any pure step ``step(state, batch, member) -> (state,
+    metrics)``; its optimizer must keep the learning rate in its state
+    (``optax.inject_hyperparams(optax.sgd, hyperparam_dtype=jnp.float32)(learning_rate=0.0)``),
+    where the controller (:func:`lrjax.control`) writes the ramp before every update. The runs
+    (one per seed) are members of one compiled program; nothing of yours is mutated: each run
+    starts from ``init(member)`` and your objects are untouched afterwards, so there is nothing
+    to restore (fastai's ``lr_find`` saves and reloads the model).
+
+    Args:
+      step: ``step(state, batch, member) -> (state, metrics)`` for one run; ``metrics[loss]``
+        the batch's loss.
+      init: ``init(member) -> state``, or a state itself (every run starts from it).
+      data: a pytree of arrays (minibatches of ``batch_size``, each run in its own order), a
+        function ``batch_fn(step)``, or an iterator of batches (see :func:`lrjax.fit`).
+      members: the runs' settings ``{name: [R]}`` your ``step`` and ``init`` read; default
+        ``{"seed": seeds}``.
+      seeds: one run per seed, when ``members`` is not given.
+      data_seeds: ``[R]`` each run's batch order for array data; default ``members["seed"]``
+        where there is one, else one order for all.
+      start_lr: :math:`\eta_s > 0`.
+      end_lr: :math:`\eta_e > \eta_s`.
+      num_steps: :math:`N \ge 2`.
+      mode: ``"exponential"`` or ``"linear"``.
+      batch_size: examples per step, for array data.
+      beta: :math:`\beta \in [0, 1)`, the smoothing factor.
+      diverge_factor: :math:`c > 1`.
+      hyperparameter: the injected hyperparameter the ramp sets.
+      loss: the name of the loss among the step's metrics.
+      vectorize: False runs the members one by one (the debugging path, same results).
+
+    Returns:
+      A :class:`RangeTestResult`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np, optax
+      >>> import lrjax
+      >>> x = np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32)
+      >>> y = x @ np.array([1.0, -2.0, 0.5], np.float32)
+      >>> tx = optax.inject_hyperparams(optax.sgd, hyperparam_dtype=jnp.float32)(0.0)
+      >>> def init(member):
+      ...     w = jax.random.normal(jax.random.key(member["seed"]), (3,))
+      ...     return w, tx.init(w)
+      >>> def step(state, batch, member):
+      ...     w, opt_state = state
+      ...     loss, g = jax.value_and_grad(lambda w: jnp.mean((batch[0] @ w - batch[1]) ** 2))(w)
+      ...     updates, opt_state = tx.update(g, opt_state)
+      ...     return (w + updates, opt_state), {"loss": loss}
+      >>> found = lrjax.range_test(step, init, (x, y), seeds=(0, 1), start_lr=1e-4,
+      ...                          end_lr=10.0, num_steps=60, batch_size=32)
+      >>> found.loss.shape, [float(f"{lr:.3g}") for lr in found.learning_rates[[0, 30, -1]]]
+      ((2, 60), [0.0001, 0.0349, 10.0])
+
+    References:
+      Smith, Cyclical Learning Rates for Training Neural Networks, arXiv:1506.01186, 2017;
+      fastai ``Learner.lr_find``.
+    """
+    _checks.check_choice("mode", mode, _MODES)
+    num_steps = _checks.check_int("num_steps", num_steps, 2)
+    start_lr, end_lr = _lr_range(start_lr, end_lr)
+    beta = _checks.check_float("beta", beta, 0, 1, open_max=True)
+    diverge_factor = _checks.check_float("diverge_factor", diverge_factor, 1, open_min=True)
+    _checks.check_bool("vectorize", vectorize)
+    if not callable(step):
+        raise ValueError(f"step must be a function step(state, batch, member), got {step!r}")
+    if not callable(init):
+        init = _Start(init)
+    if members is None:
+        members = {"seed": _seeds("seeds", seeds)}
+    members = jax.tree.map(np.asarray, members)
+    runs = engine.num_members(members)
+    member_seeds = _member_seeds(members)
+    if data_seeds is None:
+        data_seeds = member_seeds
+    order: Any = 0
+    if data_seeds is not None:
+        order = _seeds("data_seeds", data_seeds)
+        if order.shape != (runs,):
+            raise ValueError(f"data_seeds must hold one seed per run ({runs}), got {order.shape}")
+        order = _Order(tuple(order.tolist()))
+    feed = feeds.as_feed(data, batch_size, order)
+    ramp = Ramp(start_lr, end_lr, num_steps, mode)
+    program = _program(step, init, hyperparameter, ramp)
+    out = loop.fit(program, members, feed, num_steps=num_steps, vectorize=vectorize)
+    if loss not in out.metrics:
+        raise ValueError(f"loss must name the step's loss metric, one of {sorted(out.metrics)}")
+    raw = np.asarray(out.metrics[loss], np.float64)
+    smoothed, valid = _smooth(raw, beta, diverge_factor)
+    return RangeTestResult(
+        learning_rates=np.asarray(out.metrics[f"hparams/{hyperparameter}"][0]),
+        loss=raw.astype(np.float32),
+        smoothed=smoothed.astype(np.float32),
+        valid=valid,
+        diverged_at=np.where(valid.all(axis=1), num_steps, np.argmin(valid, axis=1)),
+        seeds=np.arange(runs) if member_seeds is None else np.asarray(member_seeds),
+    )
+
+
+def _member_seeds(members: Any) -> Any:
+    """``members["seed"]`` (a dict) or ``members.seed`` (:class:`lrjax.supervised.Member`)."""
+    if isinstance(members, Mapping):
+        return members.get("seed")
+    return getattr(members, "seed", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    """``init`` for a state given as it is: every run starts from it."""
+
+    state: Any
+
+    def __call__(self, member: Any) -> Any:
+        del member
+        return self.state
+
+    def __hash__(self) -> int:
+        return id(self.state)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Start) and other.state is self.state
+
+
+@_cache_by_fingerprint(maxsize=16)
+def _program(step, init, hyperparameter, ramp) -> engine.Vectorized:
+    """The range test's program, cached on what it computes (a repeated test compiles nothing)."""
+    return engine.vectorize(*controller.control(step, init, {hyperparameter: ramp}))
+
+
+def _seeds(name: str, seeds: Any) -> np.ndarray:
+    arr = np.asarray(seeds).reshape(-1)
+    if arr.size < 1:
+        raise ValueError(f"{name} must hold at least one seed, got none")
+    if not np.issubdtype(arr.dtype, np.integer) or (arr < -(2**31)).any() or (arr >= 2**31).any():
+        raise ValueError(f"{name} must hold int32 integers, got {seeds!r}")
+    return arr.astype(np.int32)
+
+
+def model_range_test(
     model: Any,
     loss: Callable[[jax.Array, jax.Array], jax.Array],
     data: tuple[Any, Any],
@@ -311,20 +506,11 @@ def range_test(
     diverge_factor: float = 4.0,
     validation_data: tuple[Any, Any] | None = None,
 ) -> RangeTestResult:
-    r"""Runs the LR range test for several seeds at once, in one compiled program.
+    r"""The range test of a model and a per-example loss: :func:`range_test` on the supervised
+    step (:class:`lrjax.Supervised`) of ``model``, ``loss`` and ``optimizer``.
 
-    At step :math:`i` the update uses :math:`\eta_i = \eta_s (\eta_e / \eta_s)^{i / (N-1)}`
-    (exponential) or :math:`\eta_s + (\eta_e - \eta_s)\, i / (N-1)` (linear). The recorded
-    loss :math:`\ell_i` is smoothed with bias correction,
-
-    .. math:: m_i = \beta m_{i-1} + (1 - \beta)\ell_i, \qquad \hat\ell_i = m_i / (1 - \beta^{i+1})
-
-    and a run diverges at the first step where :math:`\hat\ell_i > c \min_{j \le i} \hat\ell_j`
-    (or the loss is not finite); that point and all later ones are masked from suggestions.
-
-    The runs are members of one :func:`lrjax.vectorize` program (the supervised step of
-    :class:`lrjax.Supervised`), so any model the engine trains works here: linen or nnx
-    modules with batch statistics and dropout included.
+    Any model the engine trains works: linen or nnx modules with batch statistics and dropout
+    included.
 
     Args:
       model: a :class:`lrjax.Model`, an ``(init, apply)`` pair or a Flax module.
@@ -334,36 +520,20 @@ def range_test(
       optimizer: an optax optimizer factory taking ``learning_rate``.
       optimizer_hparams: other hyperparameters of ``optimizer``; a value with one entry per
         run (shape ``(R,)``) differs between runs, so optimizers settings are vectorized too.
-      start_lr: :math:`\eta_s > 0`.
-      end_lr: :math:`\eta_e > \eta_s`.
-      num_steps: :math:`N \ge 2`.
-      mode: ``"exponential"`` or ``"linear"``.
+      start_lr, end_lr, num_steps, mode, beta, diverge_factor: as for :func:`range_test`.
       batch_size: examples per step, in ``[1, len(x)]``.
       seeds: one run per seed (parameter initialisation, dropout and batch order).
-      beta: :math:`\beta \in [0, 1)`, the smoothing factor.
-      diverge_factor: :math:`c > 1`.
       validation_data: if given, ``(x, y)`` of a held-out batch whose loss after each update
         (evaluation mode) is recorded instead of the training loss.
 
     Returns:
       A :class:`RangeTestResult`.
-
-    References:
-      Smith, Cyclical Learning Rates for Training Neural Networks, arXiv:1506.01186, 2017;
-      fastai ``Learner.lr_find``.
     """
-    _checks.check_choice("mode", mode, _MODES)
-    num_steps = _checks.check_int("num_steps", num_steps, 2)
-    start_lr, end_lr = _lr_range(start_lr, end_lr)
-    beta = _checks.check_float("beta", beta, 0, 1, open_max=True)
-    diverge_factor = _checks.check_float("diverge_factor", diverge_factor, 1, open_min=True)
     x, y = (np.asarray(a) for a in data)
     if len(x) != len(y):
         raise ValueError(f"data must hold as many inputs as targets, got {len(x)} and {len(y)}")
     batch_size = _checks.check_int("batch_size", batch_size, 1, len(x))
-    seeds = np.asarray(seeds, np.int32).reshape(-1)
-    if seeds.size < 1:
-        raise ValueError("seeds must hold at least one seed, got none")
+    seeds = _seeds("seeds", seeds)
     runs = seeds.size
     hparams = {}
     for name, value in (optimizer_hparams or {}).items():
@@ -374,11 +544,8 @@ def range_test(
                 f"({runs}), got shape {value.shape}"
             )
         hparams[name] = np.broadcast_to(value, (runs,))
-
     model = supervised.as_model(model, x[:batch_size])
-    task = supervised.Supervised(
-        model, loss, optimizer, _RampKwargs(start_lr, end_lr, num_steps, mode)
-    )
+    task = supervised.Supervised(model, loss, optimizer, _FixedKwargs())
     step = task.step
     if validation_data is not None:
         validation = tuple(jnp.asarray(a) for a in validation_data)
@@ -388,21 +555,12 @@ def range_test(
         seed=seeds,
         data_seed=seeds,
         batch_size=np.full(runs, batch_size, np.int32),
-        ema_decay=np.zeros(runs, np.float32),
-        lr_scale=np.ones(runs, np.float32),
     )
-    feed = feeds.ArrayFeed((x, y), batch_size, seed=lambda m: m.data_seed)
-    out = loop.fit(engine.vectorize(step, task.init), members, feed, num_steps=num_steps)
-    raw = np.asarray(out.metrics["loss"], np.float64)
-    smoothed, valid = _smooth(raw, beta, diverge_factor)
-    return RangeTestResult(
-        learning_rates=np.asarray(out.metrics["opt_hparams/learning_rate"][0]),
-        loss=raw.astype(np.float32),
-        smoothed=smoothed.astype(np.float32),
-        valid=valid,
-        diverged_at=np.where(valid.all(axis=1), num_steps, np.argmin(valid, axis=1)),
-        seeds=seeds,
-    )
+    return range_test(
+        step, task.init, (x, y), members=members, data_seeds=seeds, start_lr=start_lr,
+        end_lr=end_lr, num_steps=num_steps, mode=mode, batch_size=batch_size, beta=beta,
+        diverge_factor=diverge_factor,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,250 @@
+"""What a sweep recorded (:class:`SweepResult`), saved and loaded, and built from the loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from lrjax import engine, feeds, loop
+
+PyTree = Any
+
+# -----------------------------------------------------------------------------------------------
+# Results
+
+
+def _get(tree: Any, name: str) -> Any:
+    return tree[name] if isinstance(tree, Mapping) else getattr(tree, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """What a sweep recorded, as NumPy arrays with a leading member axis ``K``.
+
+    Attributes:
+      hparams: the per-member hyperparameters, each ``[K, ...]``.
+      loss: training loss ``[K, T]`` of the batch at each step, before that step's update;
+        ``nan`` after a member diverged.
+      grad_norm: ``[K, T]`` global gradient norm at each step.
+      opt_hparams: every injected float optimizer hyperparameter, ``{name: [K, T]}``, read
+        from the optimizer state after each update, so it is the value that update used
+        (``nan`` after divergence). ``learning_rate`` is a shortcut to its learning rate.
+      eval_steps: ``[E]`` optimizer counts at which ``eval_metrics`` were taken.
+      eval_metrics: ``{name: [K, E]}`` mean of each metric over the evaluation set.
+      diverged: ``[K]`` bool; diverged_step: ``[K]`` the step whose loss or new state was
+        non-finite or whose loss was above ``divergence_factor`` times the initial loss,
+        ``-1`` if none.
+      params: the final parameters, a pytree of ``[K, ...]`` arrays (frozen at divergence).
+      opt_state: the final optimizer state, ``[K, ...]`` (e.g. for
+        :func:`lrjax.lr_free.eval_params`).
+      metadata: JSON-serializable run settings and timings.
+      model_state: the final model state (batch statistics), ``[K, ...]``, or None.
+      trackers: ``{name: state}`` of every tracker; ``snapshots``, ``swa_params``,
+        ``swa_count`` and ``ema_params`` read the ones named ``"snapshots"``, ``"swa"`` and
+        ``"ema"``. Trackers follow the parameters, or for a model with state (batch
+        statistics) ``model.variables(params, model_state) = {"params": ..., **model_state}``:
+        a snapshot keeps the statistics of its moment, an EMA averages them (as timm's
+        ``ModelEmaV2`` does), and an SWA average needs them recomputed
+        (:func:`lrjax.recompute_batch_stats`); evaluate any of them with ``model.predict``.
+    """
+
+    hparams: dict[str, np.ndarray]
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    opt_hparams: dict[str, np.ndarray]
+    eval_steps: np.ndarray
+    eval_metrics: dict[str, np.ndarray]
+    diverged: np.ndarray
+    diverged_step: np.ndarray
+    params: PyTree
+    metadata: dict[str, Any]
+    model_state: PyTree = None
+    trackers: dict[str, PyTree] = dataclasses.field(default_factory=dict)
+    opt_state: PyTree = None
+
+    @property
+    def learning_rate(self) -> np.ndarray:
+        """``[K, T]`` learning rate each update used (the optimizer must take ``learning_rate``)."""
+        if "learning_rate" not in self.opt_hparams:
+            raise ValueError(
+                "the optimizer has no float learning_rate hyperparameter to read back; recorded "
+                f"optimizer hyperparameters: {sorted(self.opt_hparams)}"
+            )
+        return self.opt_hparams["learning_rate"]
+
+    @property
+    def num_members(self) -> int:
+        return int(self.loss.shape[0])
+
+    @property
+    def snapshots(self) -> PyTree:
+        """``[K, M, ...]`` parameters after each snapshot step (the ``"snapshots"`` tracker)."""
+        return self.trackers.get("snapshots")
+
+    @property
+    def swa_params(self) -> PyTree:
+        """``[K, ...]`` the SWA average (the ``"swa"`` tracker)."""
+        return None if "swa" not in self.trackers else _get(self.trackers["swa"], "mean")
+
+    @property
+    def swa_count(self) -> np.ndarray | None:
+        """``[K]`` how many parameter sets the SWA average holds."""
+        return None if "swa" not in self.trackers else _get(self.trackers["swa"], "count")
+
+    @property
+    def ema_params(self) -> PyTree:
+        """``[K, ...]`` the exponential moving average (the ``"ema"`` tracker)."""
+        return self.trackers.get("ema")
+
+    def member_params(self, k: int) -> PyTree:
+        """The final parameters of member ``k``."""
+        return jax.tree.map(lambda a: a[k], self.params)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes ``path``.npz (arrays) and ``path``.json (hyperparameters and metadata)."""
+        path = os.fspath(path)
+        arrays = {
+            "loss": self.loss,
+            "grad_norm": self.grad_norm,
+            "eval_steps": self.eval_steps,
+            "diverged": self.diverged,
+            "diverged_step": self.diverged_step,
+        }
+        arrays.update({f"hparams/{k}": v for k, v in self.hparams.items()})
+        arrays.update({f"opt_hparams/{k}": v for k, v in self.opt_hparams.items()})
+        arrays.update({f"eval_metrics/{k}": v for k, v in self.eval_metrics.items()})
+        meta = {
+            "hparams": {k: np.asarray(v).tolist() for k, v in self.hparams.items()},
+            "metadata": self.metadata,
+        }
+        trees = {"params": self.params, "model_state": self.model_state, "trackers": self.trackers}
+        for name, tree in trees.items():
+            if tree is None:
+                continue
+            tree = _plain(tree)
+            leaves, treedef = jax.tree.flatten(tree)
+            arrays.update({f"{name}/{i}": np.asarray(v) for i, v in enumerate(leaves)})
+            structure = jax.tree.unflatten(treedef, list(range(len(leaves))))
+            meta[f"{name}_structure"] = _jsonable_structure(structure)
+        np.savez(path + ".npz", **arrays)
+        with open(path + ".json", "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SweepResult:
+        """Reads a result written by :meth:`save` (trees come back as nested dicts/lists)."""
+        path = os.fspath(path)
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        with np.load(path + ".npz") as z:
+            arrays = {k: z[k] for k in z.files}
+
+        def group(prefix):
+            n = len(prefix) + 1
+            return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+        trees = {
+            name: _rebuild_structure(meta[f"{name}_structure"], group(name))
+            for name in ("params", "model_state", "trackers")
+            if f"{name}_structure" in meta
+        }
+        return cls(
+            hparams=group("hparams"),
+            loss=arrays["loss"],
+            grad_norm=arrays["grad_norm"],
+            opt_hparams=group("opt_hparams"),
+            eval_steps=arrays["eval_steps"],
+            eval_metrics=group("eval_metrics"),
+            diverged=arrays["diverged"],
+            diverged_step=arrays["diverged_step"],
+            metadata=meta["metadata"],
+            params=trees["params"],
+            model_state=trees.get("model_state"),
+            trackers=trees.get("trackers", {}),
+        )
+
+
+def _plain(tree: PyTree) -> PyTree:
+    """NamedTuples as dicts, so a saved structure keeps its field names."""
+    if hasattr(tree, "_asdict"):
+        return {k: _plain(v) for k, v in tree._asdict().items()}
+    if isinstance(tree, Mapping):
+        return {k: _plain(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [_plain(v) for v in tree]
+    return tree
+
+
+def _jsonable_structure(tree):
+    if isinstance(tree, Mapping):
+        return {"__dict__": {str(k): _jsonable_structure(v) for k, v in tree.items()}}
+    if isinstance(tree, list | tuple):
+        return {"__list__": [_jsonable_structure(v) for v in tree]}
+    return int(tree)
+
+
+def _rebuild_structure(spec, leaves):
+    if isinstance(spec, int):
+        return leaves[str(spec)]
+    if "__dict__" in spec:
+        return {k: _rebuild_structure(v, leaves) for k, v in spec["__dict__"].items()}
+    if "__list__" in spec:
+        return [_rebuild_structure(v, leaves) for v in spec["__list__"]]
+    raise ValueError(f"unreadable params structure in saved result: {spec!r}")
+
+
+def _result(fitted, members, run, t_start, compiles_before) -> SweepResult:
+    """The result from what the loop recorded: ``run`` is the run's description (its
+    settings, and with a checkpoint the digests it keeps)."""
+    final = fitted.state  # Guarded(Tracked(Controlled(State)))
+    tracked, user = final.state, engine.unwrap(final)
+    metrics = dict(fitted.metrics)
+    compile_seconds, num_compiles = engine.compile_stats()
+    metadata = dict(run)
+    metadata.update(
+        devices=fitted.loop.program.num_devices,
+        num_groups=len(fitted.loop.groups),
+        process_count=jax.process_count(),
+        vectorize=fitted.loop.vectorize,
+        compile_seconds=compile_seconds - compiles_before[0],
+        num_compiles=num_compiles - compiles_before[1],
+        program_bytes=_program_bytes(fitted.loop),
+        wall_seconds=time.perf_counter() - t_start,
+    )
+    return SweepResult(
+        hparams={k: np.asarray(v) for k, v in members.hparams.items()},
+        loss=metrics.pop("loss"),
+        grad_norm=metrics.pop("grad_norm"),
+        opt_hparams={name.split("/", 1)[1]: v for name, v in metrics.items()},
+        eval_steps=np.asarray(fitted.loop.eval_steps, np.int64),
+        eval_metrics=dict(fitted.loop.evaluations),
+        diverged=~np.asarray(final.alive),
+        diverged_step=np.asarray(final.diverged_step),
+        params=user.params,
+        metadata=metadata,
+        model_state=user.model_state if jax.tree.leaves(user.model_state) else None,
+        trackers=dict(tracked.trackers),
+        opt_state=user.opt_state,
+    )
+
+
+def _program_bytes(fit_loop: loop.Loop) -> int | None:
+    """Bytes one device holds while a chunk runs (XLA's estimate), for the first group."""
+    if not fit_loop.vectorize:
+        return None
+    group, feed = fit_loop.groups[0], fit_loop.feed
+    if isinstance(feed, feeds.IteratorFeed | feeds.FunctionFeed):
+        return None  # measuring would draw batches
+    xs = feed.chunk(0, fit_loop.chunk_steps, fit_loop.chunk_steps, group.members_host)
+    spec = engine.abstract
+    return fit_loop.program.compiled_bytes(
+        spec(group.state), spec(group.members), spec(xs), spec(fit_loop.data),
+        batch_fn=feed.batch_fn, per_member_batches=feed.per_member,
+    )  # fmt: skip
