@@ -18,9 +18,9 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from experiments import results
+from experiments import results, study
 from experiments.schedule_comparison import load_data
-from lrjax import plotting, study, sweep
+from lrjax import plotting, sweep
 from lrjax import range_test as rt
 
 

@@ -78,10 +78,10 @@ def test_snapshot_ensemble_on_mnist1d_is_no_worse_than_its_best_snapshot():
     """
     import optax
 
-    from lrjax import models, study, sweep
+    from lrjax import models, sweep
 
     ds = lrjax.load_mnist1d()
-    model = study.classifier(models.MLP(hidden=(100, 100)), ds.x_train[:1])
+    model = lrjax.Model.from_linen(models.MLP(hidden=(100, 100)), ds.x_train[:1])
     total, cycles = 2000, 4
     result = sweep.train(
         model, optax.softmax_cross_entropy_with_integer_labels, (ds.x_train, ds.y_train),

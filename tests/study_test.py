@@ -1,11 +1,12 @@
-"""Tests for lrjax.study: schedule families under vmap, summaries of recorded curves."""
+"""Tests for experiments/study.py: schedule families under vmap, summaries of recorded curves."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrjax import models, study
+from experiments import study
+from lrjax import models
 
 
 def test_every_family_vmaps_over_peak_and_scales_with_it():

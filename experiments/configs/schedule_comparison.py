@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lrjax.study import FAMILIES
+from experiments.study import FAMILIES
 
 
 def get_config(quick: bool = False) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Building blocks of the learning-rate study (`make experiment`), importable and tested.
+"""Building blocks of the learning-rate study (`make experiment`), shared by its parts.
+
+Study-only code: it serves the parts in this folder, not lrjax's users, so it lives here (as
+flax keeps everything of an example in the example's folder) and is tested in
+``tests/study_test.py``.
 
 * :func:`classifier` wraps a Flax classifier as a :class:`lrjax.sweep.Model`;
   :func:`make_model` builds the study's models by name.
@@ -211,6 +215,8 @@ def schedule_family(name: str, peak: Any, total_steps: int) -> optax.Schedule:
     raise ValueError(f"schedule family must be one of {', '.join(FAMILIES)}; got {name!r}")
 
 
+# TODO(lead): now in lrjax.schedules (the `sched` branch moves this function there); on merge,
+# replace this definition with `from lrjax.schedules import warmup_cosine_fraction`.
 def warmup_cosine_fraction(peak: Any, warmup_fraction: Any, total_steps: int) -> optax.Schedule:
     r"""Linear warmup over a *traced* fraction of the budget, then cosine decay to 0.
 
