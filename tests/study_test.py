@@ -1,5 +1,6 @@
 """Tests for experiments/study.py: schedule families under vmap, summaries of recorded curves."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,6 +86,5 @@ def test_classifier_init_depends_only_on_the_seed_not_the_member_position():
     model = study.classifier(models.MLP(hidden=(4,), num_classes=3), np.zeros((1, 5), np.float32))
     stacked = jax.jit(jax.vmap(lambda s: model.init(jax.random.key(s))))(jnp.array([7, 0, 7]))
     alone = model.init(jax.random.key(7))
-    for many, one in zip(jax.tree.leaves(stacked), jax.tree.leaves(alone), strict=True):
-        np.testing.assert_array_equal(many[0], one)
-        np.testing.assert_array_equal(many[2], one)
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[0], stacked), alone)
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[2], stacked), alone)
