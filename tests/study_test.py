@@ -15,9 +15,13 @@ def test_every_family_vmaps_over_peak_and_scales_with_it():
     steps = jnp.arange(T + 1)
     peaks = jnp.array([0.1, 1.0])
     build = study.family_schedules(study.FAMILIES, T)
+    # family index and peak both traced, as in a sweep's members: one program for the grid
+    grid = jax.jit(jax.vmap(jax.vmap(lambda i, p: jax.vmap(build(i, p))(steps), (None, 0)),
+                            (0, None)))  # fmt: skip
+    table = grid(jnp.arange(len(study.FAMILIES)), peaks)
     for i, name in enumerate(study.FAMILIES):
-        values = jax.vmap(lambda p, i=i: jax.vmap(build(i, p))(steps))(peaks)
-        direct = np.array([study.schedule_family(name, 1.0, T)(int(t)) for t in steps])
+        values = table[i]
+        direct = np.asarray(jax.jit(jax.vmap(study.schedule_family(name, 1.0, T)))(steps))
         np.testing.assert_allclose(values[1], direct, rtol=1e-5, atol=1e-7, err_msg=name)
         np.testing.assert_allclose(values[0], 0.1 * direct, rtol=1e-5, atol=1e-7, err_msg=name)
         assert float(values[1].max()) == pytest.approx(1.0, rel=1e-5), name
