@@ -5,6 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
+# `make experiment` variables, turned into flags of `python -m experiments.run` (--help):
+# CONFIG=a,b  QUICK=1  FORCE=1  OUT=DIR  DATASET=NAME  DATA_DIR=DIR  SNAPSHOT=DIR (empty: none);
+# ARGS go through as they are, e.g. ARGS='--config.num_steps=200' overrides a config field.
+yes = $(filter 1 true yes,$(1))
+EXPERIMENT_FLAGS = $(if $(CONFIG),--config '$(CONFIG)') $(if $(call yes,$(QUICK)),--quick) \
+	$(if $(call yes,$(FORCE)),--force) $(if $(OUT),--out '$(OUT)') \
+	$(if $(DATASET),--dataset '$(DATASET)') $(if $(DATA_DIR),--data-dir '$(DATA_DIR)') \
+	$(if $(filter undefined,$(origin SNAPSHOT)),,--snapshot '$(SNAPSHOT)')
+
 .PHONY: venv test test-slow experiment bench lint format clean
 
 $(STAMP): pyproject.toml
@@ -22,7 +31,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(ARGS)
 
 experiment: $(STAMP)
-	$(PY) -m experiments.run $(ARGS)
+	$(PY) -m experiments.run $(strip $(EXPERIMENT_FLAGS)) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m experiments.bench $(ARGS)

@@ -5,7 +5,7 @@ member k trains on the first `batch_sizes[k]` examples of each (masked, so its g
 of a batch of its size), so the whole grid is one `lrjax.sweep.train` run. Every member takes
 the same number of steps: smaller batches see fewer examples. The measured best LR per batch
 size (on validation) is compared with the linear and square-root rules scaled from the
-reference batch size (`lrjax.study.scaling_fit`). See `experiments/configs/batch_size.py`.
+reference batch size (`experiments.study.scaling_fit`). See `experiments/configs/batch_size.py`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from experiments import results
+from experiments import figures, results, study
 from experiments.schedule_comparison import choose, load_data
-from lrjax import plotting, schedules, study
+from lrjax import plotting, schedules
 
 
 def run(config: dict[str, Any], out_dir: str | Path) -> str:
@@ -115,7 +115,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
 def _figures(config, out, mean, best, bss, lrs, best_lrs, fit) -> None:
     fig = Figure(figsize=(13.0, 4.8), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1.6, 1])
-    plotting.plot_heatmap(
+    figures.plot_heatmap(
         mean,
         [str(b) for b in bss],
         [f"{v:.2g}" for v in lrs],
@@ -126,7 +126,7 @@ def _figures(config, out, mean, best, bss, lrs, best_lrs, fit) -> None:
         vmin=max(0.1, float(np.nanmin(mean))) if np.isfinite(mean).any() else None,
     )
     ref = config["reference_batch_size"]
-    plotting.plot_scaling(
+    figures.plot_scaling(
         bss,
         best_lrs,
         {f"linear rule (from B={ref})": fit["linear"], f"sqrt rule (from B={ref})": fit["sqrt"]},

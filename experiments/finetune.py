@@ -21,9 +21,9 @@ import optax
 from matplotlib.figure import Figure
 
 import lrjax
-from experiments import results
+from experiments import figures, results, study
 from experiments.schedule_comparison import load_data
-from lrjax import data, models, param_groups, plotting, study, sweep
+from lrjax import data, models, param_groups, plotting, sweep
 
 MIN_GAP = 0.01  # one accuracy point: the smallest gap a verdict counts
 RECIPE_LABELS = {"linear": "HF warmup + linear", "cosine": "HF warmup + cosine"}
@@ -470,7 +470,7 @@ def _figure(config, out, ft, sc) -> None:
         best = np.take_along_axis(val, pick[None, ..., None], axis=0)[0]  # [L, V, S]
         pick_s = np.argmax(np.nan_to_num(scratch.mean(-1), nan=-1.0), axis=0)  # [L]
         best_s = np.take_along_axis(scratch, pick_s[None, :, None], axis=0)[0]  # [L, S]
-        plotting.plot_finetune_sweep(
+        figures.plot_finetune_sweep(
             lrs, decays, best[:, : len(decays)].transpose(1, 2, 0),
             references={"frozen backbone": best[:, -1].T, "from scratch": best_s.T},
             ax=ax, title=f"{RECIPE_LABELS[recipe]} (best warmup per point)",

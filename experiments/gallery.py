@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import results
+from experiments import figures, results
 from lrjax import plotting, schedules
 
 
@@ -88,7 +88,7 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
         panels[fam["title"]] = curves
         if fam["log_y"]:
             log_y.append(fam["title"])
-    fig = plotting.plot_gallery(
+    fig = figures.plot_gallery(
         steps,
         panels,
         ncols=config["ncols"],

@@ -20,9 +20,9 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from experiments import results
+from experiments import results, study
 from experiments.schedule_comparison import load_data
-from lrjax import lr_free, plotting, study
+from lrjax import lr_free, plotting
 
 NO_TUNING = "needs no tuning here"
 KNOB_TUNED = "reaches the tuned schedule only with its knob tuned"

@@ -4,7 +4,7 @@ One `lrjax.sweep.train` run per optimizer (different optimizer factories are dif
 programs): its members are {constant, warmup + cosine} × a common log grid of LRs × seeds, the
 schedule picked per member by `schedule_family_switch`. Sensitivity = the width, in decades, of
 the LR range whose mean validation accuracy stays within `tolerance` of the optimizer's best
-(`lrjax.study.lr_sensitivity`). See `experiments/configs/optimizers.py`.
+(`experiments.study.lr_sensitivity`). See `experiments/configs/optimizers.py`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from experiments import results
+from experiments import figures, results, study
 from experiments.schedule_comparison import choose, load_data
-from lrjax import plotting, schedules, study, sweep
+from lrjax import plotting, schedules, sweep
 
 
 def optimizer_factory(spec: dict[str, Any]):
@@ -163,7 +163,7 @@ def _figures(config, out, lrs, curves, ranges) -> None:
         )
         ax.set_xlabel("learning rate (peak)")
     plotting.save(fig, out / "val_acc_vs_lr.png", dpi=config["dpi"])
-    ax = plotting.plot_lr_ranges(
+    ax = figures.plot_lr_ranges(
         ranges,
         title=f"LR range within {config['tolerance'] * 100:g} accuracy point of each "
         "optimizer's best (dot = best LR)",

@@ -19,9 +19,9 @@ import optax
 from matplotlib.figure import Figure
 
 import lrjax
-from experiments import results
+from experiments import results, study
 from experiments.schedule_comparison import load_data
-from lrjax import plotting, study
+from lrjax import plotting
 
 
 def reference(config: dict[str, Any], out: Path) -> dict[str, Any]:

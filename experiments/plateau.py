@@ -21,9 +21,9 @@ import optax
 from matplotlib.figure import Figure
 
 import lrjax
-from experiments import results
+from experiments import results, study
 from experiments.schedule_comparison import choose, load_data
-from lrjax import plotting, schedules, study, sweep
+from lrjax import plotting, schedules, sweep
 
 
 def reference(config: dict[str, Any], out: Path) -> dict[str, Any]:

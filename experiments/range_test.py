@@ -18,10 +18,10 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from experiments import results
+from experiments import results, study
 from experiments.schedule_comparison import load_data
 from lrjax import lr_finder as rt
-from lrjax import plotting, study, sweep
+from lrjax import plotting, sweep
 
 
 def run(config: dict[str, Any], out_dir: str | Path) -> str:

@@ -1,11 +1,13 @@
-"""Runs the lrjax study: `python -m experiments.run [--config NAME ...] [--quick] [--force]`.
+"""Runs the lrjax study: `python -m experiments.run [--config NAME ...] [--config.KEY=VALUE ...]
+[--quick] [--force]`.
 
 Each part (a config in `experiments/configs/`) writes `results/<part>/` (config.json, its data,
 figures and report.md); `results/report.md` stitches every part's report with figures inline.
 A part whose report.md exists and whose config.json equals the resolved config is skipped
-unless --force. Environment overrides, so `make experiment CONFIG=schedules QUICK=1` works:
-CONFIG (names separated by commas or spaces), QUICK=1, FORCE=1, OUT=DIR, DATASET=NAME and
-DATA_DIR=DIR (e.g. `make experiment DATASET=mnist DATA_DIR=~/data/mnist`).
+unless --force. `--config.KEY=VALUE` overrides a field of the configs (see
+`experiments/configs/__init__.py`). `make experiment` turns its variables into these flags:
+CONFIG=a,b, QUICK=1, FORCE=1, OUT=DIR, DATASET=NAME, DATA_DIR=DIR, SNAPSHOT=DIR, and passes
+ARGS as they are (e.g. `make experiment CONFIG=plateau ARGS='--config.num_steps=200'`).
 """
 
 from __future__ import annotations
@@ -26,15 +28,20 @@ REPORT = "report.md"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    """Runs the parts that `argv` names; 2 (and the reason on stderr) for a bad config or
+    override, before anything runs."""
+    try:
+        args, overrides = _parse(sys.argv[1:] if argv is None else argv)
+        names = args.config or list(configs.PARTS)
+        resolved = configs.resolve_all(
+            names, quick=args.quick, dataset=args.dataset, data_dir=args.data_dir,
+            overrides=overrides,
+        )  # fmt: skip
+    except ValueError as e:
+        print(f"python -m experiments.run: error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out)
-    names = args.config or _split(os.environ.get("CONFIG", "")) or list(configs.PARTS)
-    todo = execution_order(
-        [
-            configs.get_config(n, quick=args.quick, dataset=args.dataset, data_dir=args.data_dir)
-            for n in names
-        ]
-    )
+    todo = execution_order(resolved)
     total = time.perf_counter()
     ran: set[str] = set()
     for i, config in enumerate(todo, 1):
@@ -50,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix} done in {seconds:.1f} s -> {part_dir / REPORT}", flush=True)
     report = stitch(out)
     print(f"report: {report} ({time.perf_counter() - total:.1f} s in all)")
-    if args.snapshot and not args.quick:
+    if args.snapshot and not args.quick and not overrides:
         print(f"snapshot of the results for the repository: {snapshot(out, Path(args.snapshot))}/")
+    elif args.snapshot and not args.quick:
+        print(f"no snapshot into {args.snapshot}/: the configs were overridden")
     return 0
 
 
@@ -123,6 +132,9 @@ def run_part(config: dict[str, Any], part_dir: Path) -> float:
     body = importlib.import_module(config["runner"]).run(config, part_dir)
     seconds = time.perf_counter() - start
     command = f"make experiment CONFIG={config['part']}{' QUICK=1' if config['quick'] else ''}"
+    if config.get("overrides"):
+        flags = " ".join(f"--config.{k}={v}" for k, v in config["overrides"].items())
+        command += f" ARGS='{flags}'"
     lines = [
         f"## {config['title']}{' (quick)' if config['quick'] else ''}",
         "",
@@ -149,45 +161,57 @@ def stitch(out: Path) -> Path:
     return out / REPORT
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
+    """The run's flags, and the `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides."""
+    rest, overrides = [], {}
+    tokens = iter(argv)
+    for token in tokens:
+        if token.startswith("--config."):
+            key, eq, value = token.removeprefix("--config.").partition("=")
+            if not eq:
+                value = next(tokens, None)
+                if value is None:
+                    raise ValueError(f"--config.{key} needs a value: --config.{key}=VALUE")
+            overrides[key] = value
+        else:
+            rest.append(token)
     p = argparse.ArgumentParser(
-        prog="python -m experiments.run", description=__doc__.split("\n")[0]
+        prog="python -m experiments.run",
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        epilog="--config.KEY=VALUE overrides a field of the configs, e.g. --config.num_steps=200",
     )
     p.add_argument(
         "--config",
         action="append",
         type=_split,
-        help=f"parts to run, repeatable or comma-separated; default: {', '.join(configs.PARTS)}",
+        help=f"parts to run (names, or paths of their config files), repeatable or "
+        f"comma-separated; default: {', '.join(configs.PARTS)}",
     )
-    p.add_argument("--out", default=os.environ.get("OUT", "results"), help="results folder")
-    p.add_argument("--force", action="store_true", default=_flag("FORCE"), help="re-run parts")
-    p.add_argument("--quick", action="store_true", default=_flag("QUICK"), help="smoke-test size")
+    p.add_argument("--out", default="results", help="results folder")
+    p.add_argument("--force", action="store_true", help="re-run parts whose results exist")
+    p.add_argument("--quick", action="store_true", help="smoke-test size")
     p.add_argument(
         "--snapshot",
-        default=os.environ.get("SNAPSHOT", "docs/results"),
+        default="docs/results",
         help="copy reports, figures and summaries of a full run here ('' to skip)",
     )
     p.add_argument(
         "--dataset",
-        default=os.environ.get("DATASET") or None,
+        default=None,
         help="train on this dataset instead of MNIST-1D: mnist1d, digits, mnist, fashion_mnist",
     )
     p.add_argument(
         "--data-dir",
-        default=os.environ.get("DATA_DIR") or None,
+        default=None,
         help="folder of the IDX files for --dataset mnist / fashion_mnist",
     )
-    args = p.parse_args(argv)
+    args = p.parse_args(rest)
     args.config = [n for group in args.config for n in group] if args.config else None
-    return args
+    return args, overrides
 
 
 def _split(names: str) -> list[str]:
     return [n for n in names.replace(",", " ").split() if n]
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _machine() -> str:

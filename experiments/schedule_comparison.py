@@ -17,8 +17,8 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from experiments import results
-from lrjax import data, plotting, study
+from experiments import results, study
+from lrjax import data, plotting
 
 
 def load_data(config: dict[str, Any]) -> data.Dataset:

@@ -4,9 +4,9 @@ Each method proposes `batch` trials at a time (`study.ask()` K times); the K tri
 as the K members of ONE `lrjax.sweep.train` run and their validation accuracies are told back
 (`study.tell`). Every round has the same shapes, so the engine compiles once for all methods.
 The search space is (peak LR, warmup fraction, weight decay) of AdamW with linear warmup then
-cosine decay (`lrjax.study.warmup_cosine_fraction`, whose warmup fraction is traced). optuna is
-optional (the `experiments` extra): without it this part writes a note and is skipped. See
-`experiments/configs/search.py`.
+cosine decay (`experiments.study.warmup_cosine_fraction`, whose warmup fraction is traced).
+optuna is optional (the `experiments` extra): without it this part writes a note and is
+skipped. See `experiments/configs/search.py`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import optax
 
-from experiments import results
+from experiments import results, study
 from experiments.schedule_comparison import load_data
-from lrjax import plotting, study, sweep
+from lrjax import plotting, sweep
 
 
 def make_sampler(optuna: Any, method: str, config: dict[str, Any]):

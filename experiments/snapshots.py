@@ -31,9 +31,9 @@ import optax
 from matplotlib.figure import Figure
 
 import lrjax
-from experiments import results
+from experiments import figures, results, study
 from experiments.schedule_comparison import choose, load_data
-from lrjax import plotting, schedules, study, sweep
+from lrjax import plotting, schedules, sweep
 
 SCHEDULES = ("snapshot", "cosine", "swa")  # the schedules of the main run, in member order
 
@@ -405,7 +405,7 @@ def _figures(config, out, methods, curve, main) -> None:
     metrics = (("acc", "test accuracy"), ("nll", "test NLL"))
     for col, (metric, ylabel) in enumerate(metrics):
         ensemble = curve[f"ensemble_{metric}"]
-        plotting.plot_ensemble_sizes(
+        figures.plot_ensemble_sizes(
             np.arange(1, M + 1),
             {f"snapshot ensemble: last m of {M} snapshots (peak {snap_lr:.3g})": ensemble},
             {
@@ -418,7 +418,7 @@ def _figures(config, out, methods, curve, main) -> None:
             ylabel=ylabel,
             title=f"{ylabel} vs ensemble size, T = {T} updates per method",
         )
-        plotting.plot_ensemble_sizes(
+        figures.plot_ensemble_sizes(
             np.arange(1, M + 1),
             {"snapshot k alone": curve[f"single_{metric}"]},
             {f"ensemble of all {M} snapshots": np.asarray(ensemble)[..., -1]},

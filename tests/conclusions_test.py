@@ -57,7 +57,7 @@ def _opt(const, sched, std=0.002):
 
 
 def test_optimizers_counts_schedule_wins_beyond_the_noise():
-    config = configs.get_config("optimizers", quick=True)
+    config = configs.resolve("optimizers", quick=True)
     assert config["schedules"] == ["constant", "warmup_cosine"]
     helped = {"optimizers": {"SGD": _opt(0.60, 0.65), "Adam": _opt(0.61, 0.66)},
               "val_examples": 500}  # fmt: skip
@@ -78,7 +78,7 @@ def _scaling(lin, sqrt):
 
 
 def test_batch_size_names_a_rule_only_beyond_the_grid_resolution():
-    config = configs.get_config("batch_size", quick=True)
+    config = configs.resolve("batch_size", quick=True)
     assert "the linear rule fits better here" in batch_size.conclusion(config, _scaling(0.0, 0.3))
     text = batch_size.conclusion(config, _scaling(0.3, 0.0))
     assert "the square-root rule fits better here" in text
@@ -150,7 +150,7 @@ def _plateau_summary(plat, fixed, const):
 
 
 def test_plateau_verdict_flips_with_the_numbers():
-    config = configs.get_config("plateau", quick=True)
+    config = configs.resolve("plateau", quick=True)
     wins = plateau.verdict(config, _plateau_summary(0.70, 0.65, 0.60))
     loses = plateau.verdict(config, _plateau_summary(0.60, 0.65, 0.70))
     ties = plateau.verdict(config, _plateau_summary(0.652, 0.65, 0.651))

@@ -1,5 +1,6 @@
 """Snapshot-ensemble evaluation against NumPy averages of softmax outputs."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,10 +79,10 @@ def test_snapshot_ensemble_on_mnist1d_is_no_worse_than_its_best_snapshot():
     """
     import optax
 
-    from lrjax import models, study, sweep
+    from lrjax import models, sweep
 
     ds = lrjax.load_mnist1d()
-    model = study.classifier(models.MLP(hidden=(100, 100)), ds.x_train[:1])
+    model = lrjax.Model.from_linen(models.MLP(hidden=(100, 100)), ds.x_train[:1])
     total, cycles = 2000, 4
     result = sweep.train(
         model, optax.softmax_cross_entropy_with_integer_labels, (ds.x_train, ds.y_train),
@@ -94,8 +95,7 @@ def test_snapshot_ensemble_on_mnist1d_is_no_worse_than_its_best_snapshot():
     )  # fmt: skip
     assert not result.diverged.any()
     final = jax.tree.map(lambda s: s[:, -1], result.snapshots)
-    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(result.params), strict=True):
-        np.testing.assert_array_equal(a, b)  # the last snapshot is the end of training
+    chex.assert_trees_all_equal(final, result.params)  # the last snapshot ends training
     scores = jax.vmap(lambda s: lrjax.evaluate_snapshots(model.apply, s, ds.x_test, ds.y_test))(
         result.snapshots
     )

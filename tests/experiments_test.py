@@ -1,6 +1,7 @@
 """Smoke test of `make experiment` (quick gallery into tmp_path) and unit tests of its pieces."""
 
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from experiments import pbt as pbt_part
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     assert run.main(["--config", "schedules", "--quick", "--out", str(out)]) == 0
-    return out, configs.get_config("schedules", quick=True)
+    return out, configs.resolve("schedules", quick=True)
 
 
 def test_gallery_writes_every_family_png_and_overview(quick_run):
@@ -77,21 +78,96 @@ def test_rerun_skips_finished_part_unless_config_changes(quick_run, capsys):
     assert "skipped" in capsys.readouterr().out
     assert report.stat().st_mtime_ns == before
     assert run.is_done(config, out / "schedules")
-    assert not run.is_done(configs.get_config("schedules"), out / "schedules")
+    assert not run.is_done(configs.resolve("schedules"), out / "schedules")
 
 
-def test_environment_overrides(monkeypatch):
-    monkeypatch.setenv("CONFIG", "schedules, schedules")
-    monkeypatch.setenv("QUICK", "1")
-    monkeypatch.setenv("FORCE", "0")
-    args = run._parse([])
-    assert (args.config, args.quick, args.force) == (None, True, False)
-    assert run._parse(["--config", "a,b", "--config", "c"]).config == ["a", "b", "c"]
+def test_make_experiment_passes_its_variables_as_flags():
+    # the README's commands: `make experiment`, `CONFIG=schedules QUICK=1`, `ARGS=--force`, ...
+    def command(*variables):  # the command line make would run, after the interpreter
+        make = ["make", "--no-print-directory", "-n", "experiment", *variables]
+        lines = subprocess.run(make, capture_output=True, text=True, check=True).stdout
+        return " ".join(lines.strip().splitlines()[-1].split()[1:])
+
+    assert command() == "-m experiments.run"
+    assert (
+        command("CONFIG=schedules", "QUICK=1") == "-m experiments.run --config 'schedules' --quick"
+    )
+    assert command("ARGS=--force", "QUICK=0") == "-m experiments.run --force"
+    assert command("FORCE=1", "DATASET=mnist", "DATA_DIR=/d", "SNAPSHOT=", "OUT=o") == (
+        "-m experiments.run --force --out 'o' --dataset 'mnist' --data-dir '/d' --snapshot ''"
+    )
+    assert command("CONFIG=plateau", "ARGS=--config.num_steps=200 --config.seeds=[0]") == (
+        "-m experiments.run --config 'plateau' --config.num_steps=200 --config.seeds=[0]"
+    )
+    args, overrides = run._parse(
+        ["--config", "a,b", "--config", "c", "--config.x.y", "2", "--config.z=[1, 2]", "--quick"]
+    )
+    assert (args.config, args.quick, args.force) == (["a", "b", "c"], True, False)
+    assert overrides == {"x.y": "2", "z": "[1, 2]"}
 
 
 def test_unknown_config_is_rejected():
     with pytest.raises(ValueError, match=r"config must be one of schedules, .*; got 'nope'"):
-        configs.get_config("nope")
+        configs.resolve("nope")
+    assert configs.part_name("experiments/configs/plateau.py") == "plateau"
+
+
+def test_override_typos_and_wrong_types_are_errors_naming_the_key(capsys):
+    with pytest.raises(
+        ValueError,
+        match=r"--config.num_step: plateau has no key 'num_step'; "
+        r"did you mean num_steps\?",
+    ):
+        configs.resolve("plateau", quick=True, overrides={"num_step": "200"})
+    with pytest.raises(
+        ValueError,
+        match=r"no part of plateau, pbt has key 'plateau.factr'; "
+        r"did you mean plateau.factor\?",
+    ):
+        configs.resolve_all(["plateau", "pbt"], overrides={"plateau.factr": "0.5"})
+    with pytest.raises(
+        ValueError,
+        match=r"--config.num_steps: '2.5' is not of the field's "
+        r"type, int \(config: 150\)",
+    ):
+        configs.resolve("plateau", quick=True, overrides={"num_steps": "2.5"})
+    with pytest.raises(
+        ValueError,
+        match=r"--config.plateau is a group of settings; override "
+        r"its fields: plateau.mode, plateau.factor",
+    ):
+        configs.resolve("plateau", overrides={"plateau": "{}"})
+    with pytest.raises(ValueError, match=r"--config.quick: part, runner, quick are chosen by"):
+        configs.resolve("plateau", overrides={"quick": "true"})
+    # from the command line: exit status 2 and the message, before anything runs
+    assert run.main(["--config", "plateau", "--config.num_step=200"]) == 2
+    assert "plateau has no key 'num_step'; did you mean num_steps?" in capsys.readouterr().err
+
+
+def test_overrides_apply_to_the_parts_that_have_the_key():
+    plateau, gallery = configs.resolve_all(
+        ["plateau", "schedules"],
+        quick=True,
+        overrides={
+            "num_steps": "60",
+            "plateau.factor": "0.5",
+            "seeds": "[0, 1]",
+            "model_title": "MLP",
+            "momentum": "1",
+        },
+    )
+    assert plateau["num_steps"] == 60 and plateau["plateau"]["factor"] == 0.5
+    assert plateau["seeds"] == [0, 1] and plateau["model_title"] == "MLP"
+    assert plateau["momentum"] == 1.0 and isinstance(plateau["momentum"], float)
+    assert set(plateau["overrides"]) == {
+        "num_steps",
+        "plateau.factor",
+        "seeds",
+        "model_title",
+        "momentum",
+    }
+    assert "num_steps" not in gallery and "overrides" not in gallery
+    assert configs.resolve("plateau") == configs.resolve("plateau", overrides={})
 
 
 def test_build_nested_spec_and_evaluate_match_direct_calls():
@@ -146,7 +222,7 @@ def _is_png(path):
 @pytest.mark.parametrize("part", STUDY_PARTS)
 def test_study_part_writes_its_files_and_images_resolve(study_run, part):
     d = study_run / part
-    config = configs.get_config(part, quick=True)
+    config = configs.resolve(part, quick=True)
     assert results.read_json(d / "config.json") == config
     assert results.read_json(d / "summary.json")
     report = (d / "report.md").read_text()
@@ -159,7 +235,7 @@ def test_study_part_writes_its_files_and_images_resolve(study_run, part):
 
 
 def test_parts_run_after_the_parts_they_read():
-    todo = [configs.get_config(p, quick=True) for p in STUDY_PARTS]
+    todo = [configs.resolve(p, quick=True) for p in STUDY_PARTS]
     order = [c["part"] for c in run.execution_order(todo)]
     assert order.index("schedule_comparison") < order.index("range_test")
     assert order[2:] == STUDY_PARTS[2:]
@@ -167,7 +243,7 @@ def test_parts_run_after_the_parts_they_read():
 
 def test_schedule_comparison_summary_matches_its_records(study_run):
     d = study_run / "schedule_comparison"
-    config = configs.get_config("schedule_comparison", quick=True)
+    config = configs.resolve("schedule_comparison", quick=True)
     mlp = results.read_json(d / "summary.json")["models"]["mlp"]
     assert set(mlp["families"]) == set(config["families"]) and len(config["families"]) >= 10
     rows = results.read_jsonl(d / "metrics_mlp.jsonl")
@@ -208,7 +284,7 @@ def test_range_test_table_compares_with_part3():
 
 
 def test_optimizers_summary(study_run):
-    config = configs.get_config("optimizers", quick=True)
+    config = configs.resolve("optimizers", quick=True)
     summary = results.read_json(study_run / "optimizers" / "summary.json")["optimizers"]
     assert list(summary) == [o["name"] for o in config["optimizers"]]
     for per in summary.values():
@@ -219,7 +295,7 @@ def test_optimizers_summary(study_run):
 
 
 def test_batch_size_summary(study_run):
-    config = configs.get_config("batch_size", quick=True)
+    config = configs.resolve("batch_size", quick=True)
     summary = results.read_json(study_run / "batch_size" / "summary.json")
     assert summary["batch_sizes"] == config["batch_sizes"]
     assert all(lr in config["learning_rates"] for lr in summary["best_lr"])
@@ -229,7 +305,7 @@ def test_batch_size_summary(study_run):
 
 def test_search_summary(study_run):
     pytest.importorskip("optuna")
-    config = configs.get_config("search", quick=True)
+    config = configs.resolve("search", quick=True)
     summary = results.read_json(study_run / "search" / "summary.json")["methods"]
     assert list(summary) == config["methods"]
     trials = results.read_jsonl(study_run / "search" / "trials.jsonl")
@@ -248,7 +324,7 @@ def test_search_summary(study_run):
 
 
 def test_snapshots_summary_and_curves(study_run):
-    config = configs.get_config("snapshots", quick=True)
+    config = configs.resolve("snapshots", quick=True)
     d = study_run / "snapshots"
     summary = results.read_json(d / "summary.json")
     T, M, swa = config["num_steps"], config["num_cycles"], config["swa"]
@@ -290,13 +366,13 @@ def test_snapshots_on_a_batchnorm_cnn_recompute_swa_statistics(study_run):
 
 
 def test_snapshots_rejects_unequal_budgets():
-    config = configs.get_config("snapshots", quick=True)
+    config = configs.resolve("snapshots", quick=True)
     with pytest.raises(ValueError, match="num_cycles 7 must divide num_steps 120"):
         snapshots.check({**config, "num_cycles": 7})
 
 
 def test_plateau_summary_reads_part3_and_records_the_lr_used(study_run):
-    config = configs.get_config("plateau", quick=True)
+    config = configs.resolve("plateau", quick=True)
     d = study_run / "plateau"
     summary = results.read_json(d / "summary.json")
     part3 = results.read_json(study_run / "schedule_comparison" / "summary.json")
@@ -317,7 +393,7 @@ def test_plateau_summary_reads_part3_and_records_the_lr_used(study_run):
 
 
 def test_plateau_reference_falls_back_with_a_reason(tmp_path):
-    config = configs.get_config("plateau", quick=True)
+    config = configs.resolve("plateau", quick=True)
     out = tmp_path / "plateau"
     ref = plateau.reference(config, out)
     assert ref["family"] == "warmup_cosine" and "no schedule_comparison results" in ref["reason"]
@@ -335,7 +411,7 @@ def test_plateau_reductions_count_lr_cuts():
 def test_dataset_override_reaches_every_training_part(tmp_path):
     idx_dir = str(tmp_path / "mnist")
     for part in configs.PARTS:
-        config = configs.get_config(part, quick=True, dataset="mnist", data_dir=idx_dir)
+        config = configs.resolve(part, quick=True, dataset="mnist", data_dir=idx_dir)
         if part == "schedules":
             assert "dataset" not in config  # the gallery trains nothing
         else:
@@ -343,16 +419,41 @@ def test_dataset_override_reaches_every_training_part(tmp_path):
             assert config["dataset_kwargs"] == {"data_dir": idx_dir}
 
 
-def test_dataset_override_trains_on_another_dataset(tmp_path, monkeypatch):
-    monkeypatch.setenv("DATASET", "digits")
-    assert run.main(["--config", "plateau", "--quick", "--out", str(tmp_path)]) == 0
+def test_dataset_and_config_overrides_reach_the_part(tmp_path):
+    # a smoke run of one part with a command-line dataset and a dotted config override
+    argv = [
+        "--config",
+        "experiments/configs/plateau.py",
+        "--quick",
+        "--out",
+        str(tmp_path),
+        "--dataset",
+        "digits",
+        "--config.num_steps=60",
+        "--config.plateau.factor=0.5",
+    ]
+    assert run.main(argv) == 0
     saved = results.read_json(tmp_path / "plateau" / "config.json")
     assert saved["dataset"] == "digits"
-    assert (tmp_path / "plateau" / "summary.json").exists()
+    assert saved["num_steps"] == 60 and saved["plateau"]["factor"] == 0.5
+    rows = results.read_jsonl(tmp_path / "plateau" / "metrics_plateau.jsonl")
+    assert {len(row["learning_rate"]) for row in rows} == {60}
+    for row in rows:  # every cut of the LR is by the overridden factor
+        lr = np.asarray(row["learning_rate"], dtype=float)
+        lr = lr[np.isfinite(lr)]
+        for t in np.flatnonzero(np.diff(lr) < 0):
+            assert lr[t + 1] == pytest.approx(max(lr[t] * 0.5, 1e-5), rel=1e-4)
+    report = (tmp_path / "plateau" / "report.md").read_text()
+    assert "ARGS='--config.num_steps=60 --config.plateau.factor=0.5'" in report
+    # the same command again finds its results; without the overrides it is another config
+    assert run.main(argv) == 0
+    assert not run.is_done(
+        configs.resolve("plateau", quick=True, dataset="digits"), tmp_path / "plateau"
+    )
 
 
 def test_pbt_summary_records_lineage_and_the_schedule_each_update_used(study_run):
-    config = configs.get_config("pbt", quick=True)
+    config = configs.resolve("pbt", quick=True)
     d = study_run / "pbt"
     summary = results.read_json(d / "summary.json")
     part3 = results.read_json(study_run / "schedule_comparison" / "summary.json")
@@ -412,7 +513,7 @@ def test_pbt_describes_warmup_and_decay():
 def test_finetune_summary_pretrained_file_and_verdicts(study_run):
     from experiments import finetune
 
-    config = configs.get_config("finetune", quick=True)
+    config = configs.resolve("finetune", quick=True)
     d = study_run / "finetune"
     summary = results.read_json(d / "summary.json")
     settings = summary["settings"]
@@ -481,7 +582,7 @@ def test_lr_free_summary_matches_its_records(study_run):
     from experiments import lr_free
 
     d = study_run / "lr_free"
-    config = configs.get_config("lr_free", quick=True)
+    config = configs.resolve("lr_free", quick=True)
     summary = results.read_json(d / "summary.json")
     assert summary["verdicts"] == lr_free.verdicts(summary)
     mlp = summary["models"]["mlp"]

@@ -1,5 +1,6 @@
 """Tests for lrjax.models: shapes, parameter counts, purity, and jit/vmap over stacked params."""
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -139,8 +140,7 @@ def test_cnn1d_slices_matches_lax_conv(config):
     slices_model = models.CNN1D(**config, conv="slices")
     params = lax_model.init(_key(0), x)
     same = slices_model.init(_key(0), x)
-    assert jax.tree.structure(params) == jax.tree.structure(same)
-    jax.tree.map(np.testing.assert_array_equal, params, same)
+    chex.assert_trees_all_equal(params, same)
     np.testing.assert_allclose(
         slices_model.apply(params, x), lax_model.apply(params, x), rtol=1e-5, atol=1e-5
     )

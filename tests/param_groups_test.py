@@ -4,6 +4,7 @@ a sweep over the LLRD factor against plain optax runs with one optimizer per par
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -216,8 +217,7 @@ def test_llrd_sweep_with_batchnorm_and_dropout_equals_plain_optax_param_groups()
         np.testing.assert_allclose(result.loss[k], losses, rtol=RTOL, atol=ATOL)
         got = jax.tree.map(lambda a, k=k: a[k], (result.params, result.model_state))
         want = (params, {"batch_stats": stats})
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+        chex.assert_trees_all_close(got, want, rtol=RTOL, atol=ATOL)
 
 
 def test_other_decays_and_a_factory_built_afresh_compile_nothing():
@@ -292,9 +292,7 @@ def test_a_statically_frozen_backbone_in_an_nnx_sweep_with_batchnorm_and_dropout
         init = model.init(jax.random.key(k))
         final = jax.tree.map(lambda a, k=k: a[k], result.params)
         for module in ("inp", "norm"):
-            for a, b in zip(jax.tree.leaves(final[module]), jax.tree.leaves(init[module]),
-                            strict=True):  # fmt: skip
-                np.testing.assert_array_equal(a, b)
+            chex.assert_trees_all_equal(final[module], init[module])
         assert not np.allclose(final["out"]["kernel"], init["out"]["kernel"])
     # the running statistics are model state: a frozen backbone's BatchNorm still updates them
     assert np.abs(result.model_state["batch_stats"]["norm"]["mean"]).min() > 0

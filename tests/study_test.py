@@ -1,11 +1,13 @@
-"""Tests for lrjax.study: schedule families under vmap, summaries of recorded curves."""
+"""Tests for experiments/study.py: schedule families under vmap, summaries of recorded curves."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrjax import models, study
+from experiments import study
+from lrjax import models
 
 
 def test_every_family_vmaps_over_peak_and_scales_with_it():
@@ -13,9 +15,13 @@ def test_every_family_vmaps_over_peak_and_scales_with_it():
     steps = jnp.arange(T + 1)
     peaks = jnp.array([0.1, 1.0])
     build = study.family_schedules(study.FAMILIES, T)
+    # family index and peak both traced, as in a sweep's members: one program for the grid
+    grid = jax.jit(jax.vmap(jax.vmap(lambda i, p: jax.vmap(build(i, p))(steps), (None, 0)),
+                            (0, None)))  # fmt: skip
+    table = grid(jnp.arange(len(study.FAMILIES)), peaks)
     for i, name in enumerate(study.FAMILIES):
-        values = jax.vmap(lambda p, i=i: jax.vmap(build(i, p))(steps))(peaks)
-        direct = np.array([study.schedule_family(name, 1.0, T)(int(t)) for t in steps])
+        values = table[i]
+        direct = np.asarray(jax.jit(jax.vmap(study.schedule_family(name, 1.0, T)))(steps))
         np.testing.assert_allclose(values[1], direct, rtol=1e-5, atol=1e-7, err_msg=name)
         np.testing.assert_allclose(values[0], 0.1 * direct, rtol=1e-5, atol=1e-7, err_msg=name)
         assert float(values[1].max()) == pytest.approx(1.0, rel=1e-5), name
@@ -84,6 +90,5 @@ def test_classifier_init_depends_only_on_the_seed_not_the_member_position():
     model = study.classifier(models.MLP(hidden=(4,), num_classes=3), np.zeros((1, 5), np.float32))
     stacked = jax.jit(jax.vmap(lambda s: model.init(jax.random.key(s))))(jnp.array([7, 0, 7]))
     alone = model.init(jax.random.key(7))
-    for many, one in zip(jax.tree.leaves(stacked), jax.tree.leaves(alone), strict=True):
-        np.testing.assert_array_equal(many[0], one)
-        np.testing.assert_array_equal(many[2], one)
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[0], stacked), alone)
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[2], stacked), alone)

@@ -14,27 +14,29 @@ metrics.jsonl, summary.json. Larger batches prefer larger LRs (fitted exponent b
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
+
+from experiments.configs import config_dict
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
-    return {
-        "part": "batch_size",
-        "title": "Batch size × learning rate",
-        "runner": "experiments.batch_size",
-        "quick": quick,
-        "dataset": "mnist1d",
-        "model": "mlp",
-        "batch_sizes": [32, 64, 128] if quick else [16, 32, 64, 128, 256],
-        "reference_batch_size": 64 if quick else 128,
-        "learning_rates": (
-            [0.03, 0.1, 0.3] if quick else [round(10.0 ** (e / 4), 6) for e in range(-10, 1)]
-        ),  # 10^-2.5 .. 1, a quarter decade apart
-        "seeds": [0] if quick else [0, 1],
-        "num_steps": 80 if quick else 600,
-        "eval_every": 40 if quick else 100,
-        "momentum": 0.9,
-        "warmup_fraction": 0.1,
-        "dpi": 60 if quick else 100,
-    }
+    config = config_dict()
+    config.part = "batch_size"
+    config.title = "Batch size × learning rate"
+    config.runner = "experiments.batch_size"
+    config.quick = quick
+    config.dataset = "mnist1d"
+    config.model = "mlp"
+    config.batch_sizes = [32, 64, 128] if quick else [16, 32, 64, 128, 256]
+    config.reference_batch_size = 64 if quick else 128
+    config.learning_rates = (
+        [0.03, 0.1, 0.3] if quick else [round(10.0 ** (e / 4), 6) for e in range(-10, 1)]
+    )  # 10^-2.5 .. 1, a quarter decade apart
+    config.seeds = [0] if quick else [0, 1]
+    config.num_steps = 80 if quick else 600
+    config.eval_every = 40 if quick else 100
+    config.momentum = 0.9
+    config.warmup_fraction = 0.1
+    config.dpi = 60 if quick else 100
+    return config

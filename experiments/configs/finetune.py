@@ -28,31 +28,33 @@ accuracy by less than one point, which the verdicts call a tie.
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
+
+from experiments.configs import config_dict
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
-    return {
-        "part": "finetune",
-        "title": "Fine-tuning: warmup + decay, layer-wise LR decay, frozen backbone",
-        "runner": "experiments.finetune",
-        "quick": quick,
-        "dataset": "mnist1d",
-        "hidden": [100, 100, 100],
-        "source_classes": [0, 1, 2, 3, 4],
-        "target_classes": [5, 6, 7, 8, 9],
-        "per_class": 60,
-        "pretrain_steps": 150 if quick else 1500,
-        "pretrain_lr": 3e-3,
-        "recipes": ["linear", "cosine"],
-        "warmup_fractions": [0.0, 0.1],
-        "learning_rates": [1e-3, 1e-2] if quick else [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
-        "layer_decays": [1.0, 0.5] if quick else [1.0, 0.75, 0.5, 0.25],
-        "weight_decay": 0.01,
-        "seeds": [0] if quick else [0, 1],
-        "num_steps": 40 if quick else 300,
-        "eval_every": 40 if quick else 100,
-        "batch_size": 50,
-        "dpi": 60 if quick else 100,
-    }
+    config = config_dict()
+    config.part = "finetune"
+    config.title = "Fine-tuning: warmup + decay, layer-wise LR decay, frozen backbone"
+    config.runner = "experiments.finetune"
+    config.quick = quick
+    config.dataset = "mnist1d"
+    config.hidden = [100, 100, 100]
+    config.source_classes = [0, 1, 2, 3, 4]
+    config.target_classes = [5, 6, 7, 8, 9]
+    config.per_class = 60
+    config.pretrain_steps = 150 if quick else 1500
+    config.pretrain_lr = 3e-3
+    config.recipes = ["linear", "cosine"]
+    config.warmup_fractions = [0.0, 0.1]
+    config.learning_rates = [1e-3, 1e-2] if quick else [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+    config.layer_decays = [1.0, 0.5] if quick else [1.0, 0.75, 0.5, 0.25]
+    config.weight_decay = 0.01
+    config.seeds = [0] if quick else [0, 1]
+    config.num_steps = 40 if quick else 300
+    config.eval_every = 40 if quick else 100
+    config.batch_size = 50
+    config.dpi = 60 if quick else 100
+    return config

@@ -24,43 +24,44 @@ without that summary warmup + cosine is used.
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
 
+from experiments.configs import config_dict
 from lrjax.lr_free import METHODS
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
     # Quick: one of each kind (schedule-free, D-adaptation, distance over gradients).
     methods = ["schedule_free_sgd", "prodigy", "dog"] if quick else list(METHODS)
-    return {
-        "part": "lr_free",
-        "title": "Learning-rate-free and schedule-free optimizers vs a tuned schedule",
-        "runner": "experiments.lr_free",
-        "quick": quick,
-        "reads": ["schedule_comparison"],
-        "compare_with": "schedule_comparison",
-        "fallback_family": "warmup_cosine",
-        "dataset": "mnist1d",
-        "models": ["mlp"] if quick else ["mlp", "cnn1d"],
-        "model_titles": {"mlp": "MLP 40-100-100-10", "cnn1d": "CNN1D (paper, 5,210 params)"},
-        "methods": methods,
-        # Each knob at its default times these factors (a log grid of decades around it); the
-        # CNN costs about twice the MLP per member, so it gets the inner three.
-        "knob_factors": {
-            "mlp": [0.1, 1.0, 10.0] if quick else [0.01, 0.1, 1.0, 10.0, 100.0],
-            "cnn1d": [0.1, 1.0, 10.0],
-        },
-        # The baseline: SGD + momentum with the comparison's best schedule, peak LR re-tuned.
-        "baseline_momentum": 0.9,
-        "baseline_peak_lrs": {
-            "mlp": [0.1, 0.5] if quick else [0.01, 0.0316, 0.1, 0.316, 1.0],
-            "cnn1d": [0.0316, 0.1, 0.316, 1.0],
-        },
-        "seeds": [0] if quick else [0, 1, 2],
-        "num_steps": 60 if quick else 150,
-        "eval_every": 30 if quick else 75,
-        "batch_size": 128,
-        "tolerance": 0.01,  # one validation point: the verdict's and the sensitivity's margin
-        "dpi": 60 if quick else 100,
-    }
+    config = config_dict()
+    config.part = "lr_free"
+    config.title = "Learning-rate-free and schedule-free optimizers vs a tuned schedule"
+    config.runner = "experiments.lr_free"
+    config.quick = quick
+    config.reads = ["schedule_comparison"]
+    config.compare_with = "schedule_comparison"
+    config.fallback_family = "warmup_cosine"
+    config.dataset = "mnist1d"
+    config.models = ["mlp"] if quick else ["mlp", "cnn1d"]
+    config.model_titles = config_dict(mlp="MLP 40-100-100-10", cnn1d="CNN1D (paper, 5,210 params)")
+    config.methods = methods
+    # Each knob at its default times these factors (a log grid of decades around it); the
+    # CNN costs about twice the MLP per member, so it gets the inner three.
+    config.knob_factors = config_dict(
+        mlp=[0.1, 1.0, 10.0] if quick else [0.01, 0.1, 1.0, 10.0, 100.0],
+        cnn1d=[0.1, 1.0, 10.0],
+    )
+    # The baseline: SGD + momentum with the comparison's best schedule, peak LR re-tuned.
+    config.baseline_momentum = 0.9
+    config.baseline_peak_lrs = config_dict(
+        mlp=[0.1, 0.5] if quick else [0.01, 0.0316, 0.1, 0.316, 1.0],
+        cnn1d=[0.0316, 0.1, 0.316, 1.0],
+    )
+    config.seeds = [0] if quick else [0, 1, 2]
+    config.num_steps = 60 if quick else 150
+    config.eval_every = 30 if quick else 75
+    config.batch_size = 128
+    config.tolerance = 0.01  # one validation point: the verdict's and the sensitivity's margin
+    config.dpi = 60 if quick else 100
+    return config

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_collections
+
+from experiments.configs import config_dict
+
 
 def _opt(name: str, fn: str, **kwargs: Any) -> dict[str, Any]:
     static = {k: kwargs.pop(k) for k in ("nesterov",) if k in kwargs}
     return {"name": name, "fn": fn, "kwargs": kwargs, "static": static}
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
     optimizers = [
         _opt("SGD", "sgd"),
@@ -40,22 +44,22 @@ def get_config(quick: bool = False) -> dict[str, Any]:
         optimizers = [optimizers[0], optimizers[3]]
     # A common grid, half a decade apart, wide enough for both SGD and the adaptive methods.
     full_grid = [round(10.0**e, 6) for e in [x / 2 for x in range(-8, 3)]]  # 1e-4 .. 10
-    return {
-        "part": "optimizers",
-        "title": "Optimizers: LR sensitivity, constant vs schedule",
-        "runner": "experiments.optimizers",
-        "quick": quick,
-        "dataset": "mnist1d",
-        "model": "mlp",
-        "optimizers": optimizers,
-        "schedules": ["constant", "warmup_cosine"],
-        "schedule_labels": {"constant": "constant", "warmup_cosine": "warmup 10% + cosine"},
-        "warmup_fraction": 0.1,
-        "learning_rates": [1e-3, 1e-2, 1e-1] if quick else full_grid,
-        "seeds": [0] if quick else [0, 1],
-        "num_steps": 100 if quick else 600,
-        "eval_every": 50 if quick else 100,
-        "batch_size": 128,
-        "tolerance": 0.01,
-        "dpi": 60 if quick else 100,
-    }
+    config = config_dict()
+    config.part = "optimizers"
+    config.title = "Optimizers: LR sensitivity, constant vs schedule"
+    config.runner = "experiments.optimizers"
+    config.quick = quick
+    config.dataset = "mnist1d"
+    config.model = "mlp"
+    config.optimizers = optimizers  # a list: its entries stay plain dicts
+    config.schedules = ["constant", "warmup_cosine"]
+    config.schedule_labels = config_dict(constant="constant", warmup_cosine="warmup 10% + cosine")
+    config.warmup_fraction = 0.1
+    config.learning_rates = [1e-3, 1e-2, 1e-1] if quick else full_grid
+    config.seeds = [0] if quick else [0, 1]
+    config.num_steps = 100 if quick else 600
+    config.eval_every = 50 if quick else 100
+    config.batch_size = 128
+    config.tolerance = 0.01
+    config.dpi = 60 if quick else 100
+    return config

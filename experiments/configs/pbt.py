@@ -25,42 +25,45 @@ best fixed family (its `reads` key); without it, warmup + cosine is used.
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
+
+from experiments.configs import config_dict
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
-    return {
-        "part": "pbt",
-        "title": "Population-based training vs the best fixed schedule",
-        "runner": "experiments.pbt",
-        "quick": quick,
-        "reads": ["schedule_comparison"],
-        "compare_with": "schedule_comparison",
-        "fallback_family": "warmup_cosine",
-        "dataset": "mnist1d",
-        "model": "mlp" if quick else "cnn1d",
-        "model_title": "MLP 40-100-100-10" if quick else "CNN1D (paper, 5,210 params)",
-        # Per seed: the PBT population starts on this grid, and the fixed schedule is searched
-        # over it: population × steps is the compute of both.
-        "learning_rates": [0.03, 0.1, 0.3, 1.0]
-        if quick
-        else [0.01, 0.0193, 0.0373, 0.0720, 0.139, 0.268, 0.518, 1.0],
-        "seeds": [0] if quick else [0, 1, 2],
-        "num_steps": 60 if quick else 400,
-        "batch_size": 128,
-        "momentum": 0.9,  # the fixed schedule's, and PBT's initial momentum
-        "pbt": {
-            "ready": 20 if quick else 40,  # steps between exploit/explore (= evaluations)
-            "fraction": 0.25,  # bottom quarter copies the top quarter
-            "resample_probability": 0.25,
-            "factors": [0.8, 1.2],
-            "space": {
-                "peak": {"low": 0.001, "high": 3.0, "log": True},
-                "momentum": {"low": 0.5, "high": 0.99, "log": False},
-            },
-            "metric": "accuracy",  # validation accuracy
-            "seed": 0,
-        },
-        "dpi": 60 if quick else 100,
-    }
+    config = config_dict()
+    config.part = "pbt"
+    config.title = "Population-based training vs the best fixed schedule"
+    config.runner = "experiments.pbt"
+    config.quick = quick
+    config.reads = ["schedule_comparison"]
+    config.compare_with = "schedule_comparison"
+    config.fallback_family = "warmup_cosine"
+    config.dataset = "mnist1d"
+    config.model = "mlp" if quick else "cnn1d"
+    config.model_title = "MLP 40-100-100-10" if quick else "CNN1D (paper, 5,210 params)"
+    # Per seed: the PBT population starts on this grid, and the fixed schedule is searched
+    # over it: population × steps is the compute of both.
+    config.learning_rates = (
+        [0.03, 0.1, 0.3, 1.0] if quick else [0.01, 0.0193, 0.0373, 0.0720, 0.139, 0.268, 0.518, 1.0]
+    )
+    config.seeds = [0] if quick else [0, 1, 2]
+    config.num_steps = 60 if quick else 400
+    config.batch_size = 128
+    config.momentum = 0.9  # the fixed schedule's, and PBT's initial momentum
+    config.pbt = config_dict(
+        ready=20 if quick else 40,  # steps between exploit/explore (= evaluations)
+        fraction=0.25,  # bottom quarter copies the top quarter
+        resample_probability=0.25,
+        factors=[0.8, 1.2],
+        # PBT perturbs the hyperparameters in this order (it draws random numbers in it).
+        space=dict(
+            peak=dict(low=0.001, high=3.0, log=True),
+            momentum=dict(low=0.5, high=0.99, log=False),
+        ),
+        metric="accuracy",  # validation accuracy
+        seed=0,
+    )
+    config.dpi = 60 if quick else 100
+    return config

@@ -17,33 +17,29 @@ summary.json it reads (its `reads` key), so the comparison table is filled in.
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
+
+from experiments.configs import config_dict
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
-    return {
-        "part": "range_test",
-        "title": "LR range test: classic and parallel",
-        "runner": "experiments.range_test",
-        "quick": quick,
-        "reads": ["schedule_comparison"],
-        "compare_with": "schedule_comparison",
-        "dataset": "mnist1d",
-        "model": "cnn1d",
-        "model_title": "CNN1D (paper, 5,210 params)",
-        "momentum": 0.9,
-        "batch_size": 128,
-        "seeds": [0] if quick else [0, 1, 2],
-        "classic": {
-            "start_lr": 1e-4,
-            "end_lr": 10.0,
-            "num_steps": 60 if quick else 300,
-        },
-        "parallel": {
-            "log10_range": [-2.5, 0.5],
-            "num_lrs": 5 if quick else 13,
-            "num_steps": 40 if quick else 200,
-        },
-        "dpi": 60 if quick else 100,
-    }
+    config = config_dict()
+    config.part = "range_test"
+    config.title = "LR range test: classic and parallel"
+    config.runner = "experiments.range_test"
+    config.quick = quick
+    config.reads = ["schedule_comparison"]
+    config.compare_with = "schedule_comparison"
+    config.dataset = "mnist1d"
+    config.model = "cnn1d"
+    config.model_title = "CNN1D (paper, 5,210 params)"
+    config.momentum = 0.9
+    config.batch_size = 128
+    config.seeds = [0] if quick else [0, 1, 2]
+    config.classic = config_dict(start_lr=1e-4, end_lr=10.0, num_steps=60 if quick else 300)
+    config.parallel = config_dict(
+        log10_range=[-2.5, 0.5], num_lrs=5 if quick else 13, num_steps=40 if quick else 200
+    )
+    config.dpi = 60 if quick else 100
+    return config

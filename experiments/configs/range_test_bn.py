@@ -17,31 +17,29 @@ with the schedule comparison, which trains other models).
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
 
-from experiments.configs import range_test
+from experiments.configs import config_dict, range_test
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
     config = range_test.get_config(quick)
-    for key in ("reads", "compare_with"):
-        config.pop(key)
-    config.update(
-        part="range_test_bn",
-        title="LR range test on a CNN with BatchNorm: classic and parallel",
-        dataset="digits",
-        images=True,
-        model="resnet",
-        # The smoke test compiles a one-stage ResNet: the compile is most of its time.
-        resnet={"features": [4]} if quick else {},
-        model_title="ResNet, one stage of 4 channels (smoke test)"
+    del config["reads"], config["compare_with"]
+    config.part = "range_test_bn"
+    config.title = "LR range test on a CNN with BatchNorm: classic and parallel"
+    config.dataset = "digits"
+    config.model = "resnet"
+    config.model_title = (
+        "ResNet, one stage of 4 channels (smoke test)"
         if quick
-        else "ResNet (BatchNorm, dropout 0.1; 7,298 params)",
-        batch_size=64,
+        else "ResNet (BatchNorm, dropout 0.1; 7,298 params)"
     )
-    config["classic"] = dict(config["classic"], num_steps=60 if quick else 200)
-    config["parallel"] = dict(
-        config["parallel"], num_lrs=5 if quick else 9, num_steps=40 if quick else 150
-    )
+    config.batch_size = 64
+    config.classic.num_steps = 60 if quick else 200
+    config.parallel.num_lrs = 5 if quick else 9
+    config.parallel.num_steps = 40 if quick else 150
+    config.images = True
+    # The smoke test compiles a one-stage ResNet: the compile is most of its time.
+    config.resnet = config_dict(**({"features": [4]} if quick else {}))
     return config

@@ -17,34 +17,35 @@ several points; the best peak LR differs by family (decaying families tolerate l
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
 
-from lrjax.study import FAMILIES
+from experiments.configs import config_dict
+from experiments.study import FAMILIES
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
-    return {
-        "part": "schedule_comparison",
-        "title": "Schedule comparison (one vectorized run per model)",
-        "runner": "experiments.schedule_comparison",
-        "quick": quick,
-        "dataset": "mnist1d",
-        "models": ["mlp"] if quick else ["mlp", "cnn1d"],
-        "model_titles": {"mlp": "MLP 40-100-100-10", "cnn1d": "CNN1D (paper, 5,210 params)"},
-        "families": list(FAMILIES),
-        # Half-decade grids around where SGD + momentum 0.9 trains each model.
-        "peak_lrs": {
-            "mlp": [0.1, 0.5] if quick else [0.01, 0.0316, 0.1, 0.316, 1.0],
-            "cnn1d": [0.1, 0.5] if quick else [0.0316, 0.1, 0.316, 1.0],
-        },
-        "seeds": [0] if quick else [0, 1, 2],
-        "num_steps": 150 if quick else 1000,
-        "eval_every": 15 if quick else 50,
-        "batch_size": 128,
-        "momentum": 0.9,
-        # Validation accuracy whose first crossing is reported ("steps to target").
-        "target_accuracy": {"mlp": 0.5 if quick else 0.6, "cnn1d": 0.85},
-        "smooth": 5 if quick else 25,
-        "dpi": 60 if quick else 100,
-    }
+    config = config_dict()
+    config.part = "schedule_comparison"
+    config.title = "Schedule comparison (one vectorized run per model)"
+    config.runner = "experiments.schedule_comparison"
+    config.quick = quick
+    config.dataset = "mnist1d"
+    config.models = ["mlp"] if quick else ["mlp", "cnn1d"]
+    config.model_titles = config_dict(mlp="MLP 40-100-100-10", cnn1d="CNN1D (paper, 5,210 params)")
+    config.families = list(FAMILIES)
+    # Half-decade grids around where SGD + momentum 0.9 trains each model.
+    config.peak_lrs = config_dict(
+        mlp=[0.1, 0.5] if quick else [0.01, 0.0316, 0.1, 0.316, 1.0],
+        cnn1d=[0.1, 0.5] if quick else [0.0316, 0.1, 0.316, 1.0],
+    )
+    config.seeds = [0] if quick else [0, 1, 2]
+    config.num_steps = 150 if quick else 1000
+    config.eval_every = 15 if quick else 50
+    config.batch_size = 128
+    config.momentum = 0.9
+    # Validation accuracy whose first crossing is reported ("steps to target").
+    config.target_accuracy = config_dict(mlp=0.5 if quick else 0.6, cnn1d=0.85)
+    config.smooth = 5 if quick else 25
+    config.dpi = 60 if quick else 100
+    return config

@@ -26,13 +26,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_collections
+
+from experiments.configs import config_dict
+
 
 def S(fn: str, **args: Any) -> dict[str, Any]:
     """A schedule spec: `lrjax.schedules.<fn>(**args)`."""
     return {"fn": fn, "args": args}
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the gallery config; `quick` shrinks the grid to T = 200 steps and lowers the dpi."""
     T = 200 if quick else 1000  # common total steps
     W = T // 10  # common warmup steps
@@ -569,26 +573,26 @@ def get_config(quick: bool = False) -> dict[str, Any]:
             ],
         ),
     ]
-    return {
-        "part": "schedules",
-        "title": "Schedule gallery",
-        "runner": "experiments.gallery",
-        "quick": quick,
-        "total_steps": T,
-        "warmup_steps": W,
-        "peak_value": peak,
-        # (column name, step) of the values table.
-        "table_steps": [
-            ["0", 0],
-            ["1", 1],
-            ["W", W],
-            ["T/4", T // 4],
-            ["T/2", T // 2],
-            ["3T/4", 3 * T // 4],
-            ["T-1", T - 1],
-            ["T", T],
-        ],
-        "ncols": 4,
-        "dpi": 60 if quick else 110,
-        "families": families,
-    }
+    config = config_dict()
+    config.part = "schedules"
+    config.title = "Schedule gallery"
+    config.runner = "experiments.gallery"
+    config.quick = quick
+    config.total_steps = T
+    config.warmup_steps = W
+    config.peak_value = peak
+    # (column name, step) of the values table.
+    config.table_steps = [
+        ["0", 0],
+        ["1", 1],
+        ["W", W],
+        ["T/4", T // 4],
+        ["T/2", T // 2],
+        ["3T/4", 3 * T // 4],
+        ["T-1", T - 1],
+        ["T", T],
+    ]
+    config.ncols = 4
+    config.dpi = 60 if quick else 110
+    config.families = families  # a list: its specs stay plain dicts
+    return config

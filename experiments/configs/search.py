@@ -16,31 +16,33 @@ All three find AdamW settings around 0.65-0.7 validation accuracy; the best peak
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
+
+from experiments.configs import config_dict
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
-    return {
-        "part": "search",
-        "title": "Hyperparameter search: grid, random, Bayesian",
-        "runner": "experiments.search",
-        "quick": quick,
-        "dataset": "mnist1d",
-        "model": "mlp",
-        "methods": ["grid", "random", "tpe"],
-        "space": {"lr": [1e-4, 1e-1], "warmup": [0.0, 0.3], "wd": [1e-5, 1e-1]},
-        # 4 × 2 × 4 = 32 points = rounds × batch of the full config.
-        "grid": {
-            "lr": [1e-4, 1e-3, 1e-2, 1e-1] if not quick else [1e-3, 1e-2],
-            "warmup": [0.0, 0.2],
-            "wd": [1e-5, 1e-3, 1e-2, 1e-1] if not quick else [1e-4, 1e-2],
-        },
-        "batch": 4 if quick else 8,
-        "rounds": 2 if quick else 4,
-        "num_steps": 60 if quick else 600,
-        "batch_size": 128,
-        "init_seed": 0,
-        "search_seed": 0,
-        "dpi": 60 if quick else 100,
-    }
+    config = config_dict()
+    config.part = "search"
+    config.title = "Hyperparameter search: grid, random, Bayesian"
+    config.runner = "experiments.search"
+    config.quick = quick
+    config.dataset = "mnist1d"
+    config.model = "mlp"
+    config.methods = ["grid", "random", "tpe"]
+    config.space = config_dict(lr=[1e-4, 1e-1], warmup=[0.0, 0.3], wd=[1e-5, 1e-1])
+    # 4 × 2 × 4 = 32 points = rounds × batch of the full config.
+    config.grid = config_dict(
+        lr=[1e-4, 1e-3, 1e-2, 1e-1] if not quick else [1e-3, 1e-2],
+        warmup=[0.0, 0.2],
+        wd=[1e-5, 1e-3, 1e-2, 1e-1] if not quick else [1e-4, 1e-2],
+    )
+    config.batch = 4 if quick else 8
+    config.rounds = 2 if quick else 4
+    config.num_steps = 60 if quick else 600
+    config.batch_size = 128
+    config.init_seed = 0
+    config.search_seed = 0
+    config.dpi = 60 if quick else 100
+    return config

@@ -19,30 +19,31 @@ methods are within the noise of each other on accuracy; recomputing SWA's statis
 
 from __future__ import annotations
 
-from typing import Any
+import ml_collections
 
-from experiments.configs import snapshots
+from experiments.configs import config_dict, snapshots
 
 
-def get_config(quick: bool = False) -> dict[str, Any]:
+def get_config(quick: bool = False) -> ml_collections.ConfigDict:
     """Returns the config; `quick` is the smoke-test size."""
     config = snapshots.get_config(quick)
-    config.update(
-        part="snapshots_bn",
-        title="Snapshot ensembles and SWA on a CNN with BatchNorm (recomputed statistics)",
-        dataset="digits",
-        images=True,
-        model="resnet",
-        # The smoke test compiles a one-stage ResNet: the compile is most of its time.
-        resnet={"features": [4]} if quick else {},
-        model_title="ResNet, one stage of 4 channels (smoke test)"
+    config.part = "snapshots_bn"
+    config.title = "Snapshot ensembles and SWA on a CNN with BatchNorm (recomputed statistics)"
+    config.dataset = "digits"
+    config.model = "resnet"
+    config.model_title = (
+        "ResNet, one stage of 4 channels (smoke test)"
         if quick
-        else "ResNet (BatchNorm, dropout 0.1; 7,298 params)",
-        peak_lrs=[0.05, 0.2] if quick else [0.05, 0.1, 0.2],
-        num_steps=120 if quick else 600,
-        num_cycles=3 if quick else 4,
-        batch_size=64,
-        eval_every=40 if quick else 150,
+        else "ResNet (BatchNorm, dropout 0.1; 7,298 params)"
     )
-    config["swa"] = dict(config["swa"], anneal_steps=10 if quick else 30, every=5 if quick else 10)
+    config.peak_lrs = [0.05, 0.2] if quick else [0.05, 0.1, 0.2]
+    config.num_steps = 120 if quick else 600
+    config.num_cycles = 3 if quick else 4
+    config.batch_size = 64
+    config.eval_every = 40 if quick else 150
+    config.swa.anneal_steps = 10 if quick else 30
+    config.swa.every = 5 if quick else 10
+    config.images = True
+    # The smoke test compiles a one-stage ResNet: the compile is most of its time.
+    config.resnet = config_dict(**({"features": [4]} if quick else {}))
     return config

@@ -1,4 +1,8 @@
-"""Building blocks of the learning-rate study (`make experiment`), importable and tested.
+"""Building blocks of the learning-rate study (`make experiment`), shared by its parts.
+
+Study-only code: it serves the parts in this folder, not lrjax's users, so it lives here (as
+flax keeps everything of an example in the example's folder) and is tested in
+``tests/study_test.py``.
 
 * :func:`classifier` wraps a Flax classifier as a :class:`lrjax.sweep.Model`;
   :func:`make_model` builds the study's models by name.
