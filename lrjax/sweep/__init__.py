@@ -8,10 +8,11 @@ vectorized over K members (:func:`lrjax.vectorize`) and driven by the host loop
 (:func:`lrjax.fit`) with its hooks (evaluation, reduce-on-plateau, checkpoints, progress).
 Write your own step and use those pieces directly when this shape does not fit.
 
-The package's rooms: ``_options`` (:class:`Evaluation`, :class:`Options`), ``_members`` (the
-per-member settings), ``_checks`` (input checks before compiling), ``_switch``
-(:func:`schedule_family_switch`), ``_data_errors`` (the same-batch divergence hook),
-``_result`` (:class:`SweepResult`) and ``_train`` (the composition).
+The package's rooms: ``_options`` (:class:`Evaluation`, :class:`Options`, each validating
+itself), ``_members`` (the per-member settings), ``_data`` (the feed and its data check),
+``_parts`` (the controller's rules, the program, the evaluation and the hooks), ``_data_errors``
+(the same-batch divergence hook), ``_result`` (:class:`SweepResult`) and ``_train`` (the
+composition). :func:`schedule_family_switch` lives in :mod:`lrjax.schedules`.
 
 Examples:
   >>> import jax.numpy as jnp, numpy as np, optax
@@ -29,10 +30,10 @@ Examples:
 """
 
 from lrjax.feeds import batch_indices
+from lrjax.schedules import schedule_family_switch  # its home; kept here as an alias
 from lrjax.supervised import Model, accuracy
 from lrjax.sweep._options import CPU_MEMBERS_PER_DEVICE, Evaluation, Options
 from lrjax.sweep._result import SweepResult
-from lrjax.sweep._switch import schedule_family_switch
 from lrjax.sweep._train import train
 
 __all__ = [
