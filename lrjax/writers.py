@@ -116,7 +116,8 @@ class _EventWriter:
     def __init__(self, directory: str):
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-        self._events = EventFileWriter(directory)
+        # A deep queue: the writes come in bursts of a chunk's steps.
+        self._events = EventFileWriter(directory, max_queue_size=1024)
 
     def write_summary(self, summary, step: int = 0) -> None:
         from tensorboard.compat.proto import event_pb2

@@ -109,6 +109,30 @@ class SweepResult:
         """The final parameters of member ``k``."""
         return jax.tree.map(lambda a: a[k], self.params)
 
+    def to_dataframe(self, kind: str = "steps"):
+        """The result as a pandas table, every hyperparameter a column
+        (:mod:`lrjax.tables`): ``kind="steps"`` a row per member and step (``loss``,
+        ``grad_norm``, ``opt_hparams/<name>``), ``"evaluations"`` a row per member and
+        evaluation (``eval/<name>``), ``"final"`` a row per member (last values, ``diverged``).
+
+        Examples:
+          >>> import numpy as np
+          >>> result = SweepResult(
+          ...     hparams={"lr": np.float32([0.1, 0.2])}, loss=np.float32([[1, 0.5], [1, 0.25]]),
+          ...     grad_norm=np.ones((2, 2), np.float32), opt_hparams={}, eval_steps=np.zeros(0),
+          ...     eval_metrics={}, diverged=np.zeros(2, bool), diverged_step=-np.ones(2),
+          ...     params={}, metadata={})
+          >>> print(result.to_dataframe()[["member", "step", "lr", "loss"]].to_string(index=False))
+          member  step  lr  loss
+               0     0 0.1  1.00
+               0     1 0.1  0.50
+               1     0 0.2  1.00
+               1     1 0.2  0.25
+        """
+        from lrjax.tables import sweep_dataframe
+
+        return sweep_dataframe(self, kind)
+
     def save(self, path: str | os.PathLike) -> None:
         """Writes the result as an orbax checkpoint directory ``path`` (arrays and trees through
         ``StandardSave``, hyperparameter names and metadata through ``JsonSave``). An existing
