@@ -116,6 +116,8 @@ class _EventWriter:
     def __init__(self, directory: str):
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+        self.trial = os.path.basename(directory)  # the HParams dashboard's trial id
+
         # A deep queue: the writes come in bursts of a chunk's steps.
         self._events = EventFileWriter(directory, max_queue_size=1024)
 
@@ -133,7 +135,7 @@ class _EventWriter:
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         from tensorboard.plugins.hparams import summary_v2 as hp
 
-        self.write_summary(hp.hparams_pb(dict(hparams)))
+        self.write_summary(hp.hparams_pb(dict(hparams), trial_id=self.trial))
 
     def flush(self) -> None:
         self._events.flush()
