@@ -208,3 +208,11 @@ def test_writer_refuses_bad_settings(tmp_path):
             num_steps=2, batch_size=BATCH, options=sweep.Options(progress=False, hooks=written),
         )  # fmt: skip
     assert os.path.isdir(tmp_path)
+
+
+@pytest.mark.slow  # 12 s: eight sweeps, compiled on first use
+def test_the_overhead_measurement_runs_on_a_tiny_sweep():
+    from experiments import writer_overhead
+
+    ratios = writer_overhead.main(reps=1, num_steps=50, hidden=16)
+    assert set(ratios) == {"none", "tensorboard", "mlflow", "both"} and ratios["none"] == 1.0
