@@ -100,7 +100,9 @@ def mlflow_runs(directory, experiment="sweep"):
     client = MlflowClient(tracking_uri=f"file:{directory / 'mlruns'}")
     found = client.get_experiment_by_name(experiment)
     runs = client.search_runs([found.experiment_id])
-    return client, {run.info.run_name: run for run in runs}
+    by_name = {run.info.run_name: run for run in runs}
+    assert len(by_name) == len(runs)  # one run of each name
+    return client, by_name
 
 
 def history(client, run, key):
@@ -141,7 +143,7 @@ def test_a_resumed_sweep_writes_each_step_once_and_continues_its_mlflow_runs(wri
     resumed = written_sweep(tmp_path, options)
     np.testing.assert_array_equal(resumed.loss, written[0].loss)
     client, runs = mlflow_runs(tmp_path)
-    assert len(runs) == 3  # the resumed sweep continued the interrupted runs
+    assert len(runs) == 3  # the resumed sweep continued the interrupted runs (no new ones)
     for k in range(3):
         steps, got = history(client, runs[f"lr/member_{k}"], "loss")
         np.testing.assert_array_equal(steps, np.arange(STEPS))  # each step once
