@@ -14,6 +14,7 @@ from lrjax import (
     supervised,
     sweep,
 )
+from lrjax.artifacts import export, member_state
 from lrjax.averaging import SWAState, ema_update, recompute_batch_stats, swa_init, swa_update
 from lrjax.controller import Controlled, Knob, control
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
@@ -112,6 +113,7 @@ __all__ = [
     "ensemble_probabilities",
     "evaluate_snapshots",
     "exponential_decay",
+    "export",
     "feeds",
     "fit",
     "freeze_on_divergence",
@@ -131,6 +133,7 @@ __all__ = [
     "load_mnist1d",
     "lr_finder",
     "lr_free",
+    "member_state",
     "models",
     "multistep_decay",
     "one_cycle",

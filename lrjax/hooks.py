@@ -5,8 +5,9 @@
   reads it;
 * :class:`PlateauHook` — reduce-on-plateau per member on an evaluated metric, turning the
   controller's scale of the learning rate (:func:`lrjax.control`; nothing recompiles);
-* :class:`Checkpoint` — orbax checkpoints after every chunk, restored on a rerun; hook states
-  are kept by hook name;
+* :class:`Checkpoint` — orbax checkpoints between chunks, restored on a rerun; hook states
+  are kept by hook name; :class:`CheckpointPolicy` says when to save (an interval,
+  asynchronously) and what to keep (the newest n, the best k by an evaluation metric);
 * :class:`ProgressBar` — a tqdm bar with steps/s, members alive and the best loss;
 * :class:`Callback` — your function, called after every chunk.
 
@@ -17,6 +18,7 @@ give them (or :func:`lrjax.engine.unwrap`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -27,11 +29,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from lrjax import engine
+from lrjax import _checks, engine
 from lrjax._fingerprint import cache as _cache_by_fingerprint
 from lrjax._fingerprint import describe_run
 
-__all__ = ["Callback", "Checkpoint", "Evaluate", "PlateauHook", "ProgressBar"]
+__all__ = ["Callback", "Checkpoint", "CheckpointPolicy", "Evaluate", "PlateauHook", "ProgressBar"]
 
 PyTree = Any
 
@@ -252,19 +254,103 @@ def _non_empty(tree: Mapping) -> dict:
 
 CHECKPOINT_FORMAT = 2  # 2: hook states by hook name, evaluations kept by the loop
 
+_OPEN_MANAGERS: dict[str, Any] = {}  # directory -> the manager a run in this process left open
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointPolicy:
+    """When :class:`Checkpoint` saves and which saves it keeps: orbax's ``CheckpointManager``
+    policies (``FixedIntervalPolicy``, ``LatestN``, ``BestN``, asynchronous saves).
+
+    Attributes:
+      save_interval_steps: save at the chunk ends whose step is a multiple of this (a multiple
+        of ``chunk_steps``: saves happen between chunks); None saves after every chunk. The
+        last step is always saved, so a finished run reruns without training.
+      keep_last: the newest saves kept, ``>= 1`` (a rerun resumes from the newest).
+      keep_best: also keep this many best saves by ``best_metric`` (0: none).
+      best_metric: the evaluation metric (``loop.evaluations``) that ranks saves. A save's score
+        is its best member's value at that step (the lowest for ``best_mode="min"``); a save
+        without an evaluation at its step has no score and is kept only among the newest.
+      best_mode: ``"min"`` or ``"max"``.
+      asynchronous: write in the background while the next chunk trains (orbax copies the
+        arrays to host memory before ``save`` returns, so the next chunk may donate them).
+
+    Examples:
+      >>> CheckpointPolicy(keep_last=2, keep_best=3, best_metric="loss").keep_best
+      3
+    """
+
+    save_interval_steps: int | None = None
+    keep_last: int = 1
+    keep_best: int = 0
+    best_metric: str | None = None
+    best_mode: str = "min"
+    asynchronous: bool = True
+
+    def __post_init__(self):
+        if self.save_interval_steps is not None:
+            _checks.check_int("save_interval_steps", self.save_interval_steps, 1)
+        _checks.check_int("keep_last", self.keep_last, 1)
+        _checks.check_int("keep_best", self.keep_best, 0)
+        if self.best_mode not in ("min", "max"):
+            raise ValueError(f"best_mode must be 'min' or 'max', got {self.best_mode!r}")
+        if self.keep_best and not (isinstance(self.best_metric, str) and self.best_metric):
+            raise ValueError(
+                f"keep_best={self.keep_best} needs best_metric, the name of an evaluation "
+                f"metric, got {self.best_metric!r}"
+            )
+        _checks.check_bool("asynchronous", self.asynchronous)
+
+    def score(self, loop) -> dict[str, float] | None:
+        """The save's metrics for orbax: ``{best_metric: its best member's value}`` at this
+        step, or None (no evaluation at this step, or every member's is NaN)."""
+        if not self.keep_best or not len(loop.eval_steps) or loop.eval_steps[-1] != loop.step:
+            return None
+        if self.best_metric not in loop.evaluations:
+            raise ValueError(
+                f"best_metric {self.best_metric!r} is not among the evaluated metrics "
+                f"{sorted(loop.evaluations)}"
+            )
+        column = loop.evaluations[self.best_metric][:, -1]
+        if not np.isfinite(column).any():
+            return None
+        best = np.nanmin(column) if self.best_mode == "min" else np.nanmax(column)
+        return {self.best_metric: float(best)}
+
+    def manager_options(self, ocp) -> Any:
+        """orbax's ``CheckpointManagerOptions`` for this policy."""
+        policies = ocp.checkpoint_managers
+        keep = [policies.LatestN(n=self.keep_last)]
+        if self.keep_best:
+            metric = self.best_metric
+            keep.append(policies.BestN(
+                get_metric_fn=lambda metrics: metrics[metric], n=self.keep_best,
+                reverse=self.best_mode == "min", keep_checkpoints_without_metrics=False,
+            ))  # fmt: skip
+        return ocp.CheckpointManagerOptions(
+            save_decision_policy=policies.FixedIntervalPolicy(self.save_interval_steps or 1),
+            preservation_policy=policies.AnyPreservationPolicy(keep),
+            enable_async_checkpointing=self.asynchronous,
+            cleanup_tmp_directories=True,  # a save a kill interrupted
+            create=True,
+        )
+
 
 class Checkpoint:
-    """Saves the run with orbax after every chunk; a rerun with the same ``fingerprint``
-    resumes from the last saved chunk, bit-exact.
+    """Saves the run with orbax between chunks; a rerun with the same ``fingerprint`` resumes
+    from the newest save, bit-exact.
 
     Saved: the step, every group's state (the controller's knobs included) and member settings,
     the loop's records (metrics, evaluations), each hook's ``state_dict()`` under the hook's
     name (so a hook list in another order resumes the same), and the feed's position. Put it
     first in the hook list. A directory written by an earlier lrjax (hook states by position)
-    is refused, never misread.
+    is refused, never misread. When to save and what to keep is ``policy``: by default after
+    every chunk, asynchronously, keeping the newest save; a rerun after a kill (even during an
+    asynchronous save) resumes from the newest complete one.
 
     Args:
-      directory: where to save (created if needed; an existing file there is refused).
+      directory: where to save (created if needed; an existing file there is refused). Saves
+        are orbax steps under ``directory/chunks``.
       fingerprint: ``{name: value}``, what determines the run; a directory holding a different
         one is refused, naming the entries that changed. JSON values (numbers, strings, lists,
         dicts) are stored as they are; anything else (the step function, the data, an optax
@@ -272,6 +358,8 @@ class Checkpoint:
         (:func:`lrjax._fingerprint.describe_run`). A value with no such digest (an object whose
         ``repr`` holds a memory address) is refused unless the fingerprint names the run with a
         ``"checkpoint_id"`` entry.
+      policy: a :class:`CheckpointPolicy` (save interval, keep the newest n and the best k,
+        asynchronous saves).
 
     Examples:
       >>> import numpy as np
@@ -283,7 +371,12 @@ class Checkpoint:
 
     name = "checkpoint"
 
-    def __init__(self, directory: str | os.PathLike, fingerprint: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        fingerprint: Mapping[str, Any] | None = None,
+        policy: CheckpointPolicy | None = None,
+    ):
         try:
             directory = os.fspath(directory)
         except TypeError:
@@ -296,6 +389,9 @@ class Checkpoint:
                 f"checkpoint_dir must be a directory (new or holding a checkpoint), but "
                 f"{self.directory} is a file"
             )
+        if policy is not None and not isinstance(policy, CheckpointPolicy):
+            raise ValueError(f"policy must be an lrjax.hooks.CheckpointPolicy, got {policy!r}")
+        self.policy = policy or CheckpointPolicy()
         self.fingerprint = describe_run(dict(fingerprint or {}), run_id_key="checkpoint_id")
         self._manager = None
         self.restored_step: int | None = None  # the step a run resumed from, if it did
@@ -303,6 +399,11 @@ class Checkpoint:
     def _open(self):
         import orbax.checkpoint as ocp
 
+        # A run in this process that stopped with an exception never reached on_end: its last
+        # asynchronous save finishes before this run reads the directory.
+        leftover = _OPEN_MANAGERS.pop(self.directory, None)
+        if leftover is not None:
+            leftover.close()
         os.makedirs(self.directory, exist_ok=True)
         meta = os.path.join(self.directory, "run.json")
         record = {"checkpoint_format": CHECKPOINT_FORMAT, "run": self.fingerprint}
@@ -332,10 +433,12 @@ class Checkpoint:
             with open(meta + ".tmp", "w") as f:
                 json.dump(record, f, indent=1, sort_keys=True)
             os.replace(meta + ".tmp", meta)
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
         self._manager = ocp.CheckpointManager(
-            os.path.join(self.directory, "chunks"), options=options, item_names=("device", "host")
+            os.path.join(self.directory, "chunks"),
+            options=self.policy.manager_options(ocp),
+            item_names=("device", "host"),
         )
+        _OPEN_MANAGERS[self.directory] = self._manager
 
     @staticmethod
     def _device_tree(loop) -> dict:
@@ -361,11 +464,18 @@ class Checkpoint:
             },
             "hooks": loop.hook_states(),
         }
-        return _non_empty(jax.tree.map(np.asarray, tree))
+        # Copies: an asynchronous save writes them while the loop updates its records.
+        return _non_empty(jax.tree.map(np.array, tree))
 
     def on_start(self, loop) -> None:
         import orbax.checkpoint as ocp
 
+        interval = self.policy.save_interval_steps
+        if interval is not None and interval % loop.chunk_steps:
+            raise ValueError(
+                f"save_interval_steps must be a multiple of chunk_steps={loop.chunk_steps} "
+                f"(saves happen between chunks), got {interval}"
+            )
         self._open()
         step = self._manager.latest_step()
         if step is None:
@@ -413,17 +523,21 @@ class Checkpoint:
     def on_chunk_end(self, loop) -> None:
         import orbax.checkpoint as ocp
 
+        # orbax's save decision (the interval) and preservation (newest n, best k) policies;
+        # the last step is always saved. An asynchronous save returns once the arrays are in
+        # host memory, so the next chunk may donate the state's buffers.
         self._manager.save(
             loop.step,
             args=ocp.args.Composite(
                 device=ocp.args.StandardSave(self._device_tree(loop)),
                 host=ocp.args.StandardSave(self._host_tree(loop)),
             ),
+            metrics=self.policy.score(loop),
+            force=loop.step >= loop.num_steps,
         )
-        # The next chunk donates the state's buffers, so the save must finish reading them.
-        self._manager.wait_until_finished()
 
     def on_end(self, loop) -> None:
         del loop
         if self._manager is not None:
-            self._manager.close()
+            self._manager.close()  # waits for the last asynchronous save
+            _OPEN_MANAGERS.pop(self.directory, None)

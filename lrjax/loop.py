@@ -298,6 +298,13 @@ class FitResult(NamedTuple):
     members: PyTree
     loop: Loop
 
+    def to_dataframe(self, kind: str = "steps"):
+        """The result as a pandas table, every member setting a column: ``kind="steps"``,
+        ``"evaluations"`` or ``"final"`` (see :mod:`lrjax.tables`)."""
+        from lrjax.tables import fit_dataframe
+
+        return fit_dataframe(self, kind)
+
 
 def _call(hooks, name, *args):
     for hook in hooks:

@@ -244,24 +244,33 @@ def test_checkpoint_hook_digests_functions_and_data(tmp_path):
 
 KILL_SCRIPT = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, threading
     import jax, numpy as np
     jax.config.update("jax_numpy_rank_promotion", "raise")
     jax.config.update("jax_numpy_dtype_promotion", "strict")
-    import orbax.checkpoint as ocp
+    from orbax.checkpoint._src.path import atomicity
     from tests.helpers import CHUNK, identity_run
 
     directory, mode = sys.argv[1], sys.argv[2]
-    if mode == "kill":  # SIGKILL while the second chunk's save is being written
-        save = ocp.CheckpointManager.save
-        def save_then_die(self, step, *args, **kwargs):
-            saved = save(self, step, *args, **kwargs)
-            if step == 2 * CHUNK:
+    if mode == "kill":
+        # SIGKILL inside orbax's background thread, while the second chunk's save is written
+        # but not yet committed (its temporary directory not yet renamed), once the main
+        # thread has gone on past the save (a synchronous save would hold it there).
+        commit = atomicity.on_commit_callback
+        async def commit_or_die(tmp_dir, **kwargs):
+            if os.path.basename(str(tmp_dir.get_final())) == str(2 * CHUNK):
+                assert threading.current_thread() is not threading.main_thread()
+                if went_on.wait(timeout=20):
+                    print("THE MAIN THREAD WENT ON DURING THE SAVE", flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
-            return saved
-        ocp.CheckpointManager.save = save_then_die
-    chunks = []
-    result = identity_run(directory, callback=lambda info: chunks.append(info["step"]))
+            return await commit(tmp_dir, **kwargs)
+        atomicity.on_commit_callback = commit_or_die
+    chunks, went_on = [], threading.Event()
+    def callback(info):
+        chunks.append(info["step"])
+        if info["step"] == 2 * CHUNK:
+            went_on.set()
+    result = identity_run(directory, callback=callback)
     np.savez(os.path.join(directory, "result.npz"), loss=result.loss,
              *jax.tree.leaves(result.params))
     print("CHUNKS", chunks)
@@ -269,10 +278,11 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_kill_during_a_save_then_a_new_process_resumes_bit_exact(tmp_path):
+def test_kill_during_an_asynchronous_save_then_a_new_process_resumes_bit_exact(tmp_path):
     uninterrupted = identity_run(None)
     killed = run_python(KILL_SCRIPT, {"JAX_PLATFORMS": "cpu"}, args=[str(tmp_path), "kill"])
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert "THE MAIN THREAD WENT ON DURING THE SAVE" in killed.stdout
     resumed = run_python(KILL_SCRIPT, {"JAX_PLATFORMS": "cpu"}, args=[str(tmp_path), "resume"])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     # The kill interrupted the save at step 2 * CHUNK: the run resumed from the chunk before it.
@@ -455,3 +465,89 @@ def test_the_controller_knobs_are_read_and_turned_through_the_loop():
                 loop.set_control(loop.groups[0], "momentum", scale=0.5)
 
         linear_fit([Wrong()])
+
+
+# -----------------------------------------------------------------------------------------------
+# Checkpoint policies: orbax's save interval, newest n and best k
+
+
+def saved_steps(directory):
+    return sorted(int(p.name) for p in (directory / "chunks").iterdir() if p.name.isdigit())
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_keep_best_k_keeps_exactly_the_k_best_saves_and_the_newest(tmp_path, mode):
+    policy = lrjax.hooks.CheckpointPolicy(
+        keep_last=1, keep_best=2, best_metric="loss", best_mode=mode
+    )
+    checkpoint = lrjax.hooks.Checkpoint(tmp_path, {"run": mode}, policy)
+    out = linear_fit([checkpoint, lrjax.hooks.Evaluate(linear_eval, EVAL)])
+    # A save's score is its best member's evaluated loss at its step (saves follow chunks).
+    losses = out.loop.evaluations["loss"]
+    score = np.nanmin(losses, axis=0) if mode == "min" else np.nanmax(losses, axis=0)
+    saves = [(score[j], int(s)) for j, s in enumerate(out.loop.eval_steps) if s > 0]
+    ranked = sorted(saves, reverse=mode == "max")
+    assert len({value for value, _ in ranked}) == len(ranked)  # no ties: the k best are defined
+    expected = {step for _, step in ranked[:2]} | {STEPS}
+    assert saved_steps(tmp_path) == sorted(expected)
+    # "max" keeps the two earliest saves (the flat member's loss only falls), so it is not
+    # the newest-n rule in disguise.
+    assert mode == "min" or expected == {2, 4, STEPS}
+
+
+def test_save_interval_keeps_the_newest_n_and_resumes_from_the_newest(tmp_path):
+    policy = lrjax.hooks.CheckpointPolicy(save_interval_steps=4, keep_last=2, asynchronous=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(step):
+        def callback(info):
+            if info["step"] == step:
+                raise Stop
+
+        return lrjax.hooks.Callback(callback)
+
+    def hooks(*extra):
+        return [lrjax.hooks.Checkpoint(tmp_path, {"run": 1}, policy), *extra]
+
+    with pytest.raises(Stop):
+        linear_fit(hooks(stop_at(10)))
+    assert saved_steps(tmp_path) == [4, 8]  # every 4 steps, not after every chunk of 2
+    seen = []
+    resumed = linear_fit(hooks(lrjax.hooks.Callback(lambda info: seen.append(info["step"]))))
+    assert seen == [10, 12]  # resumed from step 8
+    assert saved_steps(tmp_path) == [8, 12]  # the last step is always saved; keep the newest 2
+    np.testing.assert_array_equal(resumed.metrics["loss"], linear_fit([]).metrics["loss"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(keep_last=0), r"keep_last must be an integer >= 1, got 0"),
+        (dict(keep_best=2), r"keep_best=2 needs best_metric, the name of an evaluation metric"),
+        (dict(keep_best=-1), r"keep_best must be an integer >= 0"),
+        (dict(best_mode="lowest"), r"best_mode must be 'min' or 'max', got 'lowest'"),
+        (dict(save_interval_steps=0), r"save_interval_steps must be an integer >= 1"),
+        (dict(asynchronous="no"), r"asynchronous must be"),
+    ],
+)
+def test_checkpoint_policy_refuses_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        lrjax.hooks.CheckpointPolicy(**kwargs)
+
+
+def test_checkpoint_policy_errors_at_run_time(tmp_path):
+    between = lrjax.hooks.CheckpointPolicy(save_interval_steps=3)
+    with pytest.raises(
+        ValueError, match=r"save_interval_steps must be a multiple of chunk_steps=2"
+    ):
+        linear_fit([lrjax.hooks.Checkpoint(tmp_path / "a", {"run": 1}, between)])
+    unknown = lrjax.hooks.CheckpointPolicy(keep_best=1, best_metric="accuracy")
+    evaluate = lrjax.hooks.Evaluate(linear_eval, EVAL)
+    with pytest.raises(ValueError, match=r"best_metric 'accuracy' is not among the evaluated"):
+        linear_fit([lrjax.hooks.Checkpoint(tmp_path / "b", {"run": 1}, unknown), evaluate])
+    with pytest.raises(ValueError, match=r"policy must be an lrjax.hooks.CheckpointPolicy"):
+        lrjax.hooks.Checkpoint(tmp_path / "c", {"run": 1}, {"keep_last": 2})
+    with pytest.raises(ValueError, match=r"options.checkpoint_policy must be an lrjax.hooks"):
+        sweep.Options(checkpoint_policy={"keep_last": 2})

@@ -10,7 +10,7 @@ from typing import Any
 
 import jax
 
-from lrjax import _checks, feeds
+from lrjax import _checks, feeds, hooks, loop
 
 PyTree = Any
 Array = jax.Array
@@ -117,6 +117,11 @@ class Options:
         process (an object whose ``repr`` holds a memory address and that has no importable
         name): it then stands in for that object, and changing the object without changing
         the name is on you.
+      checkpoint_policy: when to save and what to keep (an :class:`lrjax.hooks.CheckpointPolicy`:
+        save interval, the newest n and the best k saves, asynchronous saves); default: after
+        every chunk, asynchronously, keeping the newest.
+      hooks: more host-loop hooks, run after the sweep's own (evaluation, plateau, PBT) each
+        chunk: e.g. a metric writer (:class:`lrjax.writers.Writer`).
       progress: a tqdm bar (steps/s, members alive, best loss); default on when stderr is a
         terminal.
       callback: ``callback({"step", "loss", "alive"})`` on the host after every chunk.
@@ -137,6 +142,8 @@ class Options:
     chunk_steps: int | None = None
     checkpoint_dir: str | os.PathLike | None = None
     checkpoint_id: str | None = None
+    checkpoint_policy: Any = None
+    hooks: Sequence[Any] = ()
     progress: bool | None = None
     callback: Callable[[dict[str, Any]], None] | None = None
     vectorize: bool = True
@@ -174,6 +181,14 @@ class Options:
             raise ValueError(
                 f"options.checkpoint_id must be a non-empty string, got {self.checkpoint_id!r}"
             )
+        if self.checkpoint_policy is not None and not isinstance(
+            self.checkpoint_policy, hooks.CheckpointPolicy
+        ):
+            raise ValueError(
+                "options.checkpoint_policy must be an lrjax.hooks.CheckpointPolicy, got "
+                f"{self.checkpoint_policy!r}"
+            )
+        object.__setattr__(self, "hooks", loop.check_hooks(self.hooks))
         if self.progress is not None:
             _checks.check_bool("options.progress", self.progress)
         if self.callback is not None and not callable(self.callback):

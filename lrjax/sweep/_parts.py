@@ -136,11 +136,12 @@ def identity(task, feed, example, evaluation, tracked, plateau, pbt, checkpoint_
 
 def hook_list(task, evaluation, plateau, pbt, options, run) -> tuple[list, dict]:
     """The hooks, in order: the checkpoint (restores first), the evaluation, reduce-on-plateau
-    and PBT (both read the evaluation), the progress bar, the user's callback; and the run's
+    and PBT (both read the evaluation), the user's hooks, the progress bar, the user's
+    callback; and the run's
     description (described once, by the checkpoint, when there is one)."""
     run_hooks = []
     if options.checkpoint_dir is not None:
-        checkpoint = hooks.Checkpoint(options.checkpoint_dir, run)
+        checkpoint = hooks.Checkpoint(options.checkpoint_dir, run, options.checkpoint_policy)
         run_hooks.append(checkpoint)
         run = checkpoint.fingerprint
     if evaluation is not None:
@@ -150,6 +151,7 @@ def hook_list(task, evaluation, plateau, pbt, options, run) -> tuple[list, dict]
         run_hooks.append(hooks.PlateauHook(plateau[0], plateau[1]))
     if pbt is not None:
         run_hooks.append(pbt)
+    run_hooks.extend(options.hooks)
     run_hooks.append(hooks.ProgressBar(options.progress))
     if options.callback is not None:
         callback = options.callback

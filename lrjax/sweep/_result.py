@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +14,7 @@ import jax
 import numpy as np
 
 from lrjax import engine, feeds, loop
+from lrjax.artifacts import process_local_options
 
 PyTree = Any
 
@@ -107,68 +109,118 @@ class SweepResult:
         """The final parameters of member ``k``."""
         return jax.tree.map(lambda a: a[k], self.params)
 
+    def to_dataframe(self, kind: str = "steps"):
+        """The result as a pandas table, every hyperparameter a column
+        (:mod:`lrjax.tables`): ``kind="steps"`` a row per member and step (``loss``,
+        ``grad_norm``, ``opt_hparams/<name>``), ``"evaluations"`` a row per member and
+        evaluation (``eval/<name>``), ``"final"`` a row per member (last values, ``diverged``).
+
+        Examples:
+          >>> import numpy as np
+          >>> result = SweepResult(
+          ...     hparams={"lr": np.float32([0.1, 0.2])}, loss=np.float32([[1, 0.5], [1, 0.25]]),
+          ...     grad_norm=np.ones((2, 2), np.float32), opt_hparams={}, eval_steps=np.zeros(0),
+          ...     eval_metrics={}, diverged=np.zeros(2, bool), diverged_step=-np.ones(2),
+          ...     params={}, metadata={})
+          >>> print(result.to_dataframe()[["member", "step", "lr", "loss"]].to_string(index=False))
+          member  step  lr  loss
+               0     0 0.1  1.00
+               0     1 0.1  0.50
+               1     0 0.2  1.00
+               1     1 0.2  0.25
+        """
+        from lrjax.tables import sweep_dataframe
+
+        return sweep_dataframe(self, kind)
+
     def save(self, path: str | os.PathLike) -> None:
-        """Writes ``path``.npz (arrays) and ``path``.json (hyperparameters and metadata)."""
-        path = os.fspath(path)
+        """Writes the result as an orbax checkpoint directory ``path`` (arrays and trees through
+        ``StandardSave``, hyperparameter names and metadata through ``JsonSave``). An existing
+        ``path`` is overwritten only if it holds a saved result."""
+        import orbax.checkpoint as ocp
+
+        path = os.path.abspath(os.fspath(path))
+        if os.path.exists(path):
+            if not _is_saved_result(path):
+                raise ValueError(
+                    f"path must be new or hold a saved SweepResult (it is overwritten), but {path} "
+                    "holds something else"
+                )
+            shutil.rmtree(path)
         arrays = {
             "loss": self.loss,
             "grad_norm": self.grad_norm,
             "eval_steps": self.eval_steps,
             "diverged": self.diverged,
             "diverged_step": self.diverged_step,
+            "hparams": self.hparams,
+            "opt_hparams": self.opt_hparams,
+            "eval_metrics": self.eval_metrics,
+            "params": self.params,
+            "model_state": self.model_state,
+            "trackers": self.trackers,
         }
-        arrays.update({f"hparams/{k}": v for k, v in self.hparams.items()})
-        arrays.update({f"opt_hparams/{k}": v for k, v in self.opt_hparams.items()})
-        arrays.update({f"eval_metrics/{k}": v for k, v in self.eval_metrics.items()})
-        meta = {
-            "hparams": {k: np.asarray(v).tolist() for k, v in self.hparams.items()},
-            "metadata": self.metadata,
-        }
-        trees = {"params": self.params, "model_state": self.model_state, "trackers": self.trackers}
-        for name, tree in trees.items():
-            if tree is None:
-                continue
-            tree = _plain(tree)
-            leaves, treedef = jax.tree.flatten(tree)
-            arrays.update({f"{name}/{i}": np.asarray(v) for i, v in enumerate(leaves)})
-            structure = jax.tree.unflatten(treedef, list(range(len(leaves))))
-            meta[f"{name}_structure"] = _jsonable_structure(structure)
-        np.savez(path + ".npz", **arrays)
-        with open(path + ".json", "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+        arrays, empty = _without_empty(_plain(arrays))
+        meta = {"format": RESULT_FORMAT, "metadata": self.metadata, "empty": empty}
+        with ocp.Checkpointer(
+            ocp.CompositeCheckpointHandler(), multiprocessing_options=process_local_options()
+        ) as writer:
+            writer.save(
+                path,
+                args=ocp.args.Composite(
+                    arrays=ocp.args.StandardSave(arrays), result=ocp.args.JsonSave(meta)
+                ),
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SweepResult:
-        """Reads a result written by :meth:`save` (trees come back as nested dicts/lists)."""
-        path = os.fspath(path)
-        with open(path + ".json") as f:
-            meta = json.load(f)
-        with np.load(path + ".npz") as z:
-            arrays = {k: z[k] for k in z.files}
+        """Reads a result written by :meth:`save` (trees come back as nested dicts and lists;
+        ``opt_state`` is not saved). A result saved by an earlier lrjax as ``path.npz`` +
+        ``path.json`` is read too."""
+        import orbax.checkpoint as ocp
 
-        def group(prefix):
-            n = len(prefix) + 1
-            return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
-
-        trees = {
-            name: _rebuild_structure(meta[f"{name}_structure"], group(name))
-            for name in ("params", "model_state", "trackers")
-            if f"{name}_structure" in meta
-        }
+        path = os.path.abspath(os.fspath(path))
+        if not os.path.isdir(path) and os.path.exists(path + ".npz"):
+            return _load_npz(cls, path)
+        if not _is_saved_result(path):
+            raise ValueError(f"path must be a directory written by SweepResult.save, got {path}")
+        with ocp.Checkpointer(
+            ocp.CompositeCheckpointHandler(), multiprocessing_options=process_local_options()
+        ) as reader:
+            restored = reader.restore(
+                path,
+                args=ocp.args.Composite(
+                    arrays=ocp.args.StandardRestore(), result=ocp.args.JsonRestore()
+                ),
+            )
+        meta = restored["result"]
+        if meta.get("format") != RESULT_FORMAT:
+            raise ValueError(
+                f"{path} holds a result of format {meta.get('format')!r}; this lrjax reads "
+                f"{RESULT_FORMAT!r}"
+            )
+        arrays = _with_empty(restored["arrays"], meta["empty"])
         return cls(
-            hparams=group("hparams"),
+            hparams=arrays["hparams"],
             loss=arrays["loss"],
             grad_norm=arrays["grad_norm"],
-            opt_hparams=group("opt_hparams"),
+            opt_hparams=arrays["opt_hparams"],
             eval_steps=arrays["eval_steps"],
-            eval_metrics=group("eval_metrics"),
+            eval_metrics=arrays["eval_metrics"],
             diverged=arrays["diverged"],
             diverged_step=arrays["diverged_step"],
             metadata=meta["metadata"],
-            params=trees["params"],
-            model_state=trees.get("model_state"),
-            trackers=trees.get("trackers", {}),
+            params=arrays["params"],
+            model_state=arrays["model_state"],
+            trackers=arrays["trackers"],
         )
+
+
+RESULT_FORMAT = "lrjax.SweepResult/2"  # 1: path.npz + path.json (still read)
+
+
+def _is_saved_result(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "result", "metadata"))
 
 
 def _plain(tree: PyTree) -> PyTree:
@@ -182,12 +234,63 @@ def _plain(tree: PyTree) -> PyTree:
     return tree
 
 
-def _jsonable_structure(tree):
-    if isinstance(tree, Mapping):
-        return {"__dict__": {str(k): _jsonable_structure(v) for k, v in tree.items()}}
-    if isinstance(tree, list | tuple):
-        return {"__list__": [_jsonable_structure(v) for v in tree]}
-    return int(tree)
+def _without_empty(tree: PyTree) -> tuple[PyTree, dict]:
+    """The tree as host arrays, zero-size ones (which orbax cannot save) as None, and their
+    ``{path: [shape, dtype]}`` to put them back."""
+    empty = {}
+
+    def take(path, leaf):
+        array = np.asarray(leaf)
+        if array.size:
+            return array
+        empty[jax.tree_util.keystr(path)] = [list(array.shape), array.dtype.str]
+        return None
+
+    return jax.tree_util.tree_map_with_path(take, tree), empty
+
+
+def _with_empty(tree: PyTree, empty: Mapping[str, Any]) -> PyTree:
+    def put(path, leaf):
+        key = jax.tree_util.keystr(path)
+        if key in empty:
+            shape, dtype = empty[key]
+            return np.zeros(shape, np.dtype(dtype))
+        return leaf if leaf is None else np.asarray(leaf)
+
+    return jax.tree_util.tree_map_with_path(put, tree, is_leaf=lambda x: x is None)
+
+
+def _load_npz(cls, path: str) -> SweepResult:
+    """A result an earlier lrjax saved as ``path.npz`` (arrays) and ``path.json``
+    (hyperparameters, metadata and each tree's structure)."""
+    with open(path + ".json") as f:
+        meta = json.load(f)
+    with np.load(path + ".npz") as z:
+        arrays = {k: z[k] for k in z.files}
+
+    def group(prefix):
+        n = len(prefix) + 1
+        return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+    trees = {
+        name: _rebuild_structure(meta[f"{name}_structure"], group(name))
+        for name in ("params", "model_state", "trackers")
+        if f"{name}_structure" in meta
+    }
+    return cls(
+        hparams=group("hparams"),
+        loss=arrays["loss"],
+        grad_norm=arrays["grad_norm"],
+        opt_hparams=group("opt_hparams"),
+        eval_steps=arrays["eval_steps"],
+        eval_metrics=group("eval_metrics"),
+        diverged=arrays["diverged"],
+        diverged_step=arrays["diverged_step"],
+        metadata=meta["metadata"],
+        params=trees["params"],
+        model_state=trees.get("model_state"),
+        trackers=trees.get("trackers", {}),
+    )
 
 
 def _rebuild_structure(spec, leaves):
