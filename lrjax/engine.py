@@ -46,8 +46,11 @@ Examples:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +59,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 __all__ = [
+    "EXECUTIONS",
     "MEMBER_AXIS",
     "Vectorized",
     "abstract",
@@ -69,6 +73,7 @@ __all__ = [
     "to_host",
     "unused_members",
     "unwrap",
+    "uses_convolution",
     "vectorize",
 ]
 
@@ -77,6 +82,10 @@ Array = jax.Array
 Step = Callable[[PyTree, PyTree, PyTree], tuple[PyTree, Mapping[str, Array]]]
 Init = Callable[[PyTree], PyTree]
 MEMBER_AXIS = "members"
+EXECUTIONS = ("auto", "scan", "steps", "members")
+# A program that compiles for longer than this says so once, while it compiles (seconds).
+COMPILE_NOTICE_SECONDS = 5.0
+logger = logging.getLogger("lrjax")
 
 
 def step_key(seed: Any, step: Any) -> Array:
@@ -269,15 +278,90 @@ def _float_nan_like(abstract: PyTree) -> PyTree:
     return jax.tree.map(fill, abstract)
 
 
+def _jaxprs(jaxpr) -> Iterator[Any]:
+    """``jaxpr`` and every jaxpr nested in it (the bodies of jit, scan, cond, remat, ...)."""
+    from jax.extend.core import jaxprs_in_params
+
+    yield jaxpr
+    for eqn in jaxpr.eqns:
+        for inner in jaxprs_in_params(eqn.params):
+            yield from _jaxprs(inner)
+
+
+def uses_convolution(closed_jaxpr: Any) -> bool:
+    """Whether a (closed) jaxpr holds a ``conv_general_dilated`` anywhere, nested ones included
+    (``flax.linen.Conv``, ``nnx.Conv``, ``equinox.nn.Conv`` and their gradients all lower to
+    it)."""
+    jaxpr = getattr(closed_jaxpr, "jaxpr", closed_jaxpr)
+    return any(
+        eqn.primitive.name == "conv_general_dilated" for j in _jaxprs(jaxpr) for eqn in j.eqns
+    )
+
+
+class _CompileNotice:
+    """Around the first call of a program (the one that compiles): says so once, on the
+    ``lrjax`` logger, when it takes over :data:`COMPILE_NOTICE_SECONDS` (while it still runs,
+    from a timer; a silent wait of minutes looks like a hang)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.said = False
+        self.lock = threading.Lock()
+
+    def notice(self) -> None:
+        with self.lock:
+            if self.said:
+                return
+            self.said = True
+        logger.warning(
+            "lrjax: compiling %s: over %.0f s so far (once; later chunks reuse it)",
+            self.what,
+            COMPILE_NOTICE_SECONDS,
+        )
+
+    def __call__(self, program: Callable, *args: Any) -> Any:
+        timer = threading.Timer(COMPILE_NOTICE_SECONDS, self.notice)
+        timer.daemon = True
+        start = time.perf_counter()
+        timer.start()
+        try:
+            return program(*args)
+        finally:
+            timer.cancel()
+            if time.perf_counter() - start >= COMPILE_NOTICE_SECONDS:
+                self.notice()
+
+
+def _call(notice: _CompileNotice | None, program: Callable, *args: Any) -> Any:
+    """``program(*args)``, under ``notice`` when this call may compile."""
+    return program(*args) if notice is None else notice(program, *args)
+
+
+def _index(tree: PyTree, t: Any) -> PyTree:
+    """Entry ``t`` (traced) of the leading axis of every leaf."""
+    return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, t, 0, keepdims=False), tree)
+
+
+class _Plan(NamedTuple):
+    """What one input signature of a chunk compiles to: the steps ``T``, the execution, and one
+    member's metrics (abstract)."""
+
+    steps: int
+    execution: str
+    metrics: PyTree
+
+
 class Vectorized:
     """``step`` and ``init`` of one member, compiled over K members. Build with :func:`vectorize`.
 
     Methods:
       init(members) -> state: every member's initial state, stacked on a leading axis.
       run(state, members, xs, data=None, num_valid=None) -> (state, metrics): one chunk of
-        ``T = len(xs)`` steps in one compiled program; ``metrics`` leaves are ``[K, T]``.
+        ``T = len(xs)`` steps; ``metrics`` leaves are ``[K, T]``.
       run_sequential(...): the same, member by member and step by step with a jitted
-        single-member step: no vmap, no scan (for debugging; results agree).
+        single-member step, synchronizing after every step (for debugging; results agree).
+      execution_for(members, batch) -> str: the execution ``"auto"`` resolves to.
+      on(devices) -> Vectorized: the same program over other devices.
     """
 
     def __init__(
@@ -286,11 +370,19 @@ class Vectorized:
         init: Init | None,
         devices: Sequence[Any] | None,
         donate: bool,
+        execution: str = "auto",
     ):
         if not callable(step):
             raise ValueError(f"step must be a function step(state, batch, member), got {step!r}")
         if init is not None and not callable(init):
             raise ValueError(f"init must be a function init(member) -> state, got {init!r}")
+        if execution not in EXECUTIONS:
+            raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+        if execution in ("steps", "members") and jax.process_count() > 1:
+            raise ValueError(
+                f"execution={execution!r} dispatches steps from one Python process; with "
+                f"{jax.process_count()} processes use execution='scan' (or 'auto')"
+            )
         self.step = step
         self.init_fn = init
         devices = list(jax.devices() if devices is None else devices)
@@ -301,8 +393,25 @@ class Vectorized:
         if len(devices) > 1 or jax.process_count() > 1:
             self.mesh = Mesh(np.asarray(devices), (MEMBER_AXIS,))
         self.donate = donate
-        self._checked: set = set()
+        self.execution = execution
+        self._plans: dict = {}
+        self._resolved: dict = {}
+        self._started: set = set()
+        self._siblings: dict = {}
         _listen_to_compiles()
+
+    def on(self, devices: Sequence[Any]) -> Vectorized:
+        """The same step, init and execution over ``devices`` (cached: its compiled programs
+        are reused by every later call)."""
+        devices = list(devices)
+        if devices == self.devices:
+            return self
+        key = tuple(d.id for d in devices)
+        if key not in self._siblings:
+            self._siblings[key] = Vectorized(
+                self.step, self.init_fn, devices, self.donate, self.execution
+            )
+        return self._siblings[key]
 
     # -- shardings ------------------------------------------------------------------------------
 
@@ -343,6 +452,37 @@ class Vectorized:
                 "or let lrjax.fit do it) or pass fewer devices"
             )
 
+    # -- the execution ----------------------------------------------------------------------------
+
+    def _resolve(self, closed_jaxpr: Any) -> str:
+        """``auto``: one member at a time when the backend is a CPU and the step convolves
+        (XLA's CPU backend runs a convolution inside a loop body many times slower than outside
+        one, jax issue 12868, and vmap turns convolutions into grouped ones, slower still: a
+        single model's convolution is the fastest there is); one scanned program otherwise."""
+        if self.execution != "auto":
+            return self.execution
+        if jax.process_count() > 1 or self.devices[0].platform != "cpu":
+            return "scan"
+        return "members" if uses_convolution(closed_jaxpr) else "scan"
+
+    def execution_for(self, members: PyTree, batch: PyTree) -> str:
+        """The execution this program uses for ``members`` (stacked, or abstract) and one
+        ``batch`` (the step's own input, after any ``batch_fn``): ``execution`` unless it is
+        ``"auto"``, which traces one member's step (``init`` gives its state) and picks."""
+        if self.execution != "auto":
+            return self.execution
+        if jax.process_count() > 1 or self.devices[0].platform != "cpu":
+            return "scan"
+        member = _abstract_slice(members)
+        batch = abstract(batch)
+        key = (_signature(member), _signature(batch))
+        if key not in self._resolved:
+            if self.init_fn is None:
+                raise ValueError("execution_for needs an init; pass init= to lrjax.vectorize")
+            state = jax.eval_shape(self.init_fn, member)
+            self._resolved[key] = self._resolve(jax.make_jaxpr(self.step)(state, batch, member))
+        return self._resolved[key]
+
     # -- init -----------------------------------------------------------------------------------
 
     @functools.cached_property
@@ -372,50 +512,90 @@ class Vectorized:
         batch = x if batch_fn is None else batch_fn(data, x)
         return self.step(state, batch, member)
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
-    def _chunk_program(self, batch_fn, per_member: bool) -> Callable:
+    def _vstep(self, batch_fn, per_member: bool) -> Callable:
         member_step = functools.partial(self._member_step, batch_fn)
-        vstep = jax.vmap(member_step, in_axes=(0, 0, 0 if per_member else None, None))
+        return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member else None, None))
 
-        def chunk(state, members, xs, data, num_valid):
-            first = member_slice(xs, 0)
-            nan_metrics = _float_nan_like(jax.eval_shape(vstep, state, members, first, data)[1])
-
-            def body(carry, x):
-                state, t = carry
-                # The predicate is shared by all members, so this is a real branch: steps past
-                # the end of a partial last chunk cost nothing and leave the state untouched.
-                state, metrics = jax.lax.cond(
-                    t < num_valid,
-                    lambda s: vstep(s, members, x, data),
-                    lambda s: (s, nan_metrics),
-                    state,
-                )
-                return (state, t + 1), metrics
-
-            (state, _), metrics = jax.lax.scan(body, (state, jnp.int32(0)), xs)
-            return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
-
+    def _jit_kwargs(self, per_member: bool, *rest: Any) -> dict:
+        """Donation and shardings of ``(state, members, xs, *rest, data)`` -> ``(state, metrics)``
+        (``rest`` replicated scalars)."""
         kwargs = {"donate_argnums": (0,)} if self.donate else {}
         if self.mesh is not None:
             ms, rep = self.sharding(0), self.sharding(None)
             xs_sharding = self.sharding(1) if per_member else rep
             kwargs.update(
-                in_shardings=(ms, ms, xs_sharding, rep, rep),
+                in_shardings=(ms, ms, xs_sharding, *[rep for _ in rest], rep),
                 out_shardings=(ms, ms),
             )
-        return jax.jit(chunk, **kwargs)
+        return kwargs
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
+    def _chunk_program(self, batch_fn, per_member: bool, metrics: Any) -> Callable:
+        """``execution="scan"``: the chunk as one program, a loop of ``num_valid`` vmapped steps
+        (a loop bound read at run time: a short last chunk reuses the program and its missing
+        steps cost nothing)."""
+        vstep = self._vstep(batch_fn, per_member)
+        treedef, shapes = metrics
+
+        def chunk(state, members, xs, num_valid, data):
+            k, t = num_members(members), jax.tree.leaves(xs)[0].shape[0]
+            logged = jax.tree.unflatten(
+                treedef, [jnp.full((t, k, *s), jnp.nan, d) for s, d in shapes]
+            )
+            logged = jax.tree.map(
+                lambda m: m if jnp.issubdtype(m.dtype, jnp.inexact) else jnp.zeros_like(m), logged
+            )
+
+            def body(i, carry):
+                state, logged = carry
+                state, metrics = vstep(state, members, _index(xs, i), data)
+                logged = jax.tree.map(
+                    lambda buf, m: jax.lax.dynamic_update_index_in_dim(buf, m, i, 0),
+                    logged,
+                    metrics,
+                )
+                return state, logged
+
+            state, logged = jax.lax.fori_loop(0, num_valid, body, (state, logged))
+            return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), logged)
+
+        return jax.jit(chunk, **self._jit_kwargs(per_member, "num_valid"))
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
+    def _step_program(self, batch_fn, per_member: bool) -> Callable:
+        """``execution="steps"``: one vmapped step, dispatched once per step from Python."""
+        vstep = self._vstep(batch_fn, per_member)
+
+        def one(state, members, xs, t, data):
+            return vstep(state, members, _index(xs, t), data)
+
+        return jax.jit(one, **self._jit_kwargs(per_member, "t"))
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
+    def _member_program(self, batch_fn, per_member: bool) -> Callable:
+        """``execution="members"``: ONE member's step (no vmap), dispatched once per member and
+        step; the member's state and settings keep a leading axis of size 1."""
+
+        def one(state, member, xs, t, k, data):
+            state, member = member_slice(state, 0), member_slice(member, 0)
+            x = _index(xs, t)
+            if per_member:
+                x = _index(x, k)
+            state, metrics = self._member_step(batch_fn, state, member, x, data)
+            return jax.tree.map(lambda a: a[None], state), metrics
+
+        return jax.jit(one, donate_argnums=(0,) if self.donate else ())
 
     def _chunk_args(self, state, members, xs, data, num_valid, batch_fn, per_member):
         k = num_members(members)
         self._check_k(k)
-        t = self._check_inputs(state, members, xs, data, batch_fn, per_member)
-        num_valid = t if num_valid is None else int(num_valid)
-        if not 0 <= num_valid <= t:
-            raise ValueError(f"num_valid must be in [0, {t}], got {num_valid}")
+        plan = self._plan(state, members, xs, data, batch_fn, per_member)
+        num_valid = plan.steps if num_valid is None else int(num_valid)
+        if not 0 <= num_valid <= plan.steps:
+            raise ValueError(f"num_valid must be in [0, {plan.steps}], got {num_valid}")
         xs = self.put(xs, 1 if per_member else None)
         data = self.put(data, None)
-        return state, self.put(members), xs, data, self.put(np.int32(num_valid), None)
+        return plan, (state, self.put(members), xs, num_valid, data)
 
     def run(
         self,
@@ -428,7 +608,11 @@ class Vectorized:
         batch_fn: Callable[[PyTree, PyTree], PyTree] | None = None,
         per_member_batches: bool = False,
     ) -> tuple[PyTree, dict[str, Array]]:
-        """Advances every member by one chunk of ``T`` steps in one compiled program.
+        """Advances every member by one chunk of ``T`` steps.
+
+        How depends on the program's ``execution`` (see :func:`vectorize`): one compiled
+        program for the chunk (``"scan"``), or a compiled step dispatched from Python per step
+        (``"steps"``) or per member and step (``"members"``). All give the same results.
 
         Args:
           state: the stacked state ``[K, ...]`` (from :meth:`init` or an earlier run). Its
@@ -438,8 +622,7 @@ class Vectorized:
             member axis): the batches, or the inputs of ``batch_fn``.
           data: arrays constant over the chunk, passed to ``batch_fn`` (replicated).
           num_valid: run only the first ``num_valid`` steps (default all ``T``); the rest are
-            skipped inside the program, their metrics ``nan``, so a short last chunk reuses the
-            compiled program.
+            skipped, their metrics ``nan``, so a short last chunk reuses the compiled program.
           batch_fn: ``batch_fn(data, x) -> batch``, run inside the program at every step on the
             step's scanned input ``x`` (e.g. gather a batch of device-resident arrays by
             indices). Default: ``x`` is the batch.
@@ -449,21 +632,97 @@ class Vectorized:
         Returns:
           ``(state, metrics)`` with each metric ``[K, T]``.
         """
-        args = self._chunk_args(state, members, xs, data, num_valid, batch_fn, per_member_batches)
-        return self._chunk_program(batch_fn, bool(per_member_batches))(*args)
+        per_member = bool(per_member_batches)
+        plan, args = self._chunk_args(state, members, xs, data, num_valid, batch_fn, per_member)
+        state, members, xs, num_valid, data = args
+        key = (plan.execution, batch_fn, per_member, _signature(args))
+        notice = None
+        if key not in self._started:
+            k = num_members(members)
+            notice = _CompileNotice(f"the {plan.execution} program of {k} members")
+            self._started.add(key)
+        if plan.execution == "scan":
+            program = self._chunk_program(batch_fn, per_member, _spec(plan.metrics))
+            return _call(notice, program, state, members, xs, np.int32(num_valid), data)
+        run = self._run_steps if plan.execution == "steps" else self._run_members
+        return run(plan, notice, state, members, xs, num_valid, data, batch_fn, per_member)
+
+    @staticmethod
+    def _skipped(plan: _Plan, *lead: int) -> dict:
+        """Host metrics of skipped steps, axes ``lead``: ``nan`` (0 for integers). NumPy, so
+        no shape of them compiles anything."""
+
+        def fill(m):
+            value = np.nan if jnp.issubdtype(m.dtype, jnp.inexact) else 0
+            return np.full((*lead, *m.shape), value, m.dtype)
+
+        return jax.tree.map(fill, plan.metrics)
+
+    def _run_steps(self, plan, notice, state, members, xs, num_valid, data, batch_fn, per_member):
+        program = self._step_program(batch_fn, per_member)
+        k, logged = num_members(members), []
+        for t in range(num_valid):
+            state, metrics = _call(notice, program, state, members, xs, np.int32(t), data)
+            notice = None
+            logged.append(metrics)
+        return state, _gather_steps(logged, self._skipped(plan, k, plan.steps - num_valid))
+
+    def _run_members(self, plan, notice, state, members, xs, num_valid, data, batch_fn, per_member):
+        """Members one at a time, each on the device that holds it, with a compiled step of one
+        member; the steps of all members are dispatched before any result is read."""
+        program = self._member_program(batch_fn, per_member)
+        blocks = _device_blocks(self, (state, members, xs, data))
+        new_blocks, logged = [], []
+        for s, m, x, d in blocks:
+            size = num_members(m)
+            states, settings = _split_members(s, size), _split_members(m, size)
+            for j in range(size):
+                member_logs = []
+                for t in range(num_valid):
+                    states[j], metrics = _call(
+                        notice, program, states[j], settings[j], x, np.int32(t), np.int32(j), d
+                    )
+                    notice = None
+                    member_logs.append(metrics)
+                logged.append(member_logs)
+            new_blocks.append(states[0] if size == 1 else _concat_members(states))
+        state = _assemble(self, state, new_blocks)
+        skipped = self._skipped(plan, plan.steps - num_valid)
+        metrics = [_gather_steps(member_logs, skipped, axis=0) for member_logs in logged]
+        return state, jax.tree.map(lambda *ms: np.stack(ms), *metrics)
 
     def compiled_bytes(
         self, state, members, xs, data=None, *, batch_fn=None, per_member_batches=False
     ) -> int | None:
         """Bytes one device holds while a chunk runs, by XLA's buffer assignment. The arguments
         may be abstract (``jax.ShapeDtypeStruct``)."""
-        program = self._chunk_program(batch_fn, bool(per_member_batches))
-        num_valid = jax.ShapeDtypeStruct((), jnp.int32)
-        stats = program.lower(state, members, xs, data, num_valid).compile().memory_analysis()
+        per_member = bool(per_member_batches)
+        plan = self._plan(state, members, xs, data, batch_fn, per_member)
+        scalar = jax.ShapeDtypeStruct((), jnp.int32)
+        if plan.execution == "scan":
+            program = self._chunk_program(batch_fn, per_member, _spec(plan.metrics))
+            lowered = program.lower(state, members, xs, scalar, data)
+        elif plan.execution == "steps":
+            lowered = self._step_program(batch_fn, per_member).lower(
+                state, members, xs, scalar, data
+            )
+        else:  # one member's step, beside the other members' states
+            one = _abstract_slice(state), _abstract_slice(members)
+            one = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape), a.dtype), one)
+            program = self._member_program(batch_fn, per_member)
+            lowered = program.lower(*one, xs, scalar, scalar, data)
+        stats = lowered.compile().memory_analysis()
         if stats is None:  # not every backend reports it
             return None
         total = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-        return int(total - stats.alias_size_in_bytes)
+        total -= stats.alias_size_in_bytes
+        if plan.execution == "members":
+            k = num_members(members)
+            state_bytes = sum(
+                np.prod(np.shape(a)) * _dtype(a).itemsize for a in jax.tree.leaves(state)
+            )
+            total += int(state_bytes * (k - 1) / max(k, 1) / self.num_devices)
+        return int(total)
 
     # -- the debugging path -----------------------------------------------------------------------
 
@@ -493,7 +752,8 @@ class Vectorized:
     ):
         """:meth:`run` without vmap or scan: a Python loop over members and steps."""
         k = num_members(members)
-        t = self._check_inputs(state, members, xs, data, batch_fn, per_member_batches)
+        plan = self._plan(state, members, xs, data, batch_fn, per_member_batches)
+        t = plan.steps
         single_step = self._single_step(batch_fn)
         num_valid = t if num_valid is None else int(num_valid)
         states, logs, skipped = [], [], None
@@ -508,8 +768,7 @@ class Vectorized:
                     member_state, metrics = single_step(member_state, member, x, data)
                 else:  # the same nan metrics for every skipped step: shapes do not change
                     if skipped is None:
-                        out = jax.eval_shape(single_step, member_state, member, x, data)
-                        skipped = _float_nan_like(out[1])
+                        skipped = _float_nan_like(plan.metrics)
                     metrics = skipped
                 member_logs.append(jax.tree.map(np.asarray, metrics))
             states.append(member_state)
@@ -518,8 +777,9 @@ class Vectorized:
 
     # -- input checks, once per shape ------------------------------------------------------------
 
-    def _check_inputs(self, state, members, xs, data, batch_fn, per_member) -> int:
-        """Checks shapes and the step's output structure on abstract values; returns ``T``."""
+    def _plan(self, state, members, xs, data, batch_fn, per_member) -> _Plan:
+        """Checks shapes and the step's output structure on abstract values (one trace of the
+        step per input signature, which also decides the execution)."""
         k = num_members(members)
         xs_leaves = jax.tree_util.tree_leaves_with_path(xs)
         if not xs_leaves:
@@ -534,9 +794,9 @@ class Vectorized:
         t = next(iter(lengths.values()))
         if t < 1:
             raise ValueError("xs must hold at least one step, got T=0")
-        key = (*map(_signature, (state, members, xs, data)), batch_fn, per_member)
-        if key in self._checked:
-            return t
+        key = (*map(_signature, (state, members, xs, data)), batch_fn, bool(per_member))
+        if key in self._plans:
+            return self._plans[key]
         for path, leaf in jax.tree_util.tree_leaves_with_path(state):
             shape = np.shape(leaf)
             if not shape or shape[0] != k:
@@ -558,13 +818,9 @@ class Vectorized:
         one_x = _abstract_slice(xs, 2 if per_member else 1)
         abstract_data = abstract(data)
         try:
-            out = jax.eval_shape(
-                functools.partial(self._member_step, batch_fn),
-                one_state,
-                one_member,
-                one_x,
-                abstract_data,
-            )
+            closed, out = jax.make_jaxpr(
+                functools.partial(self._member_step, batch_fn), return_shape=True
+            )(one_state, one_member, one_x, abstract_data)
         except jax.errors.UnexpectedTracerError as e:
             raise ValueError(
                 "step uses a value traced in init: a function stored in the state (e.g. a Flax "
@@ -584,7 +840,7 @@ class Vectorized:
                 "step must return (state, metrics) with metrics a dict of arrays, got "
                 f"{jax.tree.map(lambda a: a.shape, out)}"
             )
-        new_state, _ = out
+        new_state, metrics = out
         if jax.tree.structure(new_state) != jax.tree.structure(one_state):
             raise ValueError(
                 "step must return a state with the structure of its input state; got\n"
@@ -598,8 +854,76 @@ class Vectorized:
                     f"step changed state{jax.tree_util.keystr(path)} from {old.shape} {old.dtype} "
                     f"to {new.shape} {new.dtype}; a step must keep every shape and dtype"
                 )
-        self._checked.add(key)
-        return t
+        plan = _Plan(t, self._resolve(closed), metrics)
+        self._plans[key] = plan
+        return plan
+
+
+def _spec(metrics: PyTree) -> tuple:
+    """A hashable description of abstract metrics (a static argument of a program)."""
+    leaves, treedef = jax.tree.flatten(metrics)
+    return treedef, tuple((tuple(a.shape), a.dtype) for a in leaves)
+
+
+def _gather_steps(logged: list, skipped: PyTree, axis: int = 1) -> PyTree:
+    """Per-step metrics (device arrays) as host arrays with a step axis at ``axis``, followed by
+    the ``skipped`` steps' metrics; one transfer for all of them."""
+    host = jax.device_get(logged)
+    if not host:
+        return skipped
+    stacked = jax.tree.map(lambda *steps: np.stack(steps, axis=axis), *host)
+    return jax.tree.map(lambda a, b: np.concatenate([a, b], axis=axis), stacked, skipped)
+
+
+@jax.jit
+def _split_members_program(tree: PyTree) -> list:
+    k = num_members(tree)
+    return [member_slice(tree, i, i + 1) for i in range(k)]
+
+
+def _split_members(tree: PyTree, size: int) -> list:
+    """``size`` single-member trees (leading axis 1) of a stacked tree, in one dispatch."""
+    if size == 1:
+        return [tree]
+    return list(_split_members_program(tree))
+
+
+@jax.jit
+def _concat_members(trees: list) -> PyTree:
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *trees)
+
+
+def _device_blocks(program: Vectorized, trees: tuple) -> list:
+    """``trees`` = (state, members, xs, data) as one block per device, in device order: the
+    members that device holds (``xs`` and ``data`` are replicated: its own copy, or its share
+    of the member axis of per-member batches)."""
+    if program.mesh is None:
+        return [trees]
+
+    def local(a, device):
+        return next(s.data for s in a.addressable_shards if s.device == device)
+
+    return [
+        tuple(jax.tree.map(functools.partial(local, device=d), tree) for tree in trees)
+        for d in program.devices
+    ]
+
+
+def _assemble(program: Vectorized, like: PyTree, blocks: list) -> PyTree:
+    """The stacked state from one block per device (the layout of ``like``)."""
+    if program.mesh is None:
+        return blocks[0]
+    sharding = program.sharding(0)
+    leaves = [jax.tree.leaves(b) for b in blocks]
+    shapes = [
+        (sum(np.shape(b[i])[0] for b in leaves), *np.shape(leaves[0][i])[1:])
+        for i in range(len(leaves[0]))
+    ]
+    arrays = [
+        jax.make_array_from_single_device_arrays(shape, sharding, [b[i] for b in leaves])
+        for i, shape in enumerate(shapes)
+    ]
+    return jax.tree.unflatten(jax.tree.structure(blocks[0]), arrays)
 
 
 def _stack(trees: Sequence[PyTree]) -> PyTree:
@@ -617,13 +941,14 @@ def vectorize(
     *,
     devices: Sequence[Any] | None = None,
     donate: bool = True,
+    execution: str = "auto",
 ) -> Vectorized:
     """Turns one member's ``step`` (and ``init``) into one compiled program over K members.
 
     .. math:: (s^{(k)}_{t+1}, m^{(k)}_t) = \\mathrm{step}(s^{(k)}_t, b_t, h^{(k)}),
               \\qquad k = 1..K, \\; t = t_0..t_0 + T - 1
 
-    evaluated as ``jax.jit(scan over t of vmap over k)``, with the member axis sharded over
+    evaluated as ``jax.jit(loop over t of vmap over k)``, with the member axis sharded over
     ``devices``: state :math:`s`, batch :math:`b`, member settings :math:`h`, metrics :math:`m`.
 
     Args:
@@ -636,8 +961,24 @@ def vectorize(
       devices: devices to split the member axis over (default: all); K must be a multiple of
         their number (:func:`lrjax.fit` pads).
       donate: donate the state's buffers to each chunk (halves peak memory).
+      execution: how a chunk runs; every choice gives the same results (to float round-off)
+        and compiles once per input shape:
+
+        * ``"scan"``: the chunk is one program, a loop of the vmapped step. The fewest
+          dispatches: the right choice on GPUs and TPUs, and on CPUs for steps without
+          convolutions.
+        * ``"steps"``: the vmapped step is one program, dispatched once per step from Python
+          (no loop in the program: XLA's CPU backend runs a convolution inside a loop body
+          many times slower than outside one, jax issue 12868).
+        * ``"members"``: one member's step (no vmap) is the program, dispatched per member and
+          step, each member on the device that holds it. Under vmap a convolution with
+          per-member filters becomes a grouped convolution, which XLA's CPU backend runs 2-4x
+          slower per member than K separate ones; this runs the user's own loop, without its
+          synchronizations.
+        * ``"auto"`` (default): ``"members"`` on a CPU when the step holds a convolution
+          (:func:`uses_convolution`, read from the step's jaxpr), ``"scan"`` otherwise.
 
     Returns:
       A :class:`Vectorized` program with ``init``, ``run`` and ``run_sequential``.
     """
-    return Vectorized(step, init, devices, donate)
+    return Vectorized(step, init, devices, donate, execution)
