@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: venv test test-slow experiment bench lint format clean
+.PHONY: venv test test-slow experiment bench bench-gpu lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ experiment: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m experiments.bench $(ARGS)
+
+# One GPU: K up to 1024 (MLP) and 128 (the others), sized for 8 minutes on an H100.
+bench-gpu: $(STAMP)
+	$(PY) -m experiments.bench --gpu --out docs/results/bench/gpu $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check lrjax experiments examples tests

@@ -63,6 +63,7 @@ __all__ = [
     "MEMBER_AXIS",
     "Vectorized",
     "abstract",
+    "compile_log",
     "compile_stats",
     "concatenate",
     "is_key",
@@ -217,16 +218,16 @@ def concatenate(parts: Sequence[Any]) -> Any:
     return np.concatenate([np.asarray(p) for p in parts])
 
 
-_COMPILES = {"seconds": 0.0, "count": 0}
+_COMPILES: dict = {"seconds": 0.0, "count": 0, "log": []}
 
 
 @functools.cache
 def _listen_to_compiles() -> None:
     def listener(event: str, duration: float, **kwargs) -> None:
-        del kwargs
         if event == "/jax/core/compile/backend_compile_duration":
             _COMPILES["seconds"] += duration
             _COMPILES["count"] += 1
+            _COMPILES["log"].append((str(kwargs.get("fun_name", "?")), duration))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
 
@@ -235,6 +236,26 @@ def compile_stats() -> tuple[float, int]:
     """Total XLA compile seconds and the number of compilations in this process so far."""
     _listen_to_compiles()
     return _COMPILES["seconds"], _COMPILES["count"]
+
+
+def compile_log() -> list[tuple[str, float]]:
+    """Every XLA compilation in this process so far (since lrjax started listening), as
+    ``(name, seconds)``; the engine's own programs are named ``jit(lrjax_init)``,
+    ``jit(lrjax_chunk)`` (``execution="scan"``), ``jit(lrjax_step)`` (``"steps"``),
+    ``jit(lrjax_member_step)`` (``"members"``) and its helpers ``jit(lrjax_...)``."""
+    _listen_to_compiles()
+    return list(_COMPILES["log"])
+
+
+def _named(fn: Callable, name: str) -> Callable:
+    """``fn`` under ``name`` (what JAX calls the compiled program in logs and compile_log)."""
+
+    @functools.wraps(fn)
+    def named(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    named.__name__ = named.__qualname__ = name
+    return named
 
 
 def _path_name(prefix: str, path) -> str:
@@ -489,7 +510,7 @@ class Vectorized:
     def _init_program(self) -> Callable:
         sharded = self.sharding(0)
         kwargs = {} if sharded is None else {"in_shardings": sharded, "out_shardings": sharded}
-        return jax.jit(jax.vmap(self.init_fn), **kwargs)
+        return jax.jit(_named(jax.vmap(self.init_fn), "lrjax_init"), **kwargs)
 
     def init(self, members: PyTree) -> PyTree:
         """Every member's initial state ``init(member)``, stacked along a leading member axis."""
@@ -559,7 +580,7 @@ class Vectorized:
             state, logged = jax.lax.fori_loop(0, num_valid, body, (state, logged))
             return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), logged)
 
-        return jax.jit(chunk, **self._jit_kwargs(per_member, "num_valid"))
+        return jax.jit(_named(chunk, "lrjax_chunk"), **self._jit_kwargs(per_member, "num_valid"))
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
     def _step_program(self, batch_fn, per_member: bool) -> Callable:
@@ -569,7 +590,7 @@ class Vectorized:
         def one(state, members, xs, t, data):
             return vstep(state, members, _index(xs, t), data)
 
-        return jax.jit(one, **self._jit_kwargs(per_member, "t"))
+        return jax.jit(_named(one, "lrjax_step"), **self._jit_kwargs(per_member, "t"))
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
     def _member_program(self, batch_fn, per_member: bool) -> Callable:
@@ -584,7 +605,8 @@ class Vectorized:
             state, metrics = self._member_step(batch_fn, state, member, x, data)
             return jax.tree.map(lambda a: a[None], state), metrics
 
-        return jax.jit(one, donate_argnums=(0,) if self.donate else ())
+        donate = (0,) if self.donate else ()
+        return jax.jit(_named(one, "lrjax_member_step"), donate_argnums=donate)
 
     def _chunk_args(self, state, members, xs, data, num_valid, batch_fn, per_member):
         k = num_members(members)
@@ -875,22 +897,24 @@ def _gather_steps(logged: list, skipped: PyTree, axis: int = 1) -> PyTree:
     return jax.tree.map(lambda a, b: np.concatenate([a, b], axis=axis), stacked, skipped)
 
 
-@jax.jit
-def _split_members_program(tree: PyTree) -> list:
+def _split_stacked(tree: PyTree) -> list:
     k = num_members(tree)
     return [member_slice(tree, i, i + 1) for i in range(k)]
+
+
+def _concat_stacked(trees: list) -> PyTree:
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *trees)
+
+
+_split_program = jax.jit(_named(_split_stacked, "lrjax_split"))
+_concat_members = jax.jit(_named(_concat_stacked, "lrjax_concat"))
 
 
 def _split_members(tree: PyTree, size: int) -> list:
     """``size`` single-member trees (leading axis 1) of a stacked tree, in one dispatch."""
     if size == 1:
         return [tree]
-    return list(_split_members_program(tree))
-
-
-@jax.jit
-def _concat_members(trees: list) -> PyTree:
-    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *trees)
+    return list(_split_program(tree))
 
 
 def _device_blocks(program: Vectorized, trees: tuple) -> list:
