@@ -754,7 +754,7 @@ class Vectorized:
 
     @functools.cached_property
     def _single_init(self) -> Callable:
-        return jax.jit(self.init_fn)
+        return jax.jit(_named(self.init_fn, "lrjax_init"))
 
     def init_sequential(self, members: PyTree) -> PyTree:
         """:meth:`init` member by member, without vmap (host arrays)."""

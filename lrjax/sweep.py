@@ -643,7 +643,8 @@ def _check_optimizer(
     ``jax.vmap``. Runs without jit (``lax.switch`` picks its branch in Python), so checking
     fresh closures compiles nothing."""
     k = len(next(iter(hparams.values()))) if hparams else 1
-    probes = np.unique(np.linspace(0, num_steps - 1, min(num_steps, 257)).round().astype(np.int32))
+    # Always 257 probes (repeats allowed): eager ops of one shape compile once for every num_steps.
+    probes = np.linspace(0, num_steps - 1, 257).round().astype(np.int32)
     scheduled = set()
     with jax.disable_jit():
         for i in range(k):

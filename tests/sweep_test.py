@@ -1621,3 +1621,22 @@ def test_iterator_and_batch_function_identity_on_a_batchnorm_dropout_model(tmp_p
     with pytest.raises(ValueError, match=r"holds a different run: data_function changed"):
         shifted = lambda step: (DATA[0][:BATCH] + np.float32(step), DATA[1][:BATCH])  # noqa: E731
         run(shifted, tmp_path / "function")
+
+
+def test_a_new_num_steps_compiles_nothing_new():
+    # The schedules are probed at a fixed number of steps and the chunk is fixed: a longer run
+    # reuses every compiled program (before, each eager probe op compiled again: 11 programs).
+    def train(num_steps):
+        return sweep.train(
+            MODEL, LOSS, DATA, optimizer=optax.sgd,
+            optimizer_kwargs=lambda hp: {
+                "learning_rate": optax.exponential_decay(hp["peak"], 10, 0.9)
+            },
+            hparams={"peak": np.array([0.1, 0.2], np.float32)}, num_steps=num_steps,
+            batch_size=BATCH, options=dataclasses.replace(QUIET, chunk_steps=CHUNK),
+        )  # fmt: skip
+
+    train(STEPS)
+    before = lrjax.engine.compile_stats()[1]
+    train(STEPS + 3)
+    assert lrjax.engine.compile_stats()[1] == before

@@ -53,6 +53,13 @@ def _gaps(losses, reference) -> dict:
     }
 
 
+def timed(fn, *args, **kwargs) -> dict:
+    """``fn(*args, **kwargs)``, with the wall seconds of the whole call (compiles included)."""
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out | {"wall_s": time.perf_counter() - t}
+
+
 def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) -> tuple:
     """Every row of one workload, plus its compile, guard, agreement and memory checks."""
     data = w.load()
@@ -60,10 +67,10 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) ->
     t0 = time.perf_counter()
     log(f"\n## {w.name}: {w.title}; batch {w.batch}, {w.steps} steps, K = {list(w.ks)}; "
         f"{flops / 1e6:.1f} MFLOP per model-step")  # fmt: skip
-    seq = {"sequential JAX": rows.run_sequential_jax(w, data, w.seq_members)}
+    seq = {"sequential JAX": timed(rows.run_sequential_jax, w, data, w.seq_members)}
     torch_port = has_torch and w.torch_model is not None
     if torch_port:
-        seq["PyTorch loop"] = torch_ports.run_torch_loop(w, data, w.seq_members)
+        seq["PyTorch loop"] = timed(torch_ports.run_torch_loop, w, data, w.seq_members)
     checks = {
         "flops_per_model_step": flops,
         "single_compile_s": seq["sequential JAX"]["step_compile_s"],
@@ -73,14 +80,14 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) ->
     }
     out, lrjax_losses, vmap_losses = [], {}, {}
     for k in w.ks:
-        lr = rows.run_lrjax(w, data, k, execution=execution)
+        lr = timed(rows.run_lrjax, w, data, k, execution=execution)
         lr["how"] = f"{lr['execution']}, {lr['devices']} dev"
         program_s = lr["program_compile_s"]
         checks["lrjax_compile_s"][k] = lr["compile_s"] if program_s is None else program_s
         checks["lrjax_init_compile_s"][k] = lr["init_compile_s"]
         measured = [("lrjax", lr)]
         if lr["num_groups"] > 1 and k >= 128:  # all K members in one program
-            one = rows.run_lrjax(w, data, k, execution=execution, group_size=None)
+            one = timed(rows.run_lrjax, w, data, k, execution=execution, group_size=None)
             one["how"] = f"{one['execution']}, {one['devices']} dev"
             measured.append(("lrjax one group", one))
         lrjax_losses[k] = lr["losses"]
@@ -88,11 +95,11 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) ->
         # A CPU-only torch next to a GPU would take minutes for the MLP's K > 128: skipped.
         if torch_port and (k <= 128 or torch_ports.setup()[1] == "cuda"):
             try:
-                measured.append(("PyTorch vmap", torch_ports.run_torch_vmap(w, data, k)))
+                measured.append(("PyTorch vmap", timed(torch_ports.run_torch_vmap, w, data, k)))
                 vmap_losses[k] = measured[-1][1]["losses"]
             except Exception as e:  # a model torch.func cannot vmap: say so, keep the others
                 log(f"PyTorch vmap failed at K={k}: {type(e).__name__}: {e}")
-        bound = rows.run_bound(w, data, k)
+        bound = timed(rows.run_bound, w, data, k)
         bound["how"] = bound["layout"]
         measured.append((report.BOUND, bound))
         speed = {name: m["model_steps_per_s"] for name, m in measured}
@@ -108,13 +115,15 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) ->
                 "num_groups": m.get("num_groups"),
                 "bound_layouts": m.get("layouts"),
                 "measured_members": w.seq_members if name in SEQUENTIAL else k,
+                "wall_s": m["wall_s"],
             }  # fmt: skip
             out.append(row)
-            log(report.format_row(row))
+            log(report.format_row(row) + f" ({m['wall_s']:.0f} s)")
     guard_k = min((k for k in w.ks if k >= 8), default=max(w.ks))
-    checks["guard"] = rows.guard_cost(w, data, guard_k, reps=1 if len(w.ks) == 1 else 3)
-    log(f"guard at K={guard_k}: {100 * checks['guard']['cost']:+.1f}% of a step "
-        f"(paired ratios {checks['guard']['ratios']})")  # fmt: skip
+    checks["guard"] = timed(rows.guard_cost, w, data, guard_k, reps=1 if len(w.ks) == 1 else 3)
+    guard = checks["guard"]
+    log(f"guard at K={guard_k}: {100 * guard['cost']:+.1f}% of a step "
+        f"(paired ratios {guard['ratios']}; {guard['wall_s']:.0f} s)")  # fmt: skip
     # Agreement: the sequential rows ran members 0..M-1 of the K=M sweep (same peaks).
     m = w.seq_members
     if m in lrjax_losses:

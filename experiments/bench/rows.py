@@ -29,6 +29,19 @@ def _example(data: tuple) -> tuple:
     return tuple(a[:1] for a in data[:-1])
 
 
+_TASKS: dict = {}
+
+
+def user_task(w: Workload, data: tuple) -> tuple:
+    """``(init, step, jax.jit(init))`` of the workload's user step, one per workload and data,
+    so the user's loop and the bound share one compiled init."""
+    key = (w.name, w.steps, w.batch, id(data[0]))
+    if key not in _TASKS:
+        init, step = task(w, _example(data))
+        _TASKS[key] = init, step, jax.jit(init)
+    return _TASKS[key]
+
+
 def _has_execution() -> bool:
     """Whether this lrjax's ``vectorize`` takes ``execution=`` (an older one, run through
     ``--lrjax-from`` for the "before" figures, does not)."""
@@ -124,7 +137,7 @@ def _seconds(log: list, names: tuple) -> float | None:
 def run_sequential_jax(w: Workload, data: tuple, members: int) -> dict:
     """The user's own loop: for each member, a Python loop over the jitted step (no guard),
     reading its losses when the member is done."""
-    init, step = task(w, _example(data))
+    _, step, jinit = user_task(w, data)
     device_data = tuple(jnp.asarray(a) for a in data)
     table = batch_table(w, len(data[0]))
 
@@ -132,7 +145,6 @@ def run_sequential_jax(w: Workload, data: tuple, members: int) -> dict:
     def jstep(state, idx, member):
         return step(state, tuple(a[idx] for a in device_data), member)
 
-    jinit = jax.jit(init)
     all_members = members_for(w, members)
 
     def member_run(i, num_steps):
@@ -171,7 +183,7 @@ def run_bound(w: Workload, data: tuple, k: int) -> dict:
     step where ``execution="auto"`` would dispatch steps: a CPU and a convolution); the bound
     is the faster."""
     big = k * w.batch
-    init, step = task(w, _example(data))
+    init, step, jinit = user_task(w, data)
     member = engine.member_slice(members_for(w, 1), 0)
     rng = np.random.default_rng(0)
     # Batches drawn with replacement: K*B may exceed the data set; the FLOPs are the same.
@@ -196,7 +208,7 @@ def run_bound(w: Workload, data: tuple, k: int) -> dict:
         def one(state, idx_t, m, device_data=device_data):
             return step(state, tuple(a[idx_t] for a in device_data), m)
 
-        s0 = jax.jit(init, out_shardings=rep)(m)
+        s0 = jax.device_put(jinit(member), rep)
         if per_step:
             jstep = jax.jit(one, donate_argnums=0)
 
