@@ -176,6 +176,17 @@ def run_sequential_jax(w: Workload, data: tuple, members: int) -> dict:
     }
 
 
+def _convolves(jaxpr) -> bool:
+    """``lrjax.engine.uses_convolution``, here too for an older lrjax (``--lrjax-from``)."""
+    from jax.extend.core import jaxprs_in_params
+
+    return any(
+        eqn.primitive.name == "conv_general_dilated"
+        or any(_convolves(inner) for inner in jaxprs_in_params(eqn.params))
+        for eqn in jaxpr.eqns
+    )
+
+
 def run_bound(w: Workload, data: tuple, k: int) -> dict:
     """One model at batch K*B for the same steps: K members at batch B do its FLOPs. Timed on
     one device and data-parallel over all devices (the batch split, the gradients reduced),
@@ -190,8 +201,8 @@ def run_bound(w: Workload, data: tuple, k: int) -> dict:
     table = rng.integers(0, len(data[0]), (w.steps, big), dtype=np.int32)
     state = jax.eval_shape(init, member)
     one_batch = tuple(jax.ShapeDtypeStruct((big, *a.shape[1:]), a.dtype) for a in data)
-    per_step = jax.default_backend() == "cpu" and engine.uses_convolution(
-        jax.make_jaxpr(step)(state, one_batch, member)
+    per_step = jax.default_backend() == "cpu" and _convolves(
+        jax.make_jaxpr(step)(state, one_batch, member).jaxpr
     )
     out = {}
     devices = jax.devices()
