@@ -7,9 +7,11 @@ You write the step of ONE model, as you would for a single run,
 where ``state`` is any pytree of arrays (params, ``batch_stats``, an optimizer state, an RNG
 key, a Flax ``TrainState``, an ``nnx.split`` state) and ``member`` is that member's settings
 (its learning rate, dropout rate, seed: a pytree of traced scalars). :func:`vectorize` turns it
-into a program over K members: ``jax.vmap`` over the member axis, ``jax.lax.scan`` over a chunk
-of steps, the member axis sharded over devices with ``jax.sharding``, the state's buffers
-donated, one compilation per shape. ``init(member) -> state`` is vectorized the same way.
+into a program over K members: ``jax.vmap`` over the member axis, a loop over a chunk of steps,
+the member axis sharded over devices with ``jax.sharding``, the state's buffers donated, one
+compilation per shape. ``init(member) -> state`` is vectorized the same way. Where that one
+program is slow (a convolution on a CPU), the same step runs member by member instead
+(``execution``, chosen from the step's jaxpr and the backend; see :func:`vectorize`).
 
 All members see the same batch at each step, unless the batches carry a member axis
 (``per_member_batches=True``). The scanned input of each step is either the batch itself or,

@@ -231,6 +231,9 @@ def test_every_execution_equals_the_debugging_path_on_a_conv_net(
     np.testing.assert_allclose(metrics["loss"], want_metrics["loss"], rtol=RTOL, atol=ATOL)
     assert np.isnan(metrics["loss"][:, 3]).all()  # the skipped fourth step
     assert_trees_close(state, want_state)
+    if execution == "members" and not per_member:  # XLA's memory estimate of what it runs
+        xs = engine.abstract(conv_chunk())
+        assert program.compiled_bytes(engine.abstract(state), CONV_MEMBERS, xs) > 0
 
 
 def test_auto_runs_a_convolution_member_by_member_on_a_cpu():
