@@ -460,7 +460,7 @@ class Vectorized:
             if isinstance(a, jax.Array):
                 if a.sharding.is_equivalent_to(sharding, a.ndim):
                     return a
-                if not a.is_fully_addressable:  # a global array of a multi-host run
+                if not a.is_fully_addressable or is_key(a):  # global arrays, PRNG keys
                     return jax.device_put(a, sharding)
             a = np.asarray(a)
             return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
@@ -508,14 +508,30 @@ class Vectorized:
 
     # -- init -----------------------------------------------------------------------------------
 
+    @property
+    def _init_on_one_device(self) -> bool:
+        """Whether ``init`` runs on the first device and its result is then split over the
+        devices: on CPUs. XLA's CPU LAPACK kernels (the QR of ``nn.initializers.orthogonal``,
+        which ``nn.LSTMCell`` uses) run a batch on the host's shared thread pool, and two host
+        devices running them at once deadlock (seen with the Flax SST-2 BiLSTM on 2 devices)."""
+        return (
+            self.mesh is not None
+            and jax.process_count() == 1
+            and (self.devices[0].platform == "cpu")
+        )
+
     @functools.cached_property
     def _init_program(self) -> Callable:
         sharded = self.sharding(0)
         kwargs = {} if sharded is None else {"in_shardings": sharded, "out_shardings": sharded}
+        if self._init_on_one_device:
+            one = jax.sharding.SingleDeviceSharding(self.devices[0])
+            kwargs = {"in_shardings": one, "out_shardings": one}
         return jax.jit(_named(jax.vmap(self.init_fn), "lrjax_init"), **kwargs)
 
     def init(self, members: PyTree) -> PyTree:
-        """Every member's initial state ``init(member)``, stacked along a leading member axis."""
+        """Every member's initial state ``init(member)``, stacked along a leading member axis
+        (on a CPU, computed on the first device, then split over the devices)."""
         if self.init_fn is None:
             raise ValueError("this program has no init; pass init= to lrjax.vectorize")
         k = num_members(members)
@@ -527,6 +543,9 @@ class Vectorized:
             raise ValueError(
                 f"init(member) failed for one member {_describe(one)}: {type(e).__name__}: {e}"
             ) from e
+        if self._init_on_one_device:
+            members = jax.tree.map(lambda a: jax.device_put(a, self.devices[0]), members)
+            return self.put(self._init_program(members), 0)
         return self._init_program(self.put(members))
 
     # -- one chunk --------------------------------------------------------------------------------

@@ -449,6 +449,15 @@ TWO_DEVICES_SCRIPT = textwrap.dedent(
     assert placed(PROGRAM, members_of([0.1, 0.2, 0.3], [0, 1, 2]), batches()) == (2, 4)
     images = iter([tuple(a[0] for a in conv_chunk(steps=1, seed=s)) for s in range(2)])
     assert placed(lrjax.vectorize(*CONV_GUARDED), four, images) == (1, 4)
+    # An init with LAPACK kernels (the QRs of orthogonal initializers, as in nn.LSTMCell):
+    # vmapped over members split across two CPU devices, XLA deadlocked; init runs on one.
+    def orthogonal(member):
+        keys = jax.random.split(jax.random.key(member["seed"]), 8)
+        return [jax.nn.initializers.orthogonal()(key, (64, 64)) for key in keys]
+
+    program = lrjax.vectorize(lambda s, b, m: (s, {"loss": 0.0}), orthogonal)
+    state = program.init({"seed": np.arange(8, dtype=np.int32)})
+    assert state[0].shape == (8, 64, 64) and state[0].sharding.num_devices == 2
     print("OK")
     """
 )

@@ -294,7 +294,7 @@ def test_compiles_once_for_a_whole_sweep():
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
         first = sgd_train([0.1, 0.2, 0.3, 0.4], every=4, eval_data=EVAL)
-        assert compiles.count("jit(chunk)") == 1  # 3 chunks of 4 steps, one program
+        assert compiles.count("jit(lrjax_chunk)") == 1  # 3 chunks of 4 steps, one program
         compiles.clear()
         # New values for everything a member may vary: nothing compiles.
         second = sgd_train(
