@@ -14,7 +14,7 @@ EXPERIMENT_FLAGS = $(if $(CONFIG),--config '$(CONFIG)') $(if $(call yes,$(QUICK)
 	$(if $(DATASET),--dataset '$(DATASET)') $(if $(DATA_DIR),--data-dir '$(DATA_DIR)') \
 	$(if $(filter undefined,$(origin SNAPSHOT)),,--snapshot '$(SNAPSHOT)')
 
-.PHONY: venv test test-slow experiment bench lint format clean
+.PHONY: venv test test-slow experiment bench bench-gpu lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ experiment: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m experiments.bench $(ARGS)
+
+# One GPU: K up to 1024 (MLP) and 128 (the others), sized for 8 minutes on an H100.
+bench-gpu: $(STAMP)
+	$(PY) -m experiments.bench --gpu --out docs/results/bench/gpu $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check lrjax experiments examples tests

@@ -1,9 +1,15 @@
 """Divergence freezing as a layer around one member's step.
 
-A member whose loss or state becomes non-finite, or whose loss grows past ``factor`` times its
-first loss, is frozen: from that step on its state stays at the last good values and its
+A member whose loss or gradient becomes non-finite, or whose loss grows past ``factor`` times
+its first loss, is frozen: from that step on its state stays at the last good values and its
 metrics read ``nan``. Under ``jax.vmap`` every member decides for itself, so a diverged member
 never changes what the others compute: their arrays are bit-identical to a run without it.
+
+The checks read scalars the step already computes (its loss and, when it reports one, its
+gradient norm), so the decision is known before the new state is written and the freeze is a
+select fused into the update: it costs about nothing. Scanning the whole new state for
+non-finite values (the only check of a step that reports no gradient norm) costs one pass over
+the state and a fusion per leaf; see :func:`freeze_on_divergence`.
 
 Examples:
   >>> import jax.numpy as jnp
@@ -80,20 +86,39 @@ def freeze_on_divergence(
     *,
     factor: float | None = 100.0,
     loss: str = "loss",
+    grad_norm: str | None = "grad_norm",
     finite: Callable[[PyTree], PyTree] | None = None,
 ) -> tuple[Callable, Callable | None]:
     r"""Wraps ``(step, init)`` so a diverging member is frozen and flagged.
 
-    At its step :math:`t` with loss :math:`\ell_t` (the metric named ``loss``) and first loss
-    :math:`\ell_0`, a member diverges when
+    At its step :math:`t` with loss :math:`\ell_t` (the metric named ``loss``), gradient norm
+    :math:`g_t` (the metric named ``grad_norm``, if the step reports it), first loss
+    :math:`\ell_0` and new state :math:`s_{t+1}`, a member diverges when
 
-    .. math:: \neg\,\mathrm{finite}(\ell_t) \;\lor\; \neg\,\mathrm{finite}(s_{t+1})
+    .. math:: \neg\,\mathrm{finite}(\ell_t) \;\lor\; \neg\,\mathrm{finite}(g_t)
               \;\lor\; \ell_t > c\,|\ell_0|
+              \;\lor\; \neg\,\mathrm{finite}(\mathrm{finite\_part}(s_{t+1}))
 
-    where :math:`s_{t+1}` is every floating-point leaf of the new state (or of
-    ``finite(new_state)``). The new state is then
-    discarded: the member keeps :math:`s_t` for the rest of the run. Metrics of that step are
-    kept (they show what went wrong); later ones are ``nan``.
+    The new state is then discarded: the member keeps :math:`s_t` for the rest of the run.
+    Metrics of that step are kept (they show what went wrong); later ones are ``nan``. What each
+    check covers:
+
+    * the loss: a forward pass that overflows, or a state that went in non-finite;
+    * the gradient norm: a non-finite gradient, which would make the update, and so the new
+      parameters and optimizer state, non-finite (with a finite loss and gradient, SGD's,
+      momentum's or Adam's new state is finite unless the update itself overflows float32:
+      a learning rate beyond about 1e30);
+    * the ratio: a loss that explodes while still finite;
+    * the state scan, every floating-point leaf of ``finite(new_state)``: anything else that
+      would leave the state non-finite, the overflowing update included. It runs when
+      ``finite`` is given (``finite=lambda s: s`` scans the whole state), and, with
+      ``finite=None``, when the step reports no gradient norm (then the whole state is
+      scanned, so a member whose state would become non-finite is always frozen before it
+      does).
+
+    The loss and gradient-norm checks are scalars known before the update is written, so
+    freezing is a select XLA fuses into the update; the state scan reads the whole new state
+    again, one reduction per leaf (10-13% of a small model's step on a CPU).
 
     Args:
       step: ``step(state, batch, member) -> (state, metrics)``; ``metrics[loss]`` a scalar.
@@ -101,9 +126,11 @@ def freeze_on_divergence(
       factor: :math:`c > 0` (static); None turns the ratio test off (non-finite values still
         freeze).
       loss: the name of the loss in the step's metrics.
-      finite: what must stay finite, ``finite(state) -> pytree``; default the whole state.
-        Checking less is cheaper: with a finite loss and gradient, SGD's or Adam's new
-        parameters are finite exactly when the update is, so the parameters alone suffice.
+      grad_norm: the name of the gradient norm in the step's metrics (e.g.
+        ``optax.tree.norm(grads)``); None, or a step that does not report it, skips that
+        check.
+      finite: what of the new state must stay finite, ``finite(state) -> pytree``. Default:
+        nothing when the step reports its gradient norm, else the whole state.
 
     Returns:
       ``(guarded_step, guarded_init)`` over :class:`Guarded` states (``guarded_init`` is None
@@ -123,8 +150,12 @@ def freeze_on_divergence(
             )
         value = jnp.asarray(metrics[loss], jnp.float32)
         initial = jnp.where(jnp.isnan(state.initial_loss), value, state.initial_loss)
-        checked = new_state if finite is None else finite(new_state)
-        bad = ~jnp.isfinite(value) | ~_all_finite(checked) | (value > limit * jnp.abs(initial))
+        bad = ~jnp.isfinite(value) | (value > limit * jnp.abs(initial))
+        reported = grad_norm is not None and grad_norm in metrics
+        if reported:
+            bad |= ~jnp.all(jnp.isfinite(jnp.asarray(metrics[grad_norm])))
+        if finite is not None or not reported:
+            bad |= ~_all_finite(new_state if finite is None else finite(new_state))
         keep = state.alive & ~bad
 
         def choose(new, old):
@@ -140,7 +171,7 @@ def freeze_on_divergence(
 
         guarded = Guarded(
             state=jax.tree.map(choose, new_state, state.state),
-            alive=state.alive & ~bad,
+            alive=keep,
             diverged_step=jnp.where(state.alive & bad, state.step, state.diverged_step),
             initial_loss=jnp.where(state.alive, initial, state.initial_loss),
             step=state.step + 1,

@@ -7,9 +7,11 @@ You write the step of ONE model, as you would for a single run,
 where ``state`` is any pytree of arrays (params, ``batch_stats``, an optimizer state, an RNG
 key, a Flax ``TrainState``, an ``nnx.split`` state) and ``member`` is that member's settings
 (its learning rate, dropout rate, seed: a pytree of traced scalars). :func:`vectorize` turns it
-into a program over K members: ``jax.vmap`` over the member axis, ``jax.lax.scan`` over a chunk
-of steps, the member axis sharded over devices with ``jax.sharding``, the state's buffers
-donated, one compilation per shape. ``init(member) -> state`` is vectorized the same way.
+into a program over K members: ``jax.vmap`` over the member axis, a loop over a chunk of steps,
+the member axis sharded over devices with ``jax.sharding``, the state's buffers donated, one
+compilation per shape. ``init(member) -> state`` is vectorized the same way. Where that one
+program is slow (a convolution on a CPU), the same step runs member by member instead
+(``execution``, chosen from the step's jaxpr and the backend; see :func:`vectorize`).
 
 All members see the same batch at each step, unless the batches carry a member axis
 (``per_member_batches=True``). The scanned input of each step is either the batch itself or,
@@ -46,8 +48,11 @@ Examples:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,11 +61,13 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 __all__ = [
+    "EXECUTIONS",
     "MEMBER_AXIS",
     "Vectorized",
     "abstract",
     "as_metrics",
     "bind_axes",
+    "compile_log",
     "compile_stats",
     "concatenate",
     "is_key",
@@ -71,6 +78,7 @@ __all__ = [
     "to_host",
     "unused_members",
     "unwrap",
+    "uses_convolution",
     "vectorize",
 ]
 
@@ -79,6 +87,10 @@ Array = jax.Array
 Step = Callable[[PyTree, PyTree, PyTree], tuple[PyTree, Mapping[str, Array]]]
 Init = Callable[[PyTree], PyTree]
 MEMBER_AXIS = "members"
+EXECUTIONS = ("auto", "scan", "steps", "members")
+# A program that compiles for longer than this says so once, while it compiles (seconds).
+COMPILE_NOTICE_SECONDS = 5.0
+logger = logging.getLogger("lrjax")
 
 
 def step_key(seed: Any, step: Any) -> Array:
@@ -284,16 +296,16 @@ def concatenate(parts: Sequence[Any]) -> Any:
     return np.concatenate([np.asarray(p) for p in parts])
 
 
-_COMPILES = {"seconds": 0.0, "count": 0}
+_COMPILES: dict = {"seconds": 0.0, "count": 0, "log": []}
 
 
 @functools.cache
 def _listen_to_compiles() -> None:
     def listener(event: str, duration: float, **kwargs) -> None:
-        del kwargs
         if event == "/jax/core/compile/backend_compile_duration":
             _COMPILES["seconds"] += duration
             _COMPILES["count"] += 1
+            _COMPILES["log"].append((str(kwargs.get("fun_name", "?")), duration))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
 
@@ -302,6 +314,26 @@ def compile_stats() -> tuple[float, int]:
     """Total XLA compile seconds and the number of compilations in this process so far."""
     _listen_to_compiles()
     return _COMPILES["seconds"], _COMPILES["count"]
+
+
+def compile_log() -> list[tuple[str, float]]:
+    """Every XLA compilation in this process so far (since lrjax started listening), as
+    ``(name, seconds)``; the engine's own programs are named ``jit(lrjax_init)``,
+    ``jit(lrjax_chunk)`` (``execution="scan"``), ``jit(lrjax_step)`` (``"steps"``),
+    ``jit(lrjax_member_step)`` (``"members"``) and its helpers ``jit(lrjax_...)``."""
+    _listen_to_compiles()
+    return list(_COMPILES["log"])
+
+
+def _named(fn: Callable, name: str) -> Callable:
+    """``fn`` under ``name`` (what JAX calls the compiled program in logs and compile_log)."""
+
+    @functools.wraps(fn)
+    def named(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    named.__name__ = named.__qualname__ = name
+    return named
 
 
 def _path_name(prefix: str, path) -> str:
@@ -345,15 +377,90 @@ def _float_nan_like(abstract: PyTree) -> PyTree:
     return jax.tree.map(fill, abstract)
 
 
+def _jaxprs(jaxpr) -> Iterator[Any]:
+    """``jaxpr`` and every jaxpr nested in it (the bodies of jit, scan, cond, remat, ...)."""
+    from jax.extend.core import jaxprs_in_params
+
+    yield jaxpr
+    for eqn in jaxpr.eqns:
+        for inner in jaxprs_in_params(eqn.params):
+            yield from _jaxprs(inner)
+
+
+def uses_convolution(closed_jaxpr: Any) -> bool:
+    """Whether a (closed) jaxpr holds a ``conv_general_dilated`` anywhere, nested ones included
+    (``flax.linen.Conv``, ``nnx.Conv``, ``equinox.nn.Conv`` and their gradients all lower to
+    it)."""
+    jaxpr = getattr(closed_jaxpr, "jaxpr", closed_jaxpr)
+    return any(
+        eqn.primitive.name == "conv_general_dilated" for j in _jaxprs(jaxpr) for eqn in j.eqns
+    )
+
+
+class _CompileNotice:
+    """Around the first call of a program (the one that compiles): says so once, on the
+    ``lrjax`` logger, when it takes over :data:`COMPILE_NOTICE_SECONDS` (while it still runs,
+    from a timer; a silent wait of minutes looks like a hang)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.said = False
+        self.lock = threading.Lock()
+
+    def notice(self) -> None:
+        with self.lock:
+            if self.said:
+                return
+            self.said = True
+        logger.warning(
+            "lrjax: compiling %s: over %.0f s so far (once; later chunks reuse it)",
+            self.what,
+            COMPILE_NOTICE_SECONDS,
+        )
+
+    def __call__(self, program: Callable, *args: Any) -> Any:
+        timer = threading.Timer(COMPILE_NOTICE_SECONDS, self.notice)
+        timer.daemon = True
+        start = time.perf_counter()
+        timer.start()
+        try:
+            return program(*args)
+        finally:
+            timer.cancel()
+            if time.perf_counter() - start >= COMPILE_NOTICE_SECONDS:
+                self.notice()
+
+
+def _call(notice: _CompileNotice | None, program: Callable, *args: Any) -> Any:
+    """``program(*args)``, under ``notice`` when this call may compile."""
+    return program(*args) if notice is None else notice(program, *args)
+
+
+def _index(tree: PyTree, t: Any) -> PyTree:
+    """Entry ``t`` (traced) of the leading axis of every leaf."""
+    return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, t, 0, keepdims=False), tree)
+
+
+class _Plan(NamedTuple):
+    """What one input signature of a chunk compiles to: the steps ``T``, the execution, and one
+    member's metrics (abstract)."""
+
+    steps: int
+    execution: str
+    metrics: PyTree
+
+
 class Vectorized:
     """``step`` and ``init`` of one member, compiled over K members. Build with :func:`vectorize`.
 
     Methods:
       init(members) -> state: every member's initial state, stacked on a leading axis.
       run(state, members, xs, data=None, num_valid=None) -> (state, metrics): one chunk of
-        ``T = len(xs)`` steps in one compiled program; ``metrics`` leaves are ``[K, T]``.
+        ``T = len(xs)`` steps; ``metrics`` leaves are ``[K, T]``.
       run_sequential(...): the same, member by member and step by step with a jitted
-        single-member step: no vmap, no scan (for debugging; results agree).
+        single-member step, synchronizing after every step (for debugging; results agree).
+      execution_for(members, batch) -> str: the execution ``"auto"`` resolves to.
+      on(devices) -> Vectorized: the same program over other devices.
     """
 
     def __init__(
@@ -362,11 +469,19 @@ class Vectorized:
         init: Init | None,
         devices: Sequence[Any] | None,
         donate: bool,
+        execution: str = "auto",
     ):
         if not callable(step):
             raise ValueError(f"step must be a function step(state, batch, member), got {step!r}")
         if init is not None and not callable(init):
             raise ValueError(f"init must be a function init(member) -> state, got {init!r}")
+        if execution not in EXECUTIONS:
+            raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+        if execution in ("steps", "members") and jax.process_count() > 1:
+            raise ValueError(
+                f"execution={execution!r} dispatches steps from one Python process; with "
+                f"{jax.process_count()} processes use execution='scan' (or 'auto')"
+            )
         self.step = step
         self.init_fn = init
         devices = list(jax.devices() if devices is None else devices)
@@ -377,8 +492,25 @@ class Vectorized:
         if len(devices) > 1 or jax.process_count() > 1:
             self.mesh = Mesh(np.asarray(devices), (MEMBER_AXIS,))
         self.donate = donate
-        self._checked: set = set()
+        self.execution = execution
+        self._plans: dict = {}
+        self._resolved: dict = {}
+        self._started: set = set()
+        self._siblings: dict = {}
         _listen_to_compiles()
+
+    def on(self, devices: Sequence[Any]) -> Vectorized:
+        """The same step, init and execution over ``devices`` (cached: its compiled programs
+        are reused by every later call)."""
+        devices = list(devices)
+        if devices == self.devices:
+            return self
+        key = tuple(d.id for d in devices)
+        if key not in self._siblings:
+            self._siblings[key] = Vectorized(
+                self.step, self.init_fn, devices, self.donate, self.execution
+            )
+        return self._siblings[key]
 
     # -- shardings ------------------------------------------------------------------------------
 
@@ -404,7 +536,7 @@ class Vectorized:
             if isinstance(a, jax.Array):
                 if a.sharding.is_equivalent_to(sharding, a.ndim):
                     return a
-                if not a.is_fully_addressable:  # a global array of a multi-host run
+                if not a.is_fully_addressable or is_key(a):  # global arrays, PRNG keys
                     return jax.device_put(a, sharding)
             a = np.asarray(a)
             return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
@@ -419,16 +551,63 @@ class Vectorized:
                 "or let lrjax.fit do it) or pass fewer devices"
             )
 
+    # -- the execution ----------------------------------------------------------------------------
+
+    def _resolve(self, closed_jaxpr: Any) -> str:
+        """``auto``: one member at a time when the backend is a CPU and the step convolves
+        (XLA's CPU backend runs a convolution inside a loop body many times slower than outside
+        one, jax issue 12868, and vmap turns convolutions into grouped ones, slower still: a
+        single model's convolution is the fastest there is); one scanned program otherwise."""
+        if self.execution != "auto":
+            return self.execution
+        if jax.process_count() > 1 or self.devices[0].platform != "cpu":
+            return "scan"
+        return "members" if uses_convolution(closed_jaxpr) else "scan"
+
+    def execution_for(self, members: PyTree, batch: PyTree) -> str:
+        """The execution this program uses for ``members`` (stacked, or abstract) and one
+        ``batch`` (the step's own input, after any ``batch_fn``): ``execution`` unless it is
+        ``"auto"``, which traces one member's step (``init`` gives its state) and picks."""
+        if self.execution != "auto":
+            return self.execution
+        if jax.process_count() > 1 or self.devices[0].platform != "cpu":
+            return "scan"
+        member = _abstract_slice(members)
+        batch = abstract(batch)
+        key = (_signature(member), _signature(batch))
+        if key not in self._resolved:
+            if self.init_fn is None:
+                raise ValueError("execution_for needs an init; pass init= to lrjax.vectorize")
+            state = jax.eval_shape(self.init_fn, member)
+            self._resolved[key] = self._resolve(jax.make_jaxpr(self.step)(state, batch, member))
+        return self._resolved[key]
+
     # -- init -----------------------------------------------------------------------------------
+
+    @property
+    def _init_on_one_device(self) -> bool:
+        """Whether ``init`` runs on the first device and its result is then split over the
+        devices: on CPUs. XLA's CPU LAPACK kernels (the QR of ``nn.initializers.orthogonal``,
+        which ``nn.LSTMCell`` uses) run a batch on the host's shared thread pool, and two host
+        devices running them at once deadlock (seen with the Flax SST-2 BiLSTM on 2 devices)."""
+        return (
+            self.mesh is not None
+            and jax.process_count() == 1
+            and (self.devices[0].platform == "cpu")
+        )
 
     @functools.cached_property
     def _init_program(self) -> Callable:
         sharded = self.sharding(0)
         kwargs = {} if sharded is None else {"in_shardings": sharded, "out_shardings": sharded}
-        return jax.jit(jax.vmap(self.init_fn), **kwargs)
+        if self._init_on_one_device:
+            one = jax.sharding.SingleDeviceSharding(self.devices[0])
+            kwargs = {"in_shardings": one, "out_shardings": one}
+        return jax.jit(_named(jax.vmap(self.init_fn), "lrjax_init"), **kwargs)
 
     def init(self, members: PyTree) -> PyTree:
-        """Every member's initial state ``init(member)``, stacked along a leading member axis."""
+        """Every member's initial state ``init(member)``, stacked along a leading member axis
+        (on a CPU, computed on the first device, then split over the devices)."""
         if self.init_fn is None:
             raise ValueError("this program has no init; pass init= to lrjax.vectorize")
         k = num_members(members)
@@ -440,6 +619,9 @@ class Vectorized:
             raise ValueError(
                 f"init(member) failed for one member {_describe(one)}: {type(e).__name__}: {e}"
             ) from e
+        if self._init_on_one_device:
+            members = jax.tree.map(lambda a: jax.device_put(a, self.devices[0]), members)
+            return self.put(self._init_program(members), 0)
         return self._init_program(self.put(members))
 
     # -- one chunk --------------------------------------------------------------------------------
@@ -452,50 +634,91 @@ class Vectorized:
             raise ValueError(f"step must return (state, metrics), a pair, got {got}")
         return out[0], as_metrics(out[1])
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
-    def _chunk_program(self, batch_fn, per_member: bool) -> Callable:
+    def _vstep(self, batch_fn, per_member: bool) -> Callable:
         member_step = functools.partial(self._member_step, batch_fn)
-        vstep = jax.vmap(member_step, in_axes=(0, 0, 0 if per_member else None, None))
+        return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member else None, None))
 
-        def chunk(state, members, xs, data, num_valid):
-            first = member_slice(xs, 0)
-            nan_metrics = _float_nan_like(jax.eval_shape(vstep, state, members, first, data)[1])
-
-            def body(carry, x):
-                state, t = carry
-                # The predicate is shared by all members, so this is a real branch: steps past
-                # the end of a partial last chunk cost nothing and leave the state untouched.
-                state, metrics = jax.lax.cond(
-                    t < num_valid,
-                    lambda s: vstep(s, members, x, data),
-                    lambda s: (s, nan_metrics),
-                    state,
-                )
-                return (state, t + 1), metrics
-
-            (state, _), metrics = jax.lax.scan(body, (state, jnp.int32(0)), xs)
-            return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
-
+    def _jit_kwargs(self, per_member: bool, *rest: Any) -> dict:
+        """Donation and shardings of ``(state, members, xs, *rest, data)`` -> ``(state, metrics)``
+        (``rest`` replicated scalars)."""
         kwargs = {"donate_argnums": (0,)} if self.donate else {}
         if self.mesh is not None:
             ms, rep = self.sharding(0), self.sharding(None)
             xs_sharding = self.sharding(1) if per_member else rep
             kwargs.update(
-                in_shardings=(ms, ms, xs_sharding, rep, rep),
+                in_shardings=(ms, ms, xs_sharding, *[rep for _ in rest], rep),
                 out_shardings=(ms, ms),
             )
-        return jax.jit(chunk, **kwargs)
+        return kwargs
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
+    def _chunk_program(self, batch_fn, per_member: bool, metrics: Any) -> Callable:
+        """``execution="scan"``: the chunk as one program, a loop of ``num_valid`` vmapped steps
+        (a loop bound read at run time: a short last chunk reuses the program and its missing
+        steps cost nothing)."""
+        vstep = self._vstep(batch_fn, per_member)
+        treedef, shapes = metrics
+
+        def chunk(state, members, xs, num_valid, data):
+            k, t = num_members(members), jax.tree.leaves(xs)[0].shape[0]
+            logged = jax.tree.unflatten(
+                treedef, [jnp.full((t, k, *s), jnp.nan, d) for s, d in shapes]
+            )
+            logged = jax.tree.map(
+                lambda m: m if jnp.issubdtype(m.dtype, jnp.inexact) else jnp.zeros_like(m), logged
+            )
+
+            def body(i, carry):
+                state, logged = carry
+                state, metrics = vstep(state, members, _index(xs, i), data)
+                logged = jax.tree.map(
+                    lambda buf, m: jax.lax.dynamic_update_index_in_dim(buf, m, i, 0),
+                    logged,
+                    metrics,
+                )
+                return state, logged
+
+            state, logged = jax.lax.fori_loop(0, num_valid, body, (state, logged))
+            return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), logged)
+
+        return jax.jit(_named(chunk, "lrjax_chunk"), **self._jit_kwargs(per_member, "num_valid"))
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
+    def _step_program(self, batch_fn, per_member: bool) -> Callable:
+        """``execution="steps"``: one vmapped step, dispatched once per step from Python."""
+        vstep = self._vstep(batch_fn, per_member)
+
+        def one(state, members, xs, t, data):
+            return vstep(state, members, _index(xs, t), data)
+
+        return jax.jit(_named(one, "lrjax_step"), **self._jit_kwargs(per_member, "t"))
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
+    def _member_program(self, batch_fn, per_member: bool) -> Callable:
+        """``execution="members"``: ONE member's step (no vmap), dispatched once per member and
+        step; the member's state and settings keep a leading axis of size 1."""
+
+        def one(state, member, xs, t, k, data):
+            state, member = member_slice(state, 0), member_slice(member, 0)
+            x = _index(xs, t)
+            if per_member:
+                x = _index(x, k)
+            state, metrics = self._member_step(batch_fn, state, member, x, data)
+            return jax.tree.map(lambda a: a[None], state), metrics
+
+        donate = (0,) if self.donate else ()
+        return jax.jit(_named(one, "lrjax_member_step"), donate_argnums=donate)
 
     def _chunk_args(self, state, members, xs, data, num_valid, batch_fn, per_member):
         k = num_members(members)
         self._check_k(k)
-        t = self._check_inputs(state, members, xs, data, batch_fn, per_member)
-        num_valid = t if num_valid is None else int(num_valid)
-        if not 0 <= num_valid <= t:
-            raise ValueError(f"num_valid must be in [0, {t}], got {num_valid}")
+        plan = self._plan(state, members, xs, data, batch_fn, per_member)
+        num_valid = plan.steps if num_valid is None else int(num_valid)
+        if not 0 <= num_valid <= plan.steps:
+            raise ValueError(f"num_valid must be in [0, {plan.steps}], got {num_valid}")
         xs = self.put(xs, 1 if per_member else None)
         data = self.put(data, None)
-        return state, self.put(members), xs, data, self.put(np.int32(num_valid), None)
+        return plan, (state, self.put(members), xs, num_valid, data)
 
     def run(
         self,
@@ -508,7 +731,11 @@ class Vectorized:
         batch_fn: Callable[[PyTree, PyTree], PyTree] | None = None,
         per_member_batches: bool = False,
     ) -> tuple[PyTree, dict[str, Array]]:
-        """Advances every member by one chunk of ``T`` steps in one compiled program.
+        """Advances every member by one chunk of ``T`` steps.
+
+        How depends on the program's ``execution`` (see :func:`vectorize`): one compiled
+        program for the chunk (``"scan"``), or a compiled step dispatched from Python per step
+        (``"steps"``) or per member and step (``"members"``). All give the same results.
 
         Args:
           state: the stacked state ``[K, ...]`` (from :meth:`init` or an earlier run). Its
@@ -518,8 +745,7 @@ class Vectorized:
             member axis): the batches, or the inputs of ``batch_fn``.
           data: arrays constant over the chunk, passed to ``batch_fn`` (replicated).
           num_valid: run only the first ``num_valid`` steps (default all ``T``); the rest are
-            skipped inside the program, their metrics ``nan``, so a short last chunk reuses the
-            compiled program.
+            skipped, their metrics ``nan``, so a short last chunk reuses the compiled program.
           batch_fn: ``batch_fn(data, x) -> batch``, run inside the program at every step on the
             step's scanned input ``x`` (e.g. gather a batch of device-resident arrays by
             indices). Default: ``x`` is the batch.
@@ -529,21 +755,97 @@ class Vectorized:
         Returns:
           ``(state, metrics)`` with each metric ``[K, T]``.
         """
-        args = self._chunk_args(state, members, xs, data, num_valid, batch_fn, per_member_batches)
-        return self._chunk_program(batch_fn, bool(per_member_batches))(*args)
+        per_member = bool(per_member_batches)
+        plan, args = self._chunk_args(state, members, xs, data, num_valid, batch_fn, per_member)
+        state, members, xs, num_valid, data = args
+        key = (plan.execution, batch_fn, per_member, _signature(args))
+        notice = None
+        if key not in self._started:
+            k = num_members(members)
+            notice = _CompileNotice(f"the {plan.execution} program of {k} members")
+            self._started.add(key)
+        if plan.execution == "scan":
+            program = self._chunk_program(batch_fn, per_member, _spec(plan.metrics))
+            return _call(notice, program, state, members, xs, np.int32(num_valid), data)
+        run = self._run_steps if plan.execution == "steps" else self._run_members
+        return run(plan, notice, state, members, xs, num_valid, data, batch_fn, per_member)
+
+    @staticmethod
+    def _skipped(plan: _Plan, *lead: int) -> dict:
+        """Host metrics of skipped steps, axes ``lead``: ``nan`` (0 for integers). NumPy, so
+        no shape of them compiles anything."""
+
+        def fill(m):
+            value = np.nan if jnp.issubdtype(m.dtype, jnp.inexact) else 0
+            return np.full((*lead, *m.shape), value, m.dtype)
+
+        return jax.tree.map(fill, plan.metrics)
+
+    def _run_steps(self, plan, notice, state, members, xs, num_valid, data, batch_fn, per_member):
+        program = self._step_program(batch_fn, per_member)
+        k, logged = num_members(members), []
+        for t in range(num_valid):
+            state, metrics = _call(notice, program, state, members, xs, np.int32(t), data)
+            notice = None
+            logged.append(metrics)
+        return state, _gather_steps(logged, self._skipped(plan, k, plan.steps - num_valid))
+
+    def _run_members(self, plan, notice, state, members, xs, num_valid, data, batch_fn, per_member):
+        """Members one at a time, each on the device that holds it, with a compiled step of one
+        member; the steps of all members are dispatched before any result is read."""
+        program = self._member_program(batch_fn, per_member)
+        blocks = _device_blocks(self, (state, members, xs, data))
+        new_blocks, logged = [], []
+        for s, m, x, d in blocks:
+            size = num_members(m)
+            states, settings = _split_members(s, size), _split_members(m, size)
+            for j in range(size):
+                member_logs = []
+                for t in range(num_valid):
+                    states[j], metrics = _call(
+                        notice, program, states[j], settings[j], x, np.int32(t), np.int32(j), d
+                    )
+                    notice = None
+                    member_logs.append(metrics)
+                logged.append(member_logs)
+            new_blocks.append(states[0] if size == 1 else _concat_members(states))
+        state = _assemble(self, state, new_blocks)
+        skipped = self._skipped(plan, plan.steps - num_valid)
+        metrics = [_gather_steps(member_logs, skipped, axis=0) for member_logs in logged]
+        return state, jax.tree.map(lambda *ms: np.stack(ms), *metrics)
 
     def compiled_bytes(
         self, state, members, xs, data=None, *, batch_fn=None, per_member_batches=False
     ) -> int | None:
         """Bytes one device holds while a chunk runs, by XLA's buffer assignment. The arguments
         may be abstract (``jax.ShapeDtypeStruct``)."""
-        program = self._chunk_program(batch_fn, bool(per_member_batches))
-        num_valid = jax.ShapeDtypeStruct((), jnp.int32)
-        stats = program.lower(state, members, xs, data, num_valid).compile().memory_analysis()
+        per_member = bool(per_member_batches)
+        plan = self._plan(state, members, xs, data, batch_fn, per_member)
+        scalar = jax.ShapeDtypeStruct((), jnp.int32)
+        if plan.execution == "scan":
+            program = self._chunk_program(batch_fn, per_member, _spec(plan.metrics))
+            lowered = program.lower(state, members, xs, scalar, data)
+        elif plan.execution == "steps":
+            lowered = self._step_program(batch_fn, per_member).lower(
+                state, members, xs, scalar, data
+            )
+        else:  # one member's step, beside the other members' states
+            one = _abstract_slice(state), _abstract_slice(members)
+            one = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape), a.dtype), one)
+            program = self._member_program(batch_fn, per_member)
+            lowered = program.lower(*one, xs, scalar, scalar, data)
+        stats = lowered.compile().memory_analysis()
         if stats is None:  # not every backend reports it
             return None
         total = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-        return int(total - stats.alias_size_in_bytes)
+        total -= stats.alias_size_in_bytes
+        if plan.execution == "members":
+            k = num_members(members)
+            state_bytes = sum(
+                np.prod(np.shape(a)) * _dtype(a).itemsize for a in jax.tree.leaves(state)
+            )
+            total += int(state_bytes * (k - 1) / max(k, 1) / self.num_devices)
+        return int(total)
 
     # -- the debugging path -----------------------------------------------------------------------
 
@@ -553,7 +855,7 @@ class Vectorized:
 
     @functools.cached_property
     def _single_init(self) -> Callable:
-        return jax.jit(self.init_fn)
+        return jax.jit(_named(self.init_fn, "lrjax_init"))
 
     def init_sequential(self, members: PyTree) -> PyTree:
         """:meth:`init` member by member, without vmap (host arrays)."""
@@ -573,7 +875,8 @@ class Vectorized:
     ):
         """:meth:`run` without vmap or scan: a Python loop over members and steps."""
         k = num_members(members)
-        t = self._check_inputs(state, members, xs, data, batch_fn, per_member_batches)
+        plan = self._plan(state, members, xs, data, batch_fn, per_member_batches)
+        t = plan.steps
         single_step = self._single_step(batch_fn)
         num_valid = t if num_valid is None else int(num_valid)
         states, logs, skipped = [], [], None
@@ -588,8 +891,7 @@ class Vectorized:
                     member_state, metrics = single_step(member_state, member, x, data)
                 else:  # the same nan metrics for every skipped step: shapes do not change
                     if skipped is None:
-                        out = jax.eval_shape(single_step, member_state, member, x, data)
-                        skipped = _float_nan_like(out[1])
+                        skipped = _float_nan_like(plan.metrics)
                     metrics = skipped
                 member_logs.append(jax.tree.map(np.asarray, metrics))
             states.append(member_state)
@@ -598,8 +900,9 @@ class Vectorized:
 
     # -- input checks, once per shape ------------------------------------------------------------
 
-    def _check_inputs(self, state, members, xs, data, batch_fn, per_member) -> int:
-        """Checks shapes and the step's output structure on abstract values; returns ``T``."""
+    def _plan(self, state, members, xs, data, batch_fn, per_member) -> _Plan:
+        """Checks shapes and the step's output structure on abstract values (one trace of the
+        step per input signature, which also decides the execution)."""
         k = num_members(members)
         xs_leaves = jax.tree_util.tree_leaves_with_path(xs)
         if not xs_leaves:
@@ -614,9 +917,9 @@ class Vectorized:
         t = next(iter(lengths.values()))
         if t < 1:
             raise ValueError("xs must hold at least one step, got T=0")
-        key = (*map(_signature, (state, members, xs, data)), batch_fn, per_member)
-        if key in self._checked:
-            return t
+        key = (*map(_signature, (state, members, xs, data)), batch_fn, bool(per_member))
+        if key in self._plans:
+            return self._plans[key]
         for path, leaf in jax.tree_util.tree_leaves_with_path(state):
             shape = np.shape(leaf)
             if not shape or shape[0] != k:
@@ -638,13 +941,9 @@ class Vectorized:
         one_x = _abstract_slice(xs, 2 if per_member else 1)
         abstract_data = abstract(data)
         try:
-            out = jax.eval_shape(
-                functools.partial(self._member_step, batch_fn),
-                one_state,
-                one_member,
-                one_x,
-                abstract_data,
-            )
+            closed, out = jax.make_jaxpr(
+                functools.partial(self._member_step, batch_fn), return_shape=True
+            )(one_state, one_member, one_x, abstract_data)
         except jax.errors.UnexpectedTracerError as e:
             raise ValueError(
                 "step uses a value traced in init: a function stored in the state (e.g. a Flax "
@@ -661,7 +960,7 @@ class Vectorized:
                 f"step(state, batch, member) failed for one member, with batch {batch}: "
                 f"{type(e).__name__}: {e}"
             ) from e
-        new_state, _ = out
+        new_state, metrics = out
         if jax.tree.structure(new_state) != jax.tree.structure(one_state):
             raise ValueError(
                 "step must return a state with the structure of its input state; got\n"
@@ -675,8 +974,78 @@ class Vectorized:
                     f"step changed state{jax.tree_util.keystr(path)} from {old.shape} {old.dtype} "
                     f"to {new.shape} {new.dtype}; a step must keep every shape and dtype"
                 )
-        self._checked.add(key)
-        return t
+        plan = _Plan(t, self._resolve(closed), metrics)
+        self._plans[key] = plan
+        return plan
+
+
+def _spec(metrics: PyTree) -> tuple:
+    """A hashable description of abstract metrics (a static argument of a program)."""
+    leaves, treedef = jax.tree.flatten(metrics)
+    return treedef, tuple((tuple(a.shape), a.dtype) for a in leaves)
+
+
+def _gather_steps(logged: list, skipped: PyTree, axis: int = 1) -> PyTree:
+    """Per-step metrics (device arrays) as host arrays with a step axis at ``axis``, followed by
+    the ``skipped`` steps' metrics; one transfer for all of them."""
+    host = jax.device_get(logged)
+    if not host:
+        return skipped
+    stacked = jax.tree.map(lambda *steps: np.stack(steps, axis=axis), *host)
+    return jax.tree.map(lambda a, b: np.concatenate([a, b], axis=axis), stacked, skipped)
+
+
+def _split_stacked(tree: PyTree) -> list:
+    k = num_members(tree)
+    return [member_slice(tree, i, i + 1) for i in range(k)]
+
+
+def _concat_stacked(trees: list) -> PyTree:
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *trees)
+
+
+_split_program = jax.jit(_named(_split_stacked, "lrjax_split"))
+_concat_members = jax.jit(_named(_concat_stacked, "lrjax_concat"))
+
+
+def _split_members(tree: PyTree, size: int) -> list:
+    """``size`` single-member trees (leading axis 1) of a stacked tree, in one dispatch."""
+    if size == 1:
+        return [tree]
+    return list(_split_program(tree))
+
+
+def _device_blocks(program: Vectorized, trees: tuple) -> list:
+    """``trees`` = (state, members, xs, data) as one block per device, in device order: the
+    members that device holds (``xs`` and ``data`` are replicated: its own copy, or its share
+    of the member axis of per-member batches)."""
+    if program.mesh is None:
+        return [trees]
+
+    def local(a, device):
+        return next(s.data for s in a.addressable_shards if s.device == device)
+
+    return [
+        tuple(jax.tree.map(functools.partial(local, device=d), tree) for tree in trees)
+        for d in program.devices
+    ]
+
+
+def _assemble(program: Vectorized, like: PyTree, blocks: list) -> PyTree:
+    """The stacked state from one block per device (the layout of ``like``)."""
+    if program.mesh is None:
+        return blocks[0]
+    sharding = program.sharding(0)
+    leaves = [jax.tree.leaves(b) for b in blocks]
+    shapes = [
+        (sum(np.shape(b[i])[0] for b in leaves), *np.shape(leaves[0][i])[1:])
+        for i in range(len(leaves[0]))
+    ]
+    arrays = [
+        jax.make_array_from_single_device_arrays(shape, sharding, [b[i] for b in leaves])
+        for i, shape in enumerate(shapes)
+    ]
+    return jax.tree.unflatten(jax.tree.structure(blocks[0]), arrays)
 
 
 def _stack(trees: Sequence[PyTree]) -> PyTree:
@@ -695,13 +1064,14 @@ def vectorize(
     devices: Sequence[Any] | None = None,
     donate: bool = True,
     axis_names: Sequence[str] = ("batch",),
+    execution: str = "auto",
 ) -> Vectorized:
     """Turns one member's ``step`` (and ``init``) into one compiled program over K members.
 
     .. math:: (s^{(k)}_{t+1}, m^{(k)}_t) = \\mathrm{step}(s^{(k)}_t, b_t, h^{(k)}),
               \\qquad k = 1..K, \\; t = t_0..t_0 + T - 1
 
-    evaluated as ``jax.jit(scan over t of vmap over k)``, with the member axis sharded over
+    evaluated as ``jax.jit(loop over t of vmap over k)``, with the member axis sharded over
     ``devices``: state :math:`s`, batch :math:`b`, member settings :math:`h`, metrics :math:`m`.
 
     Args:
@@ -718,6 +1088,22 @@ def vectorize(
         size-1 axis (:func:`bind_axes`): a ``pmap``-style step that averages over a named batch
         axis (``lax.pmean(grads, 'batch')``, ``nn.BatchNorm(axis_name='batch')``, as in Flax's
         ImageNet example) runs unchanged, each member's batch being the whole batch.
+      execution: how a chunk runs; every choice gives the same results (to float round-off)
+        and compiles once per input shape:
+
+        * ``"scan"``: the chunk is one program, a loop of the vmapped step. The fewest
+          dispatches: the right choice on GPUs and TPUs, and on CPUs for steps without
+          convolutions.
+        * ``"steps"``: the vmapped step is one program, dispatched once per step from Python
+          (no loop in the program: XLA's CPU backend runs a convolution inside a loop body
+          many times slower than outside one, jax issue 12868).
+        * ``"members"``: one member's step (no vmap) is the program, dispatched per member and
+          step, each member on the device that holds it. Under vmap a convolution with
+          per-member filters becomes a grouped convolution, which XLA's CPU backend runs 2-4x
+          slower per member than K separate ones; this runs the user's own loop, without its
+          synchronizations.
+        * ``"auto"`` (default): ``"members"`` on a CPU when the step holds a convolution
+          (:func:`uses_convolution`, read from the step's jaxpr), ``"scan"`` otherwise.
 
     Returns:
       A :class:`Vectorized` program with ``init``, ``run`` and ``run_sequential``.
@@ -728,7 +1114,7 @@ def vectorize(
         step = _bound(step, tuple(axis_names))
     if callable(init):
         init = _bound(init, tuple(axis_names))
-    return Vectorized(step, init, devices, donate)
+    return Vectorized(step, init, devices, donate, execution)
 
 
 def _bound(fn: Callable, names: tuple[str, ...]) -> Callable:

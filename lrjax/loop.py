@@ -1,8 +1,10 @@
 """The host loop: chunks of compiled steps, groups of members, padding, and hooks in between.
 
 :func:`fit` drives a :class:`lrjax.engine.Vectorized` program over ``num_steps`` steps in chunks
-of ``chunk_steps``. Members are split into groups (each padded to a multiple of the device
-count) that advance one after another on the same batches; everything else between chunks is
+of ``chunk_steps``. Members are split into groups that advance one after another on the same
+batches. A group is sharded over the program's devices (and padded to a multiple of their
+number) only when each device gets several members and the members run vectorized; otherwise
+it runs on the first device alone, unpadded. Everything else between chunks is
 a hook (:mod:`lrjax.hooks`): evaluation, reduce-on-plateau, checkpoints, the progress bar,
 your callback. A hook is any object with some of these methods:
 
@@ -323,7 +325,7 @@ def group_size_for_budget(program, members, feed, chunk_steps: int, budget: int)
         raise ValueError(
             "memory_budget needs random-access data (arrays or batch_fn), not an iterator"
         )
-    single = engine.vectorize(program.step, program.init_fn, devices=program.devices[:1])
+    single = program.on(program.devices[:1])
 
     def bytes_for(size):
         some = engine.member_slice(members, 0, 1)
@@ -344,6 +346,20 @@ def group_size_for_budget(program, members, feed, chunk_steps: int, budget: int)
     base = b1 - per_member
     per_device = max(1, (budget - base) // per_member)
     return int(per_device * program.num_devices)
+
+
+def _placed(
+    program: engine.Vectorized, members: PyTree, feed: feeds.Feed, group: int
+) -> engine.Vectorized:
+    """``program``, or the same program on its first device alone: sharding members over
+    devices only pays when each device gets several (with one member each, the devices' threads
+    wait for each other, and a group not divisible by the devices would be padded with members
+    that cost as much as real ones), and never for members run one at a time."""
+    if program.num_devices == 1 or jax.process_count() > 1:
+        return program
+    if group <= program.num_devices or program.execution_for(members, feed.peek()) == "members":
+        return program.on(program.devices[:1])
+    return program
 
 
 def fit(
@@ -370,15 +386,17 @@ def fit(
         function ``batch_fn(step)``, or an iterator of batches.
       num_steps: steps per member, ``>= 1``.
       chunk_steps: steps per compiled chunk (hooks run between chunks), in ``[1, num_steps]``;
-        default ``num_steps``.
+        default ``num_steps``. Keep it fixed to reuse the compiled chunk when ``num_steps``
+        changes (a short last chunk runs in the same program).
       batch_size: for array data.
       hooks: run between chunks, in order (see the module docstring): a list, or one hook
         alone; each needs a hook method (a plain function is refused: wrap it in
         :class:`lrjax.hooks.Callback`), and hooks with state distinct names (a checkpoint keeps
         each state by its hook's name). Put a :class:`lrjax.hooks.Checkpoint` first so it
         restores before the others start.
-      group_size: members trained at once (rounded up to a multiple of the device count);
-        groups run one after another on the same batches. Default: all members.
+      group_size: members trained at once (rounded up to a multiple of the device count when
+        the group is sharded); groups run one after another on the same batches. Default: all
+        members.
       memory_budget: bytes per device; the group size is the largest that fits, by XLA's own
         estimate of the compiled chunk.
       vectorize: False runs members one by one and step by step (no vmap, no scan): the
@@ -398,7 +416,6 @@ def fit(
     members = check_members(members)
     k = engine.num_members(members)
     feed = feeds.as_feed(data, batch_size)
-    devices = program.num_devices if vectorize else 1
     if group_size is not None:
         group = _checks.check_int("group_size", group_size, 1)
     elif memory_budget is not None:
@@ -406,6 +423,9 @@ def fit(
         group = group_size_for_budget(program, members, feed, chunk_steps, budget)
     else:
         group = k
+    if vectorize:
+        program = _placed(program, members, feed, min(group, k))
+    devices = program.num_devices if vectorize else 1
     group = -(-min(group, k) // devices) * devices
     num_groups = -(-k // group)
     padded = engine.pad_members(members, num_groups * group)

@@ -529,15 +529,15 @@ class Supervised:
     def check_optimizer(self, hparams: Mapping[str, np.ndarray], num_steps: int) -> None:
         """Builds every member's optimizer eagerly, with concrete values, before compiling: catches
         bad family indices, and arguments outside their domain
-        (:data:`lrjax._checks.OPTIMIZER_DOMAINS`); a schedule's values are checked at up to 257
+        (:data:`lrjax._checks.OPTIMIZER_DOMAINS`); a schedule's values are checked at 257
         steps spread from the first to the last (both included), for all members at once under
         ``jax.vmap``. Runs without jit (``lax.switch`` picks its branch in Python), so checking
         fresh closures compiles nothing."""
         task = self
         k = len(next(iter(hparams.values()))) if hparams else 1
-        probes = np.unique(
-            np.linspace(0, num_steps - 1, min(num_steps, 257)).round().astype(np.int32)
-        )
+        # Always 257 probes (repeats allowed): eager ops of one shape compile once for every
+        # num_steps, so a new num_steps compiles nothing.
+        probes = np.linspace(0, num_steps - 1, 257).round().astype(np.int32)
         scheduled = set()
         with jax.disable_jit():
             for i in range(k):

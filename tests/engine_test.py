@@ -43,12 +43,19 @@ class TrainState(train_state.TrainState):
     batch_stats: Any
 
 
-def init(member):
-    variables = NET.init(jax.random.key(member["seed"]), X0, train=False)
-    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=member["lr"], momentum=0.9)
-    return TrainState.create(
-        apply_fn=NET.apply, params=variables["params"], tx=tx, batch_stats=variables["batch_stats"]
-    )
+def make_init(net, example):
+    def init(member):
+        variables = net.init(jax.random.key(member["seed"]), example, train=False)
+        tx = optax.inject_hyperparams(optax.sgd)(learning_rate=member["lr"], momentum=0.9)
+        return TrainState.create(
+            apply_fn=net.apply, params=variables["params"], tx=tx,
+            batch_stats=variables["batch_stats"],
+        )  # fmt: skip
+
+    return init
+
+
+init = make_init(NET, X0)
 
 
 def step(state, batch, member):
@@ -152,29 +159,112 @@ def test_rng_stream_of_a_member_does_not_depend_on_k_or_groups(fitted):
     assert np.abs(wide.metrics["loss"][3] - wide.metrics["loss"][1]).max() > 1e-3
 
 
-def test_a_diverged_member_is_frozen_and_the_others_are_bit_identical():
-    sane = lrjax.fit(GUARDED, members_of([0.05, 0.2, 0.1], [0, 1, 2]), batches(), num_steps=STEPS)
-    wild = lrjax.fit(GUARDED, members_of([0.05, 1e3, 0.1], [0, 1, 2]), batches(), num_steps=STEPS)
-    assert wild.state.alive.tolist() == [True, False, True]
-    at = int(wild.state.diverged_step[1])
-    assert 0 <= at < STEPS and np.isnan(wild.metrics["loss"][1, at + 1 :]).all()
-    frozen = engine.member_slice(wild.state.state.params, 1)
-    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(frozen))
-    for k in (0, 2):
-        np.testing.assert_array_equal(wild.metrics["loss"][k], sane.metrics["loss"][k])
-        pairs = zip(
-            jax.tree.leaves(wild.state.state), jax.tree.leaves(sane.state.state), strict=True
-        )
-        for a, b in pairs:
-            np.testing.assert_array_equal(np.asarray(a)[k], np.asarray(b)[k])
-
-
 def test_chunks_compile_once_and_a_new_sweep_of_the_same_shape_not_at_all(fitted):
     del fitted  # compiled the program already
     before = engine.compile_stats()[1]
     lrjax.fit(PROGRAM, members_of([1.0, 0.5, 0.3], [4, 5, 6]), batches(3), num_steps=STEPS,
               chunk_steps=CHUNK)  # fmt: skip
     assert engine.compile_stats()[1] == before
+    # Another num_steps, the same chunk: the short last chunk reuses the program.
+    lrjax.fit(PROGRAM, MEMBERS, batches(), num_steps=STEPS + 1, chunk_steps=CHUNK)
+    assert engine.compile_stats()[1] == before
+
+
+# -----------------------------------------------------------------------------------------------
+# Executions: a conv net with BatchNorm and dropout, every way the engine can run it
+
+
+class ConvNet(nn.Module):
+    """nn.Conv, BatchNorm, ReLU, dropout, max pooling, Dense (``nn.avg_pool`` divides by an
+    int, which the tests' strict dtype promotion refuses)."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.Conv(4, (3, 3))(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.8)(x))
+        x = nn.Dropout(0.5, deterministic=not train)(x)
+        x = nn.max_pool(x, (2, 2), (2, 2))
+        return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+
+conv_init = make_init(ConvNet(), np.zeros((B, 6, 6, 1), np.float32))
+CONV_GUARDED = lrjax.freeze_on_divergence(step, conv_init)
+CONV_MEMBERS = members_of([0.05, 0.2, 0.1], [0, 1, 2])
+
+
+def conv_chunk(steps=4, per_member=False, seed=0, k=3):
+    """``steps`` batches of 6x6 images, ``[T, B, ...]`` (``[T, K, B, ...]`` per member)."""
+    rng = np.random.default_rng(seed)
+    lead = (steps, k, B) if per_member else (steps, B)
+    x = rng.normal(size=(*lead, 6, 6, 1)).astype(np.float32)
+    return x, (x[..., 0, 0, 0] > 0).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def conv_reference():
+    """The debugging path (no vmap, no loop in a program) on both batch layouts."""
+    program = lrjax.vectorize(*CONV_GUARDED)
+    out = {"initial": program.init_sequential(CONV_MEMBERS)}
+    for per_member in (False, True):
+        state = jax.tree.map(jnp.array, out["initial"])
+        out[per_member] = program.run_sequential(
+            state, CONV_MEMBERS, conv_chunk(per_member=per_member), num_valid=3,
+            per_member_batches=per_member,
+        )  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    ("execution", "per_member"),
+    [("scan", False), ("steps", True), ("members", False), ("members", True)],
+)
+def test_every_execution_equals_the_debugging_path_on_a_conv_net(
+    conv_reference, execution, per_member
+):
+    program = lrjax.vectorize(*CONV_GUARDED, execution=execution)
+    state = program.put(jax.tree.map(jnp.array, conv_reference["initial"]))
+    state, metrics = program.run(
+        state, CONV_MEMBERS, conv_chunk(per_member=per_member), num_valid=3,
+        per_member_batches=per_member,
+    )  # fmt: skip
+    want_state, want_metrics = conv_reference[per_member]
+    np.testing.assert_allclose(metrics["loss"], want_metrics["loss"], rtol=RTOL, atol=ATOL)
+    assert np.isnan(metrics["loss"][:, 3]).all()  # the skipped fourth step
+    assert_trees_close(state, want_state)
+    if execution == "members" and not per_member:  # XLA's memory estimate of what it runs
+        xs = engine.abstract(conv_chunk())
+        assert program.compiled_bytes(engine.abstract(state), CONV_MEMBERS, xs) > 0
+
+
+def test_auto_runs_a_convolution_member_by_member_on_a_cpu():
+    x, y = conv_chunk(steps=1)
+    conv = lrjax.vectorize(*CONV_GUARDED)
+    assert conv.execution_for(CONV_MEMBERS, (x[0], y[0])) == "members"
+    assert PROGRAM.execution_for(MEMBERS, next(batches())) == "scan"
+    assert lrjax.vectorize(step, conv_init, execution="steps").execution_for(None, None) == "steps"
+    assert engine.uses_convolution(
+        jax.make_jaxpr(
+            jax.grad(lambda w: jnp.sum(jax.lax.conv(jnp.ones((1, 1, 4, 4)), w, (1, 1), "SAME")))
+        )(jnp.ones((1, 1, 3, 3)))
+    )
+    assert not engine.uses_convolution(jax.make_jaxpr(jnp.sin)(1.0))
+
+
+def test_an_unknown_execution_is_named():
+    with pytest.raises(ValueError, match=r"execution must be one of \('auto', 'scan', 'steps', "):
+        lrjax.vectorize(step, init, execution="unroll")
+
+
+def test_a_slow_compile_says_so_once(monkeypatch, caplog):
+    monkeypatch.setattr(engine, "COMPILE_NOTICE_SECONDS", 0.0)
+    program = lrjax.vectorize(lambda s, b, m: (s + m, {"loss": s}), lambda m: m)
+    members = np.arange(2, dtype=np.float32)
+    state = program.init(members)
+    with caplog.at_level("WARNING", logger="lrjax"):
+        for _ in range(3):
+            state, _ = program.run(state, members, np.zeros((2, 1), np.float32))
+    said = [r.getMessage() for r in caplog.records if r.name == "lrjax"]
+    assert len(said) == 1 and said[0].startswith("lrjax: compiling the scan program of 2 members")
 
 
 # -----------------------------------------------------------------------------------------------
@@ -293,9 +383,10 @@ RESUME_SCRIPT = textwrap.dedent(
 )
 
 
-def run_python(script, *args, timeout=300):
+def run_python(script, *args, timeout=300, env=None):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    path = root + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env = dict(os.environ, PYTHONPATH=path, **(env or {}))
     return subprocess.run(
         [sys.executable, "-c", script, *map(str, args)],
         env=env, cwd=root, capture_output=True, text=True, timeout=timeout, check=False,
@@ -324,3 +415,55 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"holds a different run: lr changed"):
         lrjax.fit(PROGRAM, MEMBERS, batches(), num_steps=2,
                   hooks=[hooks.Checkpoint(tmp_path, {"lr": [0.2]})])  # fmt: skip
+
+
+TWO_DEVICES_SCRIPT = textwrap.dedent(
+    """
+    import jax, numpy as np
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    import lrjax
+    from tests.engine_test import (
+        CONV_GUARDED, PROGRAM, assert_trees_close, batches, conv_chunk, members_of,
+    )
+
+    assert jax.device_count() == 2
+    four = members_of([0.05, 0.2, 0.1, 0.3], [0, 1, 2, 3])
+    # Members run on the device that holds them, the state comes back sharded like it went in.
+    program = lrjax.vectorize(*CONV_GUARDED, execution="members")
+    initial = program.init_sequential(four)
+    xs = conv_chunk(per_member=True, k=4)
+    kwargs = dict(num_valid=3, per_member_batches=True)
+    want_state, want = program.run_sequential(jax.tree.map(np.array, initial), four, xs, **kwargs)
+    state, got = program.run(program.put(initial), four, xs, **kwargs)
+    assert jax.tree.leaves(state)[0].sharding.num_devices == 2
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5, atol=1e-6)
+    assert_trees_close(state, want_state)
+    # fit shards a group only when each device gets several members, and members run one by
+    # one never: no padding then.
+    def placed(program, members, data):
+        loop = lrjax.fit(program, members, data, num_steps=2).loop
+        return loop.program.num_devices, loop.groups[0].size
+
+    assert placed(PROGRAM, members_of([0.1, 0.2], [0, 1]), batches()) == (1, 2)
+    assert placed(PROGRAM, members_of([0.1, 0.2, 0.3], [0, 1, 2]), batches()) == (2, 4)
+    images = iter([tuple(a[0] for a in conv_chunk(steps=1, seed=s)) for s in range(2)])
+    assert placed(lrjax.vectorize(*CONV_GUARDED), four, images) == (1, 4)
+    # An init with LAPACK kernels (the QRs of orthogonal initializers, as in nn.LSTMCell):
+    # vmapped over members split across two CPU devices, XLA deadlocked; init runs on one.
+    def orthogonal(member):
+        keys = jax.random.split(jax.random.key(member["seed"]), 8)
+        return [jax.nn.initializers.orthogonal()(key, (64, 64)) for key in keys]
+
+    program = lrjax.vectorize(lambda s, b, m: (s, {"loss": 0.0}), orthogonal)
+    state = program.init({"seed": np.arange(8, dtype=np.int32)})
+    assert state[0].shape == (8, 64, 64) and state[0].sharding.num_devices == 2
+    print("OK")
+    """
+)
+
+
+def test_two_devices_members_and_placement():
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = run_python(TWO_DEVICES_SCRIPT, env=env)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stdout + done.stderr

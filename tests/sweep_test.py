@@ -1,5 +1,6 @@
 """Tests for lrjax.sweep: the vectorized engine against independent single-member optax loops."""
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -233,7 +234,7 @@ def test_compiles_once_for_a_whole_sweep():
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
         first = sgd_train([0.1, 0.2, 0.3, 0.4], every=4, eval_data=EVAL)
-        assert compiles.count("jit(chunk)") == 1  # 3 chunks of 4 steps, one program
+        assert compiles.count("jit(lrjax_chunk)") == 1  # 3 chunks of 4 steps, one program
         compiles.clear()
         # New values for everything a member may vary: nothing compiles.
         second = sgd_train(
@@ -848,3 +849,22 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused_naming_it(tmp_path):
         sweep.Options(checkpoint_dir=path)  # was: FileExistsError from os.makedirs
     with pytest.raises(ValueError, match=r"checkpoint_dir must be a directory .* is a file"):
         lrjax.hooks.Checkpoint(path)
+
+
+def test_a_new_num_steps_compiles_nothing_new():
+    # The schedules are probed at a fixed number of steps and the chunk is fixed: a longer run
+    # reuses every compiled program (before, each eager probe op compiled again: 11 programs).
+    def train(num_steps):
+        return sweep.train(
+            MODEL, LOSS, DATA, optimizer=optax.sgd,
+            optimizer_kwargs=lambda hp: {
+                "learning_rate": optax.exponential_decay(hp["peak"], 10, 0.9)
+            },
+            hparams={"peak": np.array([0.1, 0.2], np.float32)}, num_steps=num_steps,
+            batch_size=BATCH, options=dataclasses.replace(QUIET, chunk_steps=CHUNK),
+        )  # fmt: skip
+
+    train(STEPS)
+    before = lrjax.engine.compile_stats()[1]
+    train(STEPS + 3)
+    assert lrjax.engine.compile_stats()[1] == before

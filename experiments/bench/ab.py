@@ -1,0 +1,134 @@
+"""Interleaved A/B measurements behind the engine's design choices (issue 17).
+
+Command: ``python -m experiments.bench.ab executions --workload cnn --k 8`` or ``... guard
+--workload mlp --k 8``. Runtime: minutes on 2 CPU cores (the scanned conv chunk alone takes a
+minute per repetition). Variants run alternately (A, B, C, A, B, C, ...) in one process and the
+median of the paired time ratios against the first variant is reported, so a shared, noisy
+machine moves every variant alike. Prints a Markdown block to paste into
+``docs/results/bench/measurements.md``.
+
+* ``executions``: the user's own loop (a jitted step per member and step) against
+  ``lrjax.fit`` with each ``execution`` of ``lrjax.vectorize`` (guarded as in the benchmark).
+* ``guard``: ``lrjax.fit`` of the user step without a guard, with ``freeze_on_divergence``
+  (loss and gradient norm), and with the full state scan (``finite=lambda s: s``); plus the
+  fusion counts of the compiled programs.
+"""
+
+from __future__ import annotations
+
+import os
+
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + f" --xla_force_host_platform_device_count={len(os.sched_getaffinity(0))}"
+    ).strip()
+
+import argparse
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+import lrjax
+from experiments.bench import rows
+from experiments.bench.workloads import members_for, workloads
+from lrjax import engine
+
+
+def _fit_seconds(program, w, data, k) -> float:
+    t = time.perf_counter()
+    lrjax.fit(program, members_for(w, k), data, num_steps=w.steps, batch_size=w.batch)
+    return time.perf_counter() - t
+
+
+def variants_executions(w, data, k, executions) -> dict:
+    out = {"user loop": lambda: rows.run_sequential_jax(w, data, k)["seconds"]}
+    for execution in executions:
+        program = rows.program(w, data, execution=execution)
+        out[f"lrjax {execution}"] = lambda p=program: _fit_seconds(p, w, data, k)
+    return out
+
+
+def variants_guard(w, data, k) -> dict:
+    init, step, _ = rows.user_task(w, data)
+    programs = {
+        "no guard": lrjax.vectorize(step, init),
+        "loss + grad_norm": lrjax.vectorize(*lrjax.freeze_on_divergence(step, init)),
+        "full state scan": lrjax.vectorize(
+            *lrjax.freeze_on_divergence(step, init, finite=lambda s: s)
+        ),
+    }
+    return {n: (lambda p=p: _fit_seconds(p, w, data, k)) for n, p in programs.items()}
+
+
+def interleave(variants: dict, reps: int) -> dict:
+    first = {}
+    for name, fn in variants.items():  # compiles and warms up
+        t = time.perf_counter()
+        fn()
+        first[name] = time.perf_counter() - t
+    times = {n: [] for n in variants}
+    for _ in range(reps):
+        for name, fn in variants.items():
+            times[name].append(fn())
+    return {"first": first, "times": times}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["executions", "guard"])
+    parser.add_argument("--workload", default="cnn")
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--executions", default="scan,steps,members")
+    args = parser.parse_args(argv)
+    w = dataclasses.replace(workloads(False, False)[args.workload], steps=args.steps)
+    data = w.load()
+    if args.what == "executions":
+        variants = variants_executions(w, data, args.k, args.executions.split(","))
+    else:
+        variants = variants_guard(w, data, args.k)
+    load = os.getloadavg()
+    found = interleave(variants, args.reps)
+    base = np.asarray(found["times"][next(iter(variants))])
+    print(f"### {args.what}: `{w.name}`, K = {args.k}, {w.steps} steps, batch {w.batch}\n")
+    print(f"`python -m experiments.bench.ab {' '.join(argv or __import__('sys').argv[1:])}`; "
+          f"{jax.device_count()} XLA devices; load average before {load}, after "
+          f"{os.getloadavg()}.\n")  # fmt: skip
+    print("| variant | ms per member-step | time / first variant (median of paired) | "
+          "paired ratios | first call s |\n|:---|---:|---:|:---|---:|")  # fmt: skip
+    for name, times in found["times"].items():
+        ratios = np.asarray(times) / base
+        print(f"| {name} | {1e3 * np.median(times) / (args.k * w.steps):.2f} | "
+              f"{np.median(ratios):.3f} | {', '.join(f'{r:.3f}' for r in ratios)} | "
+              f"{found['first'][name]:.1f} |")  # fmt: skip
+    if args.what == "guard":
+        counts = []
+        for name, program in zip(found["times"], _guard_programs(w, data), strict=True):
+            counts.append(f"{name} {program}")
+        print("\nFusions of the vmapped step at K = " + f"{args.k}: " + ", ".join(counts))
+    return 0
+
+
+def _guard_programs(w, data) -> list[int]:
+    """Fusions of each guard variant's vmapped step (compiled, not run)."""
+    init, step, _ = rows.user_task(w, data)
+    members = engine.abstract(members_for(w, 2))
+    batch = engine.abstract(tuple(a[: w.batch] for a in data))
+    out = []
+    for s, wrap in (
+        (step, lambda x: x),
+        (lrjax.freeze_on_divergence(step)[0], lrjax.divergence.guard),
+        (lrjax.freeze_on_divergence(step, finite=lambda s: s)[0], lrjax.divergence.guard),
+    ):
+        state = jax.eval_shape(jax.vmap(lambda m, wrap=wrap: wrap(init(m))), members)
+        text = jax.jit(jax.vmap(s, in_axes=(0, None, 0))).lower(state, batch, members)
+        out.append(text.compile().as_text().count(" fusion("))
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
