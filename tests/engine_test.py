@@ -373,7 +373,10 @@ RESUME_SCRIPT = textwrap.dedent(
         if info["step"] >= kill_at:
             os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handlers
 
-    run_hooks = [hooks.Checkpoint(directory, {"run": "resume test"}), hooks.Callback(maybe_die)]
+    # Synchronous saves: the save of a chunk has landed when the callback after it kills.
+    policy = hooks.CheckpointPolicy(asynchronous=False)
+    run_hooks = [hooks.Checkpoint(directory, {"run": "resume test"}, policy=policy),
+                 hooks.Callback(maybe_die)]
     result = lrjax.fit(GUARDED, members_of([0.05, 1e3, 0.1], [0, 1, 2]), batches(),
                        num_steps=10, chunk_steps=3, group_size=2, hooks=run_hooks)
     np.savez(out, loss=result.metrics["loss"],
