@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Test files spread over JOBS processes (pytest-xdist, a file per process: module fixtures are
+# built once); JOBS=1 runs them in this process.
+JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist loadfile) $(ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(ARGS)
