@@ -385,8 +385,8 @@ def fit(
         of arrays (shuffled minibatches of ``batch_size``, one order for all members), a
         function ``batch_fn(step)``, or an iterator of batches.
       num_steps: steps per member, ``>= 1``.
-      chunk_steps: steps per compiled chunk (hooks run between chunks), in ``[1, num_steps]``;
-        default ``num_steps``. Keep it fixed to reuse the compiled chunk when ``num_steps``
+      chunk_steps: steps per compiled chunk (hooks run between chunks), ``>= 1``; default
+        ``num_steps``, and a larger value is read as ``num_steps`` (one chunk). Keep it fixed to reuse the compiled chunk when ``num_steps``
         changes (a short last chunk runs in the same program).
       batch_size: for array data.
       hooks: run between chunks, in order (see the module docstring): a list, or one hook
