@@ -21,8 +21,8 @@ from lrjax.controller import Controlled, Knob, control
 from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, load_mnist1d
 from lrjax.divergence import Guarded, freeze_on_divergence
 from lrjax.engine import Vectorized, step_key, unwrap, vectorize
-from lrjax.halving import SuccessiveHalving
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
+from lrjax.halving import SuccessiveHalving
 from lrjax.loop import FitResult, fit
 from lrjax.lr_finder import range_test
 from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier

@@ -52,6 +52,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -143,7 +144,7 @@ class SuccessiveHalving:
             min_steps = _checks.check_int("min_steps", min_steps, 1)
         else:
             rungs = [_checks.check_int(f"rungs[{i}]", r, 1) for i, r in enumerate(rungs)]
-            if not rungs or any(b <= a for a, b in zip(rungs, rungs[1:], strict=False)):
+            if not rungs or any(b <= a for a, b in itertools.pairwise(rungs)):
                 raise ValueError(f"rungs must be a non-empty ascending list of steps, got {rungs}")
         self.min_steps = min_steps
         self.rungs: list[int] = [] if rungs is None else list(rungs)

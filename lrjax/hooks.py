@@ -564,7 +564,9 @@ class Checkpoint:
 
         like = loop.groups[0].state
         leaves = [
-            jax.random.wrap_key_data(v, impl=jax.random.key_impl(o)) if _is_key(o) else np.asarray(v)
+            jax.random.wrap_key_data(v, impl=jax.random.key_impl(o))
+            if _is_key(o)
+            else np.asarray(v)
             for o, v in zip(jax.tree.leaves(like), _unindexed(saved["state"]), strict=True)
         ]
         members = [np.asarray(v) for v in _unindexed(saved["members"])]

@@ -154,9 +154,7 @@ class Loop:
         it), and every later group of that size reuses it.
         """
         keep = np.asarray(keep, np.int64).reshape(-1)
-        if keep.size and (
-            np.any(np.diff(keep) <= 0) or keep[0] < 0 or keep[-1] >= group.real
-        ):
+        if keep.size and (np.any(np.diff(keep) <= 0) or keep[0] < 0 or keep[-1] >= group.real):
             raise ValueError(
                 f"keep must hold ascending positions of the group's real members in "
                 f"[0, {group.real - 1}], got {keep.tolist()}"
@@ -186,6 +184,11 @@ class Loop:
             if hasattr(hook, "on_repack"):
                 hook.on_repack(self, group, slots)
 
+    def member_settings(self) -> PyTree:
+        """Every real member's settings ``[K, ...]`` (host arrays, hooks' changes included),
+        training or stopped, in the order of the K members."""
+        return _every_member(self, lambda g: g.members_host, lambda s: s.members)
+
     def set_layout(self, layout: Mapping[int, Any], stopped: Sequence[Stopped]) -> None:
         """Gives the groups the layout a checkpoint saved after re-packing: ``{group index:
         rows}`` of the groups still training (others are gone) and the stopped members. The
@@ -199,6 +202,9 @@ class Loop:
             if group.index not in layout:
                 continue
             rows = np.asarray(layout[group.index], np.int64)
+            if np.array_equal(rows, group.rows):  # never re-packed: as it was built
+                groups.append(group)
+                continue
             keep = np.searchsorted(group.rows, rows)
             if not np.array_equal(group.rows[np.minimum(keep, group.real - 1)], rows):
                 raise ValueError(
@@ -592,7 +598,7 @@ def fit(
     return FitResult(
         state=_every_member(loop, lambda g: g.state, lambda s: s.state),
         metrics=loop.metrics or {},
-        members=_every_member(loop, lambda g: g.members_host, lambda s: s.members),
+        members=loop.member_settings(),
         loop=loop,
     )
 

@@ -4,6 +4,7 @@ the member alone); stopped members keep their curves and state; the plateau hook
 the controller follow the re-packing; a checkpoint resumes across rungs bit-exact."""
 
 import functools
+import typing
 from typing import Any
 
 import jax
@@ -14,7 +15,7 @@ import pytest
 from flax.training import train_state
 
 import lrjax
-from lrjax import engine, halving, hooks
+from lrjax import engine, halving, hooks, writers
 from tests.helpers import BATCH, D_IN, DATA, EVAL, LOSS, LinenBNDropout, run_python
 
 STEPS, CHUNK = 12, 2
@@ -71,7 +72,10 @@ PROGRAM = lrjax.vectorize(
     )
 )
 K = 9
-MEMBERS = {"lr": np.geomspace(0.02, 2.0, K).astype(np.float32), "seed": np.arange(K, dtype=np.int32)}
+MEMBERS = {
+    "lr": np.geomspace(0.02, 2.0, K).astype(np.float32),
+    "seed": np.arange(K, dtype=np.int32),
+}
 
 
 class Snapshots:
@@ -150,7 +154,8 @@ def test_survivors_are_bit_identical_up_to_the_rung_and_continue_like_a_lone_run
             )
         if stopped[k] < 0:
             for got, want in zip(
-                leaves(engine.member_slice(halved.state, k)), leaves(engine.member_slice(alone.state, 0)),
+                leaves(engine.member_slice(halved.state, k)),
+                leaves(engine.member_slice(alone.state, 0)),
                 strict=True,
             ):
                 np.testing.assert_allclose(got.astype(np.float64), want, rtol=1e-4, atol=1e-5)
@@ -223,7 +228,10 @@ def linear_fit(k, num_steps=STEPS, hooks_=(), data=DATA, **kwargs):
 def test_k64_eta4_spends_under_a_third_of_the_full_grid():
     full = linear_fit(64, num_steps=64, chunk_steps=4)
     halved = linear_fit(
-        64, num_steps=64, chunk_steps=4, hooks_=[lrjax.SuccessiveHalving("loss", eta=4, min_steps=4)]
+        64,
+        num_steps=64,
+        chunk_steps=4,
+        hooks_=[lrjax.SuccessiveHalving("loss", eta=4, min_steps=4)],
     )
     # 64 members to step 4, 16 to step 16, 4 to the end.
     assert halved.member_steps == 64 * 4 + 16 * 12 + 4 * 48 == 640
@@ -270,6 +278,39 @@ def test_iterator_data():
     arrays = linear_fit(4, num_steps=8, data=iter(batches))
     np.testing.assert_array_equal(out.metrics["loss"][:, :4], arrays.metrics["loss"][:, :4])
     assert sorted(out.stopped_step.tolist()) == [-1, -1, 4, 4]
+
+
+class Memory:
+    """A clu-style metric writer that keeps what it is given."""
+
+    runs: typing.ClassVar[dict] = {}
+
+    def __init__(self, run):
+        self.scalars, self.hparams = {}, {}
+        Memory.runs[run] = self
+
+    def write_scalars(self, step, scalars):
+        self.scalars[step] = dict(scalars)
+
+    def write_hparams(self, hparams):
+        self.hparams.update(hparams)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_a_writer_opened_after_a_rung_still_writes_every_member():
+    Memory.runs.clear()
+    sh = lrjax.SuccessiveHalving("loss", eta=2, min_steps=2)  # the first chunk ends at a rung
+    out = linear_fit(4, num_steps=4, hooks_=[sh, writers.Writer(Memory)])
+    assert sorted(Memory.runs) == [f"member_{k}" for k in range(4)]
+    for k in range(4):
+        run = Memory.runs[f"member_{k}"]
+        assert run.hparams["lr"] == pytest.approx(float(out.members["lr"][k]))
+        assert sorted(run.scalars) == [0, 1, 2, 3]
 
 
 def test_keep_best_against_a_reference():
