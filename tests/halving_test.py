@@ -226,13 +226,21 @@ def linear_fit(k, num_steps=STEPS, hooks_=(), data=DATA, **kwargs):
 
 
 def test_k64_eta4_spends_under_a_third_of_the_full_grid():
+    def halve():
+        sh = lrjax.SuccessiveHalving("loss", eta=4, min_steps=4)
+        return linear_fit(64, num_steps=64, chunk_steps=4, hooks_=[sh])
+
+    def chunk_compiles():
+        return sum(name == "jit(lrjax_chunk)" for name, _ in engine.compile_log())
+
     full = linear_fit(64, num_steps=64, chunk_steps=4)
-    halved = linear_fit(
-        64,
-        num_steps=64,
-        chunk_steps=4,
-        hooks_=[lrjax.SuccessiveHalving("loss", eta=4, min_steps=4)],
-    )
+    before = chunk_compiles()
+    halved = halve()
+    # One compile per new group size, at most one per rung; a second run compiles nothing.
+    assert 0 < chunk_compiles() - before <= 2
+    again = chunk_compiles()
+    np.testing.assert_array_equal(halve().metrics["loss"], halved.metrics["loss"])
+    assert chunk_compiles() == again
     # 64 members to step 4, 16 to step 16, 4 to the end.
     assert halved.member_steps == 64 * 4 + 16 * 12 + 4 * 48 == 640
     assert full.member_steps == 64 * 64
