@@ -41,8 +41,8 @@ Examples:
   >>> halving = lrjax.SuccessiveHalving("loss", eta=2, min_steps=10)
   >>> out = lrjax.fit(lrjax.vectorize(step, init), {"lr": np.geomspace(1e-3, 0.3, 8)}, (x, y),
   ...                 num_steps=40, chunk_steps=10, batch_size=16, hooks=[halving])
-  >>> halving.rungs, out.stopped_step.tolist(), out.member_steps
-  ([10, 20], [10, 10, 10, 10, 20, 20, -1, -1], 160)
+  >>> halving.rungs, out.stopped_step.tolist(), out.member_steps, halving.member_steps
+  ([10, 20], [10, 10, 10, 10, 20, 20, -1, -1], 160, 160)
 
 References:
   Jamieson & Talwalkar, Non-stochastic Best Arm Identification and Hyperparameter
@@ -116,7 +116,9 @@ class SuccessiveHalving:
         at the rungs from the ``bracket[k]``-th on, ranked within its bracket. Default: one
         bracket of all members.
 
-    After the run: ``rungs`` (the steps), ``done`` (the rungs applied).
+    After the run: ``rungs`` (the steps), ``done`` (the rungs applied), and, as in
+    :func:`lrjax.fit`'s result (for callers such as :func:`lrjax.sweep.train` whose results do
+    not carry them), ``stopped_step`` and ``member_steps``.
     """
 
     name = "halving"
@@ -157,6 +159,8 @@ class SuccessiveHalving:
         ):
             raise ValueError(f"bracket must be [K] ints, got {bracket!r}")
         self.done: list[int] = []
+        self.stopped_step: np.ndarray | None = None
+        self.member_steps: int | None = None
 
     # -- the hook protocol --------------------------------------------------------------------
 
@@ -212,6 +216,9 @@ class SuccessiveHalving:
             self._halve(loop)
         elif loop.step == loop.chunk_steps:
             self._scores(loop, loop.groups[0])  # a metric the loop never records fails now
+
+    def on_end(self, loop) -> None:
+        self.stopped_step, self.member_steps = loop.stopped_step.copy(), loop.member_steps
 
     def state_dict(self) -> dict:
         return {"done": np.asarray(self.done, np.int64)}
