@@ -12,7 +12,10 @@ your callback. A hook is any object with some of these methods:
 * ``after_chunk(loop, group)`` — after each group's chunk (evaluate it, adjust its members);
 * ``on_chunk_end(loop)`` — after all groups finished the chunk (save, draw, call back);
 * ``state_dict()`` / ``load_state_dict(d)`` — what a checkpoint keeps of the hook, under the
-  hook's ``name`` (its class name by default).
+  hook's ``name`` (its class name by default);
+* ``on_repack(loop, group, slots)`` — a hook stopped some of ``group``'s members
+  (:meth:`Loop.repack`, successive halving): slice per-member state like the group
+  (``slots``: the old positions of its members now).
 
 Hooks share data through the :class:`Loop`, never through each other: the step's metrics,
 the evaluations (:meth:`Loop.record_evaluation`, :meth:`Loop.evaluation`), and the

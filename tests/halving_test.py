@@ -424,3 +424,35 @@ def test_halving_on_four_devices_pads_the_survivors_and_agrees_with_one():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("ok")
+
+
+def keyed_init(member):
+    return {"w": jnp.zeros(D_IN), "key": jax.random.key(0)}
+
+
+def keyed_step(state, batch, member):
+    new, metrics = linear_step({"w": state["w"]}, batch, member)
+    return {"w": new["w"], "key": state["key"]}, metrics
+
+
+KEYED = lrjax.vectorize(keyed_step, keyed_init)
+
+
+def test_stopped_members_with_key_state_resume_from_a_checkpoint(tmp_path):
+    members = {"lr": np.geomspace(1e-3, 0.5, 4).astype(np.float32)}
+
+    def run(extra=()):
+        sh = lrjax.SuccessiveHalving("loss", eta=2, rungs=[2])
+        return lrjax.fit(
+            KEYED, members, DATA, num_steps=6, chunk_steps=2, batch_size=BATCH,
+            hooks=[*extra, sh],
+        )  # fmt: skip
+
+    whole = run()
+    with pytest.raises(KeyboardInterrupt):
+        run([hooks.Checkpoint(tmp_path, {"checkpoint_id": "keyed"}), Kill(4)])
+    resumed = run([hooks.Checkpoint(tmp_path, {"checkpoint_id": "keyed"})])
+    assert engine.is_key(resumed.state["key"])
+    np.testing.assert_array_equal(resumed.stopped_step, whole.stopped_step)
+    for got, want in zip(leaves(resumed.state), leaves(whole.state), strict=True):
+        np.testing.assert_array_equal(got, want)
