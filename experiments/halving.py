@@ -113,7 +113,6 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
                 "val_acc": float(val[chosen, -1]), "test_acc": float(test[chosen]),
                 "stopped_step": stopped.tolist(),
                 "final_val_acc": [None if not np.isfinite(v) else float(v) for v in val[:, -1]],
-                "training": _training(stopped, T).tolist(),
                 "seconds": seconds, "compile_seconds": res.metadata["compile_seconds"],
             })  # fmt: skip
             for m in range(k):
@@ -226,7 +225,9 @@ def _figure(config: dict[str, Any], out: Path, summary: dict[str, Any]) -> None:
     fig = Figure(figsize=(12.0, 4.5), layout="constrained")
     a, b = fig.subplots(1, 2)
     for method in METHODS:
-        a.plot(summary["runs"][method][0]["training"], label=LABELS[method], drawstyle="steps-post")
+        stopped = np.asarray(summary["runs"][method][0]["stopped_step"])
+        a.plot(_training(stopped, summary["num_steps"]), label=LABELS[method],
+               drawstyle="steps-post")  # fmt: skip
     a.set(xlabel="step", ylabel="members training",
           title=f"members still training (seed {summary['seeds'][0]})")  # fmt: skip
     a.legend(fontsize="small")
