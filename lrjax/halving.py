@@ -21,7 +21,9 @@ halves earliest; a bracket past the last rung trains to the end). Members are ra
 their bracket.
 
 The decision is a pure function (:func:`keep_best`); the :class:`SuccessiveHalving` hook reads the
-scores from the loop and re-packs. Several groups (``group_size``) are ranked together. Hooks with
+scores from the loop and re-packs. Several groups (``group_size``) are ranked together, and each
+shrinks in place (groups are not merged): a compile per new group size, at most one per rung
+with one group. Hooks with
 per-member state follow the re-packing through ``on_repack`` (the plateau hook does; a hook with
 a ``state_dict`` but no ``on_repack``, such as PBT, is refused). Trackers, the divergence guard
 and the controller's knobs live in the state and are sliced with it. A
