@@ -5,6 +5,7 @@ from lrjax import (
     data,
     engine,
     feeds,
+    halving,
     hooks,
     lr_finder,
     lr_free,
@@ -21,6 +22,7 @@ from lrjax.data import Dataset, load_digits, load_fashion_mnist, load_mnist, loa
 from lrjax.divergence import Guarded, freeze_on_divergence
 from lrjax.engine import Vectorized, step_key, unwrap, vectorize
 from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate_snapshots
+from lrjax.halving import SuccessiveHalving
 from lrjax.loop import FitResult, fit
 from lrjax.lr_finder import range_test
 from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier
@@ -94,6 +96,7 @@ __all__ = [
     "SWAState",
     "SnapshotEvaluation",
     "Snapshots",
+    "SuccessiveHalving",
     "Supervised",
     "SweepResult",
     "Tracked",
@@ -119,6 +122,7 @@ __all__ = [
     "freeze_on_divergence",
     "get",
     "group_labels",
+    "halving",
     "hooks",
     "inverse_sqrt",
     "inverse_time_decay",

@@ -141,6 +141,19 @@ class PlateauHook:
         self.states[group.index] = jax.tree.map(np.asarray, new)
         loop.set_control(group, self.hyperparameter, scale=np.asarray(new.scale))
 
+    def on_repack(self, loop, group, slots) -> None:
+        """Slices the group's controllers like its members (successive halving,
+        :meth:`lrjax.loop.Loop.repack`)."""
+        del loop
+        if group.index not in self.states:
+            return
+        if not group.real:
+            del self.states[group.index]
+        else:
+            self.states[group.index] = jax.tree.map(
+                lambda a: np.asarray(a)[slots], self.states[group.index]
+            )
+
     def state_dict(self) -> dict:
         return {"states": {str(g): dict(s._asdict()) for g, s in self.states.items()}}
 
@@ -463,6 +476,20 @@ class Checkpoint:
                 for g in loop.groups
             },
             "hooks": loop.hook_states(),
+            "member_steps": np.asarray(loop.member_steps, np.int64),
+            "layout": {f"group_{g.index}": np.asarray(g.rows, np.int64) for g in loop.groups},
+            "stopped": {
+                f"stopped_{j}": {
+                    "rows": np.asarray(st.rows, np.int64),
+                    "step": np.asarray(st.step, np.int64),
+                    "state": _indexed(
+                        np.asarray(jax.random.key_data(a) if _is_key(a) else a)
+                        for a in jax.tree.leaves(st.state)
+                    ),
+                    "members": _indexed(np.asarray(a) for a in jax.tree.leaves(st.members)),
+                }
+                for j, st in enumerate(loop.stopped)
+            },
         }
         # Copies: an asynchronous save writes them while the loop updates its records.
         return _non_empty(jax.tree.map(np.array, tree))
@@ -480,6 +507,18 @@ class Checkpoint:
         step = self._manager.latest_step()
         if step is None:
             return
+        # The host records first: they say which members each group still trains (a hook such
+        # as successive halving may have re-packed them), hence the shapes of the states.
+        host = self._manager.restore(
+            step, args=ocp.args.Composite(host=ocp.args.StandardRestore())
+        )["host"]
+        if "layout" in host:
+            loop.set_layout(
+                {int(k.split("_")[1]): v for k, v in host["layout"].items()},
+                [self._stopped(loop, st) for _, st in sorted(
+                    host.get("stopped", {}).items(), key=lambda kv: int(kv[0].split("_")[1])
+                )],
+            )  # fmt: skip
         target = {}
         for g in loop.groups:
             target[f"group_{g.index}"] = _indexed(
@@ -490,13 +529,9 @@ class Checkpoint:
                 )
                 for a in jax.tree.leaves(g.state)
             )
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                device=ocp.args.StandardRestore(target), host=ocp.args.StandardRestore()
-            ),
-        )
-        device, host = restored["device"], restored["host"]
+        device = self._manager.restore(
+            step, args=ocp.args.Composite(device=ocp.args.StandardRestore(target))
+        )["device"]
         if int(host.get("format", 1)) != CHECKPOINT_FORMAT:  # pragma: no cover - run.json first
             raise ValueError(f"checkpoint_dir {self.directory} holds an older checkpoint format")
         for g in loop.groups:
@@ -514,11 +549,33 @@ class Checkpoint:
                 loop, jax.tree.unflatten(structure, [np.asarray(v) for v in member_leaves])
             )
         loop.step = self.restored_step = int(host["step"])
+        loop.member_steps = int(host.get("member_steps", loop.step * loop.num_members))
         loop.feed_position = int(host.get("feed", 0))
         loop.metrics = {k: np.asarray(v) for k, v in host.get("metrics", {}).items()} or None
         loop.eval_steps = np.asarray(host.get("eval_steps", np.zeros((0,))), np.int64)
         loop.evaluations = {k: np.asarray(v) for k, v in host.get("evaluations", {}).items()}
         loop.load_hook_states(host.get("hooks", {}))
+
+    @staticmethod
+    def _stopped(loop, saved: Mapping) -> Any:
+        """A :class:`lrjax.loop.Stopped` from its saved host arrays (keys re-wrapped like the
+        running groups' states)."""
+        from lrjax.loop import Stopped
+
+        like = loop.groups[0].state
+        leaves = [
+            jax.random.wrap_key_data(v, impl=jax.random.key_impl(o))
+            if _is_key(o)
+            else np.asarray(v)
+            for o, v in zip(jax.tree.leaves(like), _unindexed(saved["state"]), strict=True)
+        ]
+        members = [np.asarray(v) for v in _unindexed(saved["members"])]
+        return Stopped(
+            np.asarray(saved["rows"], np.int64),
+            int(saved["step"]),
+            jax.tree.unflatten(jax.tree.structure(like), leaves),
+            jax.tree.unflatten(jax.tree.structure(loop.groups[0].members_host), members),
+        )
 
     def on_chunk_end(self, loop) -> None:
         import orbax.checkpoint as ocp

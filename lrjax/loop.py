@@ -12,7 +12,10 @@ your callback. A hook is any object with some of these methods:
 * ``after_chunk(loop, group)`` — after each group's chunk (evaluate it, adjust its members);
 * ``on_chunk_end(loop)`` — after all groups finished the chunk (save, draw, call back);
 * ``state_dict()`` / ``load_state_dict(d)`` — what a checkpoint keeps of the hook, under the
-  hook's ``name`` (its class name by default).
+  hook's ``name`` (its class name by default);
+* ``on_repack(loop, group, slots)`` — a hook stopped some of ``group``'s members
+  (:meth:`Loop.repack`, successive halving): slice per-member state like the group
+  (``slots``: the old positions of its members now).
 
 Hooks share data through the :class:`Loop`, never through each other: the step's metrics,
 the evaluations (:meth:`Loop.record_evaluation`, :meth:`Loop.evaluation`), and the
@@ -55,7 +58,9 @@ PyTree = Any
 
 @dataclasses.dataclass
 class Group:
-    """Members ``start .. start + size - 1`` (the last ``size - real`` are padding).
+    """``size`` members trained together: the first ``real`` are the run's members ``rows``
+    (indices into the K members; ``start .. start + real - 1`` until a hook re-packs the group,
+    :meth:`Loop.repack`), the last ``size - real`` padding.
 
     ``members`` and ``state`` live on the devices (host arrays on the sequential path);
     ``members_host`` is the host copy of ``members``.
@@ -68,6 +73,11 @@ class Group:
     members: PyTree
     members_host: PyTree
     state: PyTree
+    rows: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.rows is None:
+            self.rows = np.arange(self.start, self.start + self.real)
 
     def set_members(self, loop: Loop, members_host: PyTree) -> None:
         """Replaces the group's member settings (e.g. a new learning-rate scale)."""
@@ -102,6 +112,13 @@ class Loop:
     last_chunk: int = 0  # steps done by the last chunk
     eval_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int64))
     evaluations: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    member_steps: int = 0  # steps trained, summed over the real members
+    stopped: list[Stopped] = dataclasses.field(default_factory=list)
+    stopped_step: np.ndarray | None = None  # [K]: the step each member stopped at, -1: running
+
+    def __post_init__(self):
+        if self.stopped_step is None:
+            self.stopped_step = np.full((self.num_members,), -1, np.int64)
 
     def put(self, tree: PyTree, member_axis: int | None = 0) -> PyTree:
         """Places host arrays like the program does (no-op shape on the sequential path)."""
@@ -111,8 +128,7 @@ class Loop:
 
     def group_metrics(self, group: Group) -> dict[str, np.ndarray]:
         """The metrics of the group's real members so far, ``{name: [real, step]}``."""
-        end = group.start + group.real
-        return {name: v[group.start : end, : self.step] for name, v in (self.metrics or {}).items()}
+        return {name: v[group.rows, : self.step] for name, v in (self.metrics or {}).items()}
 
     def diverged(self, group: Group) -> np.ndarray:
         """``[group.size]`` bool: the members a divergence layer
@@ -126,6 +142,89 @@ class Loop:
             state = state.state
         return bad
 
+    # -- re-packing (successive halving) ----------------------------------------------------------
+
+    def repack(self, group: Group, keep: Any) -> None:
+        """Continues only the real members at positions ``keep`` of ``group`` (ascending), in a
+        smaller group (padded to a multiple of the devices it is sharded over); the others stop
+        here: their state and settings at this step move to :attr:`stopped` (they are in
+        :func:`fit`'s result), their rows of the records stay NaN from now on. A group left
+        empty leaves :attr:`groups`. Every hook with an ``on_repack(loop, group, slots)`` method
+        hears of it (``slots``: the old positions of the new group's members, padding
+        included), to slice its own per-member state the same way.
+
+        Nothing recompiles for values: the new group size compiles the chunk once (jit caches
+        it), and every later group of that size reuses it.
+        """
+        keep = np.asarray(keep, np.int64).reshape(-1)
+        if keep.size and (np.any(np.diff(keep) <= 0) or keep[0] < 0 or keep[-1] >= group.real):
+            raise ValueError(
+                f"keep must hold ascending positions of the group's real members in "
+                f"[0, {group.real - 1}], got {keep.tolist()}"
+            )
+        drop = np.setdiff1d(np.arange(group.real), keep)
+        state = jax.tree.map(engine.to_host, group.state)
+
+        def take(tree, idx):
+            return jax.tree.map(lambda a: a[idx], tree)
+
+        if drop.size:
+            rows = group.rows[drop]
+            stopped = Stopped(rows, self.step, take(state, drop), take(group.members_host, drop))
+            self.stopped.append(stopped)
+            self.stopped_step[rows] = self.step
+        size = keep.size
+        if size and self.vectorize and self.program.mesh is not None:
+            size = -(-size // self.program.num_devices) * self.program.num_devices
+        slots = np.concatenate([keep, np.repeat(keep[:1], size - keep.size)])
+        if keep.size:
+            group.state = self.put(take(state, slots))
+            group.set_members(self, take(group.members_host, slots))
+        group.size, group.real, group.rows = size, int(keep.size), group.rows[keep]
+        if not keep.size:
+            self.groups.remove(group)
+        for hook in self.hooks:
+            if hasattr(hook, "on_repack"):
+                hook.on_repack(self, group, slots)
+
+    def member_settings(self) -> PyTree:
+        """Every real member's settings ``[K, ...]`` (host arrays, hooks' changes included),
+        training or stopped, in the order of the K members."""
+        return _every_member(self, lambda g: g.members_host, lambda s: s.members)
+
+    def set_layout(self, layout: Mapping[int, Any], stopped: Sequence[Stopped]) -> None:
+        """Gives the groups the layout a checkpoint saved after re-packing: ``{group index:
+        rows}`` of the groups still training (others are gone) and the stopped members. The
+        groups' states are placeholders of the right shapes, to be restored."""
+        self.stopped = list(stopped)
+        self.stopped_step[:] = -1
+        for s in self.stopped:
+            self.stopped_step[s.rows] = s.step
+        groups = []
+        for group in self.groups:
+            if group.index not in layout:
+                continue
+            rows = np.asarray(layout[group.index], np.int64)
+            if np.array_equal(rows, group.rows):  # never re-packed: as it was built
+                groups.append(group)
+                continue
+            keep = np.searchsorted(group.rows, rows)
+            if not np.array_equal(group.rows[np.minimum(keep, group.real - 1)], rows):
+                raise ValueError(
+                    f"a checkpoint's group {group.index} holds members {rows.tolist()}, not a "
+                    f"subset of this run's {group.rows.tolist()}"
+                )
+            size = keep.size
+            if self.vectorize and self.program.mesh is not None:
+                size = -(-size // self.program.num_devices) * self.program.num_devices
+            slots = np.concatenate([keep, np.repeat(keep[:1], size - keep.size)])
+            host = jax.tree.map(lambda a, s=slots: engine.to_host(a)[s], group.state)
+            group.state = self.put(host)
+            group.set_members(self, jax.tree.map(lambda a, s=slots: a[s], group.members_host))
+            group.size, group.real, group.rows = size, int(keep.size), rows
+            groups.append(group)
+        self.groups = groups
+
     # -- evaluations ------------------------------------------------------------------------------
 
     def record_evaluation(self, group: Group, metrics: Mapping[str, Any]) -> None:
@@ -136,24 +235,22 @@ class Loop:
             for name, table in self.evaluations.items():
                 column = np.full((self.num_members, 1), np.nan, table.dtype)
                 self.evaluations[name] = np.concatenate([table, column], axis=1)
-        end = group.start + group.real
         for name, value in metrics.items():
             host = np.asarray(engine.to_host(value), np.float32)
             if name not in self.evaluations:
                 shape = (self.num_members, len(self.eval_steps))
                 self.evaluations[name] = np.full(shape, np.nan, np.float32)
-            self.evaluations[name][group.start : end, -1] = host[: group.real]
+            self.evaluations[name][group.rows, -1] = host[: group.real]
 
     def evaluation(self, group: Group) -> dict[str, np.ndarray]:
         """``group``'s latest evaluation, ``{name: [group.size]}`` host arrays (NaN for
         padding); empty before the first."""
         if not len(self.eval_steps):
             return {}
-        end = group.start + group.real
         out = {}
         for name, table in self.evaluations.items():
             column = np.full((group.size,), np.nan, np.float32)
-            column[: group.real] = table[group.start : end, -1]
+            column[: group.real] = table[group.rows, -1]
             out[name] = column
         return out
 
@@ -285,6 +382,17 @@ def check_hooks(hooks: Any) -> tuple:
     return hooks
 
 
+class Stopped(NamedTuple):
+    """Members a hook stopped early (:meth:`Loop.repack`): their ``rows`` (indices into the K
+    members), the ``step`` they stopped at, and their ``state`` and ``members`` settings then
+    (host arrays, leading axis ``len(rows)``)."""
+
+    rows: np.ndarray
+    step: int
+    state: PyTree
+    members: PyTree
+
+
 class FitResult(NamedTuple):
     """What :func:`fit` returns, as host arrays of the real (unpadded) members.
 
@@ -293,12 +401,27 @@ class FitResult(NamedTuple):
       metrics: ``{name: [K, num_steps, ...]}`` the step's metrics at every step.
       members: the final member settings (hooks may have changed them).
       loop: the :class:`Loop`, for hooks' results.
+
+    A member that a hook stopped early (successive halving, :mod:`lrjax.halving`) has its state
+    and settings at the step it stopped in ``state`` and ``members``, and NaN metrics after it;
+    ``stopped_step`` says when.
     """
 
     state: PyTree
     metrics: dict[str, np.ndarray]
     members: PyTree
     loop: Loop
+
+    @property
+    def stopped_step(self) -> np.ndarray:
+        """``[K]`` ints: the step each member stopped at; -1 for members trained to the end."""
+        return self.loop.stopped_step
+
+    @property
+    def member_steps(self) -> int:
+        """Steps trained, summed over the members (``K * num_steps`` without early stops;
+        padding not counted)."""
+        return self.loop.member_steps
 
     def to_dataframe(self, kind: str = "steps"):
         """The result as a pandas table, every member setting a column: ``kind="steps"``,
@@ -459,6 +582,7 @@ def fit(
                 xs = feed.chunk(loop.step, chunk_steps, valid, group.members_host)
             group.state, metrics = run(group.state, group.members, xs, loop.data, valid, **layout)
             outputs.append(metrics)
+            loop.member_steps += group.real * valid
         loop.feed_position = feed.position()
         # While the devices work on this chunk, the host prepares the next one.
         shared = None
@@ -469,21 +593,33 @@ def fit(
             _store(loop, group, metrics, valid)
         loop.step += valid
         loop.last_chunk = valid
-        for group in loop.groups:
+        for group in list(loop.groups):
             _call(loop.hooks, "after_chunk", loop, group)
         _call(loop.hooks, "on_chunk_end", loop)
     _call(loop.hooks, "on_end", loop)
 
-    def real(tree):
-        parts = [engine.member_slice(tree(gr), 0, gr.real) for gr in loop.groups]
-        return jax.tree.map(lambda *p: engine.concatenate([engine.to_host(a) for a in p]), *parts)
-
     return FitResult(
-        state=real(lambda gr: gr.state),
+        state=_every_member(loop, lambda g: g.state, lambda s: s.state),
         metrics=loop.metrics or {},
-        members=real(lambda gr: gr.members_host),
+        members=loop.member_settings(),
         loop=loop,
     )
+
+
+def _every_member(loop: Loop, of_group, of_stopped) -> PyTree:
+    """A tree of every real member, training or stopped, in the order of the K members."""
+    parts = [engine.member_slice(of_group(g), 0, g.real) for g in loop.groups]
+    parts += [of_stopped(s) for s in loop.stopped]
+    rows = np.concatenate([g.rows for g in loop.groups] + [s.rows for s in loop.stopped])
+    order = np.argsort(rows, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        order = None
+
+    def gather(*p):
+        joined = engine.concatenate([engine.to_host(a) for a in p])
+        return joined if order is None else joined[order]
+
+    return jax.tree.map(gather, *parts)
 
 
 def _store(loop: Loop, group: Group, metrics: dict, valid: int) -> None:
@@ -495,6 +631,4 @@ def _store(loop: Loop, group: Group, metrics: dict, valid: int) -> None:
             loop.metrics[name] = np.full(shape, fill, value.dtype)
     for name, value in metrics.items():
         host = engine.to_host(value)
-        loop.metrics[name][
-            group.start : group.start + group.real, loop.step : loop.step + valid
-        ] = host[: group.real, :valid]
+        loop.metrics[name][group.rows, loop.step : loop.step + valid] = host[: group.real, :valid]

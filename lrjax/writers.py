@@ -404,11 +404,7 @@ class Writer:
         self._names = [f"member_{i:0{len(str(k - 1))}d}" for i in range(k)]
         settings = self.hparams
         if settings is None:
-            parts = [
-                jax.tree.map(lambda a, g=g: np.asarray(a)[: g.real], g.members_host)
-                for g in loop.groups
-            ]
-            settings = member_settings(jax.tree.map(lambda *p: np.concatenate(p), *parts))
+            settings = member_settings(loop.member_settings())
         for name, values in settings.items():
             if np.shape(values)[:1] != (k,):
                 raise ValueError(f"hparams[{name!r}] must hold one value per member ({k})")

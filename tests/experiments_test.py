@@ -650,3 +650,17 @@ def test_without_timings_drops_only_the_timing_line():
     text = "## Part\n\nbody 1.5 s\n\n" + results.timing_line(3.25, {"run": 2.0}) + "\n\nafter\n"
     assert results.timing_line(3.25, {"run": 2.0}) == "Run time: 3.2 s in all (run 2.0 s)."
     assert results.without_timings(text) == "## Part\n\nbody 1.5 s\n\nafter\n"
+
+
+def test_halving_part_spends_fewer_member_steps_and_chooses_a_member_trained_to_the_end(study_run):
+    summary = results.read_json(study_run / "halving" / "summary.json")
+    config = configs.resolve("halving", quick=True)
+    methods, k, t = summary["methods"], summary["members"], summary["num_steps"]
+    assert methods["halving"]["member_steps"] < methods["hyperband"]["member_steps"]
+    assert methods["hyperband"]["member_steps"] < methods["full"]["member_steps"] == k * t
+    survivors = max(1, k // config["eta"] ** len(summary["rungs"]))
+    for run_ in summary["runs"]["halving"]:
+        stopped = np.asarray(run_["stopped_step"])
+        assert stopped[run_["chosen"]] == -1
+        assert (stopped == -1).sum() == survivors
+        assert set(stopped[stopped >= 0].tolist()) <= set(summary["rungs"])

@@ -57,6 +57,7 @@ PARTS: tuple[str, ...] = (
     "pbt",
     "finetune",
     "lr_free",
+    "halving",
 )
 
 # Chosen by --config and --quick, not overridable field by field.

@@ -28,11 +28,13 @@ class _SameStepDivergence:
         ])  # fmt: skip
         if (steps < 0).any() or (steps != steps[0]).any():
             return
-        t, k = int(steps[0]), fit_loop.num_members
+        # The members still training (successive halving may have stopped others).
+        rows = np.concatenate([g.rows for g in fit_loop.groups])
+        t, k = int(steps[0]), len(rows)
         if k < 2 and t > 0:
             return  # one member's divergence may be its learning rate's doing
         metrics = fit_loop.metrics
-        bad = ~np.isfinite(metrics["loss"][:, t]) | ~np.isfinite(metrics["grad_norm"][:, t])
+        bad = ~np.isfinite(metrics["loss"][rows, t]) | ~np.isfinite(metrics["grad_norm"][rows, t])
         if not bad.all():
             return
         when = "at the first step, before any update" if t == 0 else f"all {k} members at once"
