@@ -509,8 +509,9 @@ def fit(
         function ``batch_fn(step)``, or an iterator of batches.
       num_steps: steps per member, ``>= 1``.
       chunk_steps: steps per compiled chunk (hooks run between chunks), ``>= 1``; default
-        ``num_steps``, and a larger value is read as ``num_steps`` (one chunk). Keep it fixed to reuse the compiled chunk when ``num_steps``
-        changes (a short last chunk runs in the same program).
+        ``num_steps``, and a larger value is read as ``num_steps`` (one chunk). Keep it fixed
+        to reuse the compiled chunk when ``num_steps`` changes (a short last chunk runs in the
+        same program).
       batch_size: for array data.
       hooks: run between chunks, in order (see the module docstring): a list, or one hook
         alone; each needs a hook method (a plain function is refused: wrap it in
