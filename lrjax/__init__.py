@@ -9,6 +9,7 @@ from lrjax import (
     lr_finder,
     lr_free,
     models,
+    optuna_search,
     param_groups,
     pbt,
     supervised,
@@ -24,6 +25,7 @@ from lrjax.ensembles import SnapshotEvaluation, ensemble_probabilities, evaluate
 from lrjax.loop import FitResult, fit
 from lrjax.lr_finder import range_test
 from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier
+from lrjax.optuna_search import SearchResult, search
 from lrjax.param_groups import (
     discriminative,
     group_labels,
@@ -92,6 +94,7 @@ __all__ = [
     "Range",
     "ReduceOnPlateau",
     "SWAState",
+    "SearchResult",
     "SnapshotEvaluation",
     "Snapshots",
     "Supervised",
@@ -139,6 +142,7 @@ __all__ = [
     "one_cycle",
     "one_cycle_momentum",
     "optimal",
+    "optuna_search",
     "param_groups",
     "pbt",
     "piecewise_constant",
@@ -150,6 +154,7 @@ __all__ = [
     "scale",
     "scale_by_leaf",
     "schedule_family_switch",
+    "search",
     "sgdr",
     "snapshot_ensemble",
     "snapshot_steps",
