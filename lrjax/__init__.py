@@ -33,7 +33,7 @@ from lrjax.param_groups import (
     leaf_scales,
     scale_by_leaf,
 )
-from lrjax.pbt import PBT, Range
+from lrjax.pbt import PBT, Range, replay
 from lrjax.plateau import PlateauState, ReduceOnPlateau, reduce_on_plateau
 from lrjax.schedules import (
     SCHEDULES,
@@ -151,6 +151,7 @@ __all__ = [
     "recompute_batch_stats",
     "reduce_on_plateau",
     "repeat",
+    "replay",
     "scale",
     "scale_by_leaf",
     "schedule_family_switch",
