@@ -1,61 +1,87 @@
-"""The search part: grid, random and Bayesian (TPE) search with optuna's ask/tell interface.
+"""The search part: grid, random and Bayesian (TPE) search with `lrjax.search` (optuna).
 
-Each method proposes `batch` trials at a time (`study.ask()` K times); the K trials are trained
-as the K members of ONE `lrjax.sweep.train` run and their validation accuracies are told back
-(`study.tell`). Every round has the same shapes, so the engine compiles once for all methods.
-The search space is (peak LR, warmup fraction, weight decay) of AdamW with linear warmup then
-cosine decay (`experiments.study.warmup_cosine_fraction`, whose warmup fraction is traced).
-optuna is optional (the `experiments` extra): without it this part writes a note and is
-skipped. See `experiments/configs/search.py`.
+Each method runs `rounds` rounds; each round asks `batch` configurations of optuna at once and
+trains them as the K members of ONE `lrjax.fit` of a hand-written AdamW step (the MLP on
+MNIST-1D), whose learning-rate schedule and weight decay the controller (`lrjax.control`) sets
+from each member's settings; the final validation accuracies are told back. The three methods
+are the same call with another sampler: optuna's GridSampler (the config's grid), RandomSampler,
+and TPESampler with `constant_liar` (the K asks of a round are pending together). Every round
+has the same shapes, so the program compiles once for all methods. The search space is (peak
+LR, warmup fraction, weight decay) of AdamW with linear warmup then cosine decay
+(`lrjax.schedules.warmup_cosine_fraction`, whose warmup fraction is traced). optuna is optional
+(the `experiments` extra): without it this part writes a note and is skipped. See
+`experiments/configs/search.py`.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
+import lrjax
 from experiments import results, study
 from experiments.schedule_comparison import load_data
-from lrjax import plotting, sweep
+from lrjax import hooks, optuna_search, plotting
 
 
 def make_sampler(optuna: Any, method: str, config: dict[str, Any]):
     """The optuna sampler of `method` ("grid", "random" or "tpe")."""
     seed = config["search_seed"]
-    if method in ("grid", "random"):  # grid points are enqueued, see `grid_points`
+    if method == "grid":
+        return optuna.samplers.GridSampler(dict(config["grid"]), seed=seed)
+    if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config["batch"])
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=config["batch"], constant_liar=True
+        )
     raise ValueError(f"method must be grid, random or tpe, got {method!r}")
 
 
-def grid_points(config: dict[str, Any]) -> list[dict[str, float]]:
-    """Every point of the config's grid, in a shuffled order (seeded by `search_seed`).
-
-    optuna's GridSampler stops its study when the grid is exhausted, which only works inside
-    `study.optimize`; with ask/tell the points are enqueued instead (`study.enqueue_trial`).
-    """
-    names = list(config["grid"])
-    mesh = np.meshgrid(*[config["grid"][n] for n in names], indexing="ij")
-    flat = np.stack([m.ravel() for m in mesh], axis=1)
-    points = [dict(zip(names, map(float, row), strict=True)) for row in flat]
-    order = np.random.default_rng(config["search_seed"]).permutation(len(points))
-    return [points[i] for i in order]
-
-
-def suggest(trial: Any, config: dict[str, Any]) -> dict[str, float]:
-    """Samples one point of the search space (log-uniform LR and weight decay)."""
-    s = config["space"]
+def space(optuna: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """The search space: log-uniform peak LR and weight decay, uniform warmup fraction."""
+    s, dist = config["space"], optuna.distributions
     return {
-        "lr": trial.suggest_float("lr", *s["lr"], log=True),
-        "warmup": trial.suggest_float("warmup", *s["warmup"]),
-        "wd": trial.suggest_float("wd", *s["wd"], log=True),
+        "lr": dist.FloatDistribution(*s["lr"], log=True),
+        "warmup": dist.FloatDistribution(*s["warmup"]),
+        "wd": dist.FloatDistribution(*s["wd"], log=True),
     }
+
+
+def make_program(model: lrjax.Model, num_steps: int) -> lrjax.Vectorized:
+    """The user's AdamW step on `model`, its LR schedule and weight decay set by the controller
+    from the member's `lr`, `warmup`, `wd`; diverging members frozen."""
+    tx = optax.inject_hyperparams(optax.adamw, hyperparam_dtype=jnp.float32)(
+        learning_rate=0.0, weight_decay=0.0
+    )
+
+    def init(member):
+        params = model.init(jax.random.key(member["seed"]))
+        with jax.numpy_dtype_promotion("standard"):  # see step
+            return params, tx.init(params)
+
+    def step(state, batch, member):
+        params, opt_state = state
+        x, y = batch
+        loss_fn = lambda p: jnp.mean(study.LOSS(model.apply(p, x), y))  # noqa: E731
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        # optax's Adam bias correction computes `b1 ** count` with an int32 count, which strict
+        # dtype promotion (the tests') rejects: the optimizer runs under standard promotion.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), {"loss": loss}
+
+    rules = {
+        "learning_rate": lambda m: study.warmup_cosine_fraction(m["lr"], m["warmup"], num_steps),
+        "weight_decay": lambda m: m["wd"],
+    }
+    return lrjax.vectorize(*lrjax.freeze_on_divergence(*lrjax.control(step, init, rules)))
 
 
 def run(config: dict[str, Any], out_dir: str | Path) -> str:
@@ -75,32 +101,33 @@ def run(config: dict[str, Any], out_dir: str | Path) -> str:
     ds = load_data(config)
     model = study.make_model(config["model"], ds.x_train)
     T, K = config["num_steps"], config["batch"]
+    program = make_program(model, T)  # one program object: every round reuses the compiled chunk
 
-    def optimizer_kwargs(hp):  # one function object: every round reuses the compiled program
-        lr = study.warmup_cosine_fraction(hp["lr"], hp["warmup"], T)
-        return {"learning_rate": lr, "weight_decay": hp["wd"]}
+    def evaluate(state, member, data):
+        logits = model.apply(lrjax.unwrap(state)[0], data[0])
+        return {"accuracy": jnp.mean((jnp.argmax(logits, -1) == data[1]).astype(jnp.float32))}
 
+    evaluation = hooks.Evaluate(evaluate, (ds.x_val, ds.y_val))
     trials, summary, rows, seconds = [], {}, [], {}
     for method in config["methods"]:
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            # optuna flags some samplers' options as experimental; the study does not rely on
-            # their stability across optuna versions.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = make_sampler(optuna, method, config)
-            search = optuna.create_study(direction="maximize", sampler=sampler)
-            if method == "grid":
-                for point in grid_points(config):
-                    search.enqueue_trial(point)
-            for r in range(config["rounds"]):
-                asked = [search.ask() for _ in range(K)]
-                points = [suggest(t, config) for t in asked]
-                val, test, diverged = _evaluate(config, model, ds, points, optimizer_kwargs)
-                for t, p, v, te, d in zip(asked, points, val, test, diverged, strict=True):
-                    score = 0.0 if d else float(v)  # a diverged trial scores like chance or worse
-                    search.tell(t, score)
-                    trials.append({"method": method, "round": r, **p, "val_acc": score,
-                                   "test_acc": float(te), "diverged": bool(d)})  # fmt: skip
+
+        def on_round(r, asked, fitted, method=method):
+            val, diverged = optuna_search.objectives(fitted, "accuracy")
+            test = study.evaluate(model, lrjax.unwrap(fitted.state)[0], ds.x_test, ds.y_test)
+            for k, (_, p) in enumerate(asked):
+                score = 0.0 if diverged[k] else float(val[k])
+                trials.append({"method": method, "round": r, **p, "val_acc": score,
+                               "test_acc": float(test["accuracy"][k]),
+                               "diverged": bool(diverged[k])})  # fmt: skip
+
+        lrjax.search(
+            program, None, (ds.x_train, ds.y_train), space(optuna, config),
+            rounds=config["rounds"], per_round=K, num_steps=T, metric="accuracy",
+            direction="maximize", sampler=make_sampler(optuna, method, config),
+            fixed={"seed": config["init_seed"]}, diverged_value=0.0,  # chance or worse
+            batch_size=config["batch_size"], hooks=[evaluation], on_round=on_round,
+        )  # fmt: skip
         seconds[method] = round(time.perf_counter() - start, 1)
         mine = [t for t in trials if t["method"] == method]
         best = max(mine, key=lambda t: t["val_acc"])
@@ -159,24 +186,6 @@ def method_label(method: str) -> str:
     ]
 
 
-def _evaluate(config, model, ds, points, optimizer_kwargs):
-    hp = {k: np.asarray([p[k] for p in points], np.float32) for k in ("lr", "warmup", "wd")}
-    res = sweep.train(
-        model,
-        study.LOSS,
-        (ds.x_train, ds.y_train),
-        optimizer=optax.adamw,
-        hparams=hp,
-        optimizer_kwargs=optimizer_kwargs,
-        num_steps=config["num_steps"],
-        batch_size=config["batch_size"],
-        seeds=config["init_seed"],
-        evaluation=sweep.Evaluation((ds.x_val, ds.y_val), metrics={"accuracy": sweep.accuracy}),
-    )
-    test = study.evaluate(model, res.params, ds.x_test, ds.y_test)["accuracy"]
-    return res.eval_metrics["accuracy"][:, -1], test, res.diverged
-
-
 def conclusion(summary: dict[str, Any]) -> str:
     """Which search method found the best trial, from `summary.json` alone.
 
@@ -214,9 +223,11 @@ def _report(config, summary, table) -> str:
             f"Space: peak LR in [{s['lr'][0]:g}, {s['lr'][1]:g}] (log), warmup fraction in "
             f"[{s['warmup'][0]:g}, {s['warmup'][1]:g}], weight decay in [{s['wd'][0]:g}, "
             f"{s['wd'][1]:g}] (log). Each method: {R} rounds of {K} trials asked from optuna, "
-            f"each round ONE `sweep.train` run of {K} members, scores (final validation "
-            f"accuracy) told back. Grid: {grid} points in a shuffled order, enqueued; "
-            f"random: optuna's RandomSampler; Bayesian: TPE after {K} random start-up trials. "
+            f"each round ONE `lrjax.fit` of {K} members of a hand-written AdamW step "
+            f"(`lrjax.search`), scores (final validation accuracy; a diverged member 0) told "
+            f"back. Grid: optuna's GridSampler over {grid} points; random: optuna's "
+            f"RandomSampler; Bayesian: TPE with `constant_liar` after {K} random start-up "
+            "trials. "
             f"Init seed {config['init_seed']} for every trial; search seed "
             f"{config['search_seed']}.",
             "",

@@ -10,6 +10,7 @@ from lrjax import (
     lr_finder,
     lr_free,
     models,
+    optuna_search,
     param_groups,
     pbt,
     supervised,
@@ -26,6 +27,7 @@ from lrjax.halving import SuccessiveHalving
 from lrjax.loop import FitResult, fit
 from lrjax.lr_finder import range_test
 from lrjax.models import CNN1D, CNN2D, MLP, TransformerClassifier
+from lrjax.optuna_search import SearchResult, search
 from lrjax.param_groups import (
     discriminative,
     group_labels,
@@ -33,7 +35,7 @@ from lrjax.param_groups import (
     leaf_scales,
     scale_by_leaf,
 )
-from lrjax.pbt import PBT, Range
+from lrjax.pbt import PBT, Range, replay
 from lrjax.plateau import PlateauState, ReduceOnPlateau, reduce_on_plateau
 from lrjax.schedules import (
     SCHEDULES,
@@ -94,6 +96,7 @@ __all__ = [
     "Range",
     "ReduceOnPlateau",
     "SWAState",
+    "SearchResult",
     "SnapshotEvaluation",
     "Snapshots",
     "SuccessiveHalving",
@@ -143,6 +146,7 @@ __all__ = [
     "one_cycle",
     "one_cycle_momentum",
     "optimal",
+    "optuna_search",
     "param_groups",
     "pbt",
     "piecewise_constant",
@@ -151,9 +155,11 @@ __all__ = [
     "recompute_batch_stats",
     "reduce_on_plateau",
     "repeat",
+    "replay",
     "scale",
     "scale_by_leaf",
     "schedule_family_switch",
+    "search",
     "sgdr",
     "snapshot_ensemble",
     "snapshot_steps",

@@ -26,10 +26,13 @@ so exploring never recompiles.
 
 The lineage (``parents[k, e]``: whose state member ``k`` continued from at event ``e``) and the
 value of every explored hyperparameter in every segment between events give, with
-:meth:`PBT.schedule`, the schedule the surviving line of a member actually followed. The random
-draws are a function of ``(seed, step)`` only, so a run is deterministic given the seed and a
-run resumed from a :class:`lrjax.hooks.Checkpoint` (which keeps the lineage) equals an
-uninterrupted one bit for bit.
+:meth:`PBT.schedule`, the schedule the surviving line of a member actually followed, and
+:func:`replay` turns it into a plain schedule for a clean single re-run
+(``optax.sgd(lrjax.replay(result, k))``). Members trained in several groups
+(``fit(group_size=...)``) exploit each other as if in one; ``burn_in`` delays the first event.
+The random draws are a function of ``(seed, step)`` only, so a run is deterministic given the
+seed and a run resumed from a :class:`lrjax.hooks.Checkpoint` (which keeps the lineage) equals
+an uninterrupted one bit for bit.
 
 Examples:
   >>> import jax, jax.numpy as jnp, numpy as np, optax
@@ -71,9 +74,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from lrjax import _checks, engine
+from lrjax.schedules import piecewise_constant
 
 __all__ = [
     "PBT",
@@ -83,6 +89,7 @@ __all__ = [
     "exploit_explore",
     "lineage_schedule",
     "record",
+    "replay",
     "start",
 ]
 
@@ -155,6 +162,68 @@ def lineage_schedule(steps: Any, parents: Any, values: Any, k: int, num_steps: i
     for j, slot in enumerate(ancestry(parents, k)):
         out[bounds[j] : bounds[j + 1]] = values[slot, j]
     return out
+
+
+def replay(lineage: Any, k: int, name: str | None = None) -> optax.Schedule:
+    """The schedule PBT discovered for member ``k``, as a plain schedule for a clean re-run.
+
+    .. math:: \\eta_t = v_{a_j, j} \\quad\\text{for}\\quad s_j \\le t < s_{j+1}
+
+    where :math:`s_j` is the first step of segment :math:`j` (0, then each event),
+    :math:`a_j` the slot that trained member ``k``'s line in it (:func:`ancestry`) and
+    :math:`v` the lineage's values of ``name``: piecewise constant over the exploit intervals,
+    a :func:`lrjax.piecewise_constant` at boundaries :math:`s_j - 1` (its ``t > b``
+    convention). It equals the ``hparams/<name>`` the controller logged along the line (the
+    slot :math:`a_j` at each step :math:`t` of segment :math:`j`) where each member's rule is a
+    constant (a per-member value, as PBT's own overrides are) and no other controller scales
+    ``name``; a rule that is itself a schedule is followed only until the member's first
+    exploit, which a piecewise-constant schedule cannot hold.
+
+    Args:
+      lineage: a :class:`Lineage`, a :class:`PBT` hook, or a :func:`lrjax.fit` result whose
+        hooks hold one.
+      k: the member, in ``[0, K)``.
+      name: the explored hyperparameter; may be omitted when PBT explored only one.
+
+    Returns:
+      ``schedule(step) -> value``, an ``optax.Schedule`` (jit- and vmap-safe).
+
+    Examples:
+      >>> lineage = Lineage(steps=np.array([0, 10]), parents=np.array([[0], [0]]),
+      ...                   scores=np.zeros((2, 1), np.float32),
+      ...                   values={"lr": np.array([[0.1, 0.1], [0.01, 0.12]], np.float32)})
+      >>> schedule = replay(lineage, 1)  # member 1 copied member 0 at step 10
+      >>> [round(float(schedule(t)), 4) for t in (0, 9, 10, 50)]
+      [0.1, 0.1, 0.12, 0.12]
+    """
+    lineage = _as_lineage(lineage)
+    names = sorted(lineage.values)
+    if name is None and len(names) == 1:
+        name = names[0]
+    if name not in lineage.values:
+        raise ValueError(f"name must be one of the explored {names}, got {name!r}")
+    num = lineage.parents.shape[0]
+    k = _checks.check_int("k", k, 0, num - 1)
+    slots = ancestry(lineage.parents, k)
+    values = np.asarray(lineage.values[name], np.float32)[slots, np.arange(len(slots))]
+    boundaries = [int(s) - 1 for s in np.asarray(lineage.steps)[1:]]
+    return piecewise_constant(boundaries, jnp.asarray(values))
+
+
+def _as_lineage(lineage: Any) -> Lineage:
+    if isinstance(lineage, Lineage):
+        return lineage
+    if isinstance(lineage, PBT):
+        return lineage.lineage
+    loop = getattr(lineage, "loop", None)
+    found = [h for h in getattr(loop, "hooks", ()) if isinstance(h, PBT)]
+    if len(found) == 1:
+        return found[0].lineage
+    raise ValueError(
+        "lineage must be an lrjax.pbt.Lineage, an lrjax.PBT hook or a fit result with one PBT "
+        f"hook, got {type(lineage).__name__}"
+        + (f" with {len(found)} PBT hooks" if loop is not None else "")
+    )
 
 
 class Lineage(NamedTuple):
@@ -291,21 +360,27 @@ def record(
 
 
 @functools.lru_cache(maxsize=32)
-def _gather_program(program: engine.Vectorized | None) -> Callable:
-    """``state -> state[source]``, compiled once per state shape, sharded like ``program``'s
-    state (the gather crosses devices)."""
+def _gather_program(program: engine.Vectorized | None, num_groups: int) -> Callable:
+    """``(group states) -> (group states)`` where slot ``i`` of the members laid end to end takes
+    slot ``source[i]``: one gather over every group's members (a member copies a member of
+    another group), compiled once per state shape, sharded like ``program``'s state (the gather
+    crosses devices)."""
 
-    def gather(state, source):
-        return jax.tree.map(lambda a: a[source], state)
+    def gather(states, source):
+        whole = jax.tree.map(lambda *a: jnp.concatenate(a) if len(a) > 1 else a[0], *states)
+        picked = jax.tree.map(lambda a: a[source], whole)
+        size = source.shape[0] // num_groups
+        return tuple(
+            jax.tree.map(lambda a, g=g: a[g * size : (g + 1) * size], picked)
+            for g in range(num_groups)
+        )
 
     if program is None:  # the sequential (debugging) path: host arrays, nothing to donate
         return jax.jit(gather)
     kwargs: dict[str, Any] = {"donate_argnums": (0,)}
     if program.mesh is not None:
-        kwargs.update(
-            in_shardings=(program.sharding(0), program.sharding(None)),
-            out_shardings=program.sharding(0),
-        )
+        states = (program.sharding(0),) * num_groups
+        kwargs.update(in_shardings=(states, program.sharding(None)), out_shardings=states)
     return jax.jit(gather, **kwargs)
 
 
@@ -322,6 +397,9 @@ class PBT:
       ready: steps between exploit/explore events, ``>= 1``; events happen after the first
         chunk that ends at least ``ready`` steps after the last one, never after the last step
         (make ``chunk_steps`` divide ``ready``).
+      burn_in: no event before this step, ``>= 0`` and below the run's ``num_steps`` (the
+        members first train undisturbed; the first event is at the first chunk end at or after
+        ``max(burn_in, ready)``).
       fraction: the bottom and top fraction of each population, in ``(0, 0.5]`` (at least one
         member each).
       resample_probability: the probability of drawing a hyperparameter afresh from its
@@ -339,7 +417,9 @@ class PBT:
     After (or during) a run, ``lineage`` (a :class:`Lineage`) and its fields as attributes:
     ``steps``, ``values``, ``parents``, ``scores``.
 
-    All members must train in one group (``fit``'s default ``group_size``).
+    Members in several groups (``fit(group_size=...)``) exploit each other: the event runs
+    after the last group's chunk, ranks all members of all groups, and copies states between
+    groups through the loop, so the decisions are those of the same members in one group.
     """
 
     name = "pbt"
@@ -357,6 +437,7 @@ class PBT:
         seed: int = 0,
         population: Any = None,
         loss: str = "loss",
+        burn_in: int = 0,
     ):
         if not isinstance(space, Mapping) or not space:
             raise ValueError(f"space must be a non-empty dict {{name: Range}}, got {space!r}")
@@ -375,6 +456,7 @@ class PBT:
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.mode = mode
         self.ready = _checks.check_int("ready", ready, 1)
+        self.burn_in = _checks.check_int("burn_in", burn_in, 0)
         self.fraction = _checks.check_float("fraction", fraction, 0.0, 0.5, open_min=True)
         self.resample_probability = _checks.check_float(
             "resample_probability", resample_probability, 0.0, 1.0
@@ -401,7 +483,8 @@ class PBT:
             f"PBT(space={self.space}, metric={self.metric!r}, mode={self.mode!r}, "
             f"ready={self.ready}, fraction={self.fraction}, resample_probability="
             f"{self.resample_probability}, factors={self.factors}, seed={self.seed}, population="
-            f"{None if self.population is None else self.population.tolist()}, loss={self.loss!r})"
+            f"{None if self.population is None else self.population.tolist()}, loss={self.loss!r}, "
+            f"burn_in={self.burn_in})"
         )
 
     # -- the records, as attributes -------------------------------------------------------------
@@ -425,11 +508,10 @@ class PBT:
     # -- the hook protocol --------------------------------------------------------------------
 
     def on_start(self, loop) -> None:
-        if len(loop.groups) != 1:
+        if self.burn_in >= loop.num_steps:
             raise ValueError(
-                f"PBT exchanges members within one compiled group, but the members train in "
-                f"{len(loop.groups)} groups; train them in one (group_size=None, no "
-                "memory_budget)"
+                f"burn_in must be below the run's num_steps={loop.num_steps} (no event would "
+                f"ever happen), got {self.burn_in}"
             )
         k = loop.num_members
         if self.population is not None and self.population.shape != (k,):
@@ -448,29 +530,41 @@ class PBT:
                     "a member setting"
                 )
         if not self._restored:
-            current = self._read(loop, group)
-            self.lineage = start({n: current[n][: group.real] for n in self.names}, loop.step)
+            self.lineage = start(self._everyone(loop, lambda g: self._read(loop, g)), loop.step)
         self._restored = False
 
     def after_chunk(self, loop, group) -> None:
-        if loop.step >= loop.num_steps or loop.step - int(self.steps[-1]) < self.ready:
+        if group.index != len(loop.groups) - 1:
+            return  # every group finishes the chunk first: members exchange across groups
+        if loop.step >= loop.num_steps or loop.step < self.burn_in:
             return
-        real = group.real
-        scores = self._scores(loop, group)[:real]
-        diverged = loop.diverged(group)[:real] | ~np.isfinite(scores)
+        if loop.step - int(self.steps[-1]) < self.ready:
+            return
+        scores = self._everyone(loop, lambda g: self._scores(loop, g))
+        diverged = self._everyone(loop, loop.diverged) | ~np.isfinite(scores)
         losses = (loop.metrics or {}).get(self.loss)
         if losses is not None:
-            last = losses[group.start : group.start + real, loop.step - 1]
-            diverged |= ~np.isfinite(last.astype(np.float64))
-        current = {n: v[:real] for n, v in self._read(loop, group).items()}
+            diverged |= ~np.isfinite(losses[:, loop.step - 1].astype(np.float64))
+        current = self._everyone(loop, lambda g: self._read(loop, g))
         source, new = exploit_explore(
             scores, diverged, current, space=self.space, step=loop.step, seed=self.seed,
             mode=self.mode, fraction=self.fraction,
             resample_probability=self.resample_probability, factors=self.factors,
             population=self.population,
         )  # fmt: skip
-        self._exchange(loop, group, source, new)
+        self._exchange(loop, source, new)
         self.lineage = record(self.lineage, loop.step, source, scores, new)
+
+    @staticmethod
+    def _everyone(loop, read: Callable) -> Any:
+        """``read(group)`` (an array, or a dict of arrays, ``[group.size]``) of the real
+        members of every group, laid end to end: ``[K]`` in member order."""
+        parts = [read(group) for group in loop.groups]
+        if isinstance(parts[0], dict):
+            return {n: np.concatenate([p[n][: g.real] for p, g in zip(parts, loop.groups,
+                                                                    strict=True)])
+                    for n in parts[0]}  # fmt: skip
+        return np.concatenate([p[: g.real] for p, g in zip(parts, loop.groups, strict=True)])
 
     def state_dict(self) -> dict:
         return dict(self.lineage._asdict())
@@ -533,23 +627,28 @@ class PBT:
             raise ValueError(f"metric must give one value per member, got shape {values.shape}")
         return values
 
-    def _exchange(self, loop, group, source: np.ndarray, new: Mapping[str, np.ndarray]) -> None:
-        real = len(source)
-        if (source == np.arange(real)).all():
+    def _exchange(self, loop, source: np.ndarray, new: Mapping[str, np.ndarray]) -> None:
+        k = len(source)
+        if (source == np.arange(k)).all():
             return  # nothing moves: the state stays bit-identical
-        full = np.arange(group.size)
-        full[:real] = source
-        program = _gather_program(loop.program if loop.vectorize else None)
-        state = program(group.state, loop.put(np.asarray(full, np.int32), None))
-        if not loop.vectorize:
-            state = jax.tree.map(lambda a: a if engine.is_key(a) else np.asarray(a), state)
-        group.state = state
-        replaced = np.zeros(group.size, bool)
-        replaced[:real] = source != np.arange(real)
-        knobs = loop.control(group)  # the donors' knobs, copied with their states
-        for name in self.names:
-            value = np.zeros(group.size, np.float32)
-            value[:real] = new[name]
-            kept = np.where(knobs[name].overridden, knobs[name].override, np.nan)
-            override = np.where(replaced, value, kept)
-            loop.set_control(group, name, override=override)
+        # Group g holds members g * size .. g * size + real - 1 (only the last group pads), so a
+        # member's index is its slot among the groups' slots laid end to end.
+        groups = loop.groups
+        full = np.arange(len(groups) * groups[0].size)
+        full[:k] = source
+        program = _gather_program(loop.program if loop.vectorize else None, len(groups))
+        states = program(tuple(g.state for g in groups), loop.put(np.asarray(full, np.int32), None))
+        for group, state in zip(groups, states, strict=True):
+            if not loop.vectorize:
+                state = jax.tree.map(lambda a: a if engine.is_key(a) else np.asarray(a), state)
+            group.state = state
+            real, members = group.real, slice(group.start, group.start + group.real)
+            replaced = np.zeros(group.size, bool)
+            replaced[:real] = source[members] != np.arange(k)[members]
+            knobs = loop.control(group)  # the donors' knobs, copied with their states
+            for name in self.names:
+                value = np.zeros(group.size, np.float32)
+                value[:real] = new[name][members]
+                kept = np.where(knobs[name].overridden, knobs[name].override, np.nan)
+                override = np.where(replaced, value, kept)
+                loop.set_control(group, name, override=override)

@@ -370,6 +370,7 @@ def test_populations_exchange_only_inside_and_minus_one_stays_out():
         ({"fraction": 0.6}, r"fraction must be a finite number in \(0.0, 0.5\]"),
         ({"mode": "best"}, "mode must be 'max' or 'min', got 'best'"),
         ({"ready": 0}, r"ready must be an integer >= 1, got 0"),
+        ({"burn_in": -1}, r"burn_in must be an integer >= 0, got -1"),
         (
             {"resample_probability": 1.5},
             r"resample_probability must be a finite number in \[0.0, 1.0\]",
@@ -383,11 +384,80 @@ def test_bad_arguments_are_named(kwargs, message):
         lrjax.PBT(**{"space": SPACE, "metric": "accuracy", "ready": 1, **kwargs})
 
 
-def test_unknown_hyperparameters_and_groups_are_refused():
+def test_unknown_hyperparameters_and_a_burn_in_past_the_run_are_refused():
     with pytest.raises(ValueError, match=r"space\['eps'\] is not a hyperparameter the step's"):
         run(lrjax.PBT({"eps": (1e-5, 1e-2)}, metric="accuracy", ready=CHUNK), num_steps=CHUNK)
-    with pytest.raises(ValueError, match="train them in one"):
-        run(make_pbt(), num_steps=CHUNK, group_size=4)
+    with pytest.raises(ValueError, match=r"burn_in must be below the run's num_steps=3 .*got 3"):
+        run(make_pbt(burn_in=CHUNK), num_steps=CHUNK)
+
+
+def test_members_in_several_groups_exploit_each_other(spied):
+    one_group, first, _, _ = spied
+    pbt = make_pbt(fraction=0.25)
+    groups = run(pbt, group_size=2)  # 4 groups of 2
+    assert len(groups.loop.groups) == 4
+    # Ranked over all members of all groups: the same decisions as in one group...
+    np.testing.assert_array_equal(pbt.steps, first.steps)
+    np.testing.assert_array_equal(pbt.parents, first.parents)
+    np.testing.assert_array_equal(pbt.scores, first.scores)
+    for name in SPACE:
+        np.testing.assert_array_equal(pbt.values[name], first.values[name])
+    # ...states copied between groups (a member took a donor of another group)...
+    source, member = pbt.parents, np.arange(K)[:, None]
+    assert ((source // 2 != member // 2) & (source != member)).any()
+    # ...and the same training, to float32 round-off (a vmap over 2 members instead of 8
+    # reorders XLA's reductions; the hyperparameters each update used are exact).
+    for name in one_group.metrics:
+        exact = 0 if name.startswith("hparams/") or name == "lr" else 1e-5
+        np.testing.assert_allclose(groups.metrics[name], one_group.metrics[name], rtol=exact,
+                                   atol=exact / 10)  # fmt: skip
+    for a, b in zip(jax.tree.leaves(groups.state), jax.tree.leaves(one_group.state), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_burn_in_delays_the_first_exploit():
+    plain = run(num_steps=4 * CHUNK)
+    pbt = make_pbt(fraction=0.25, burn_in=2 * CHUNK)
+    out = run(pbt, num_steps=4 * CHUNK)
+    assert pbt.steps.tolist() == [0, 2 * CHUNK, 3 * CHUNK]
+    for name in plain.metrics:  # undisturbed until the burn-in ends
+        np.testing.assert_array_equal(out.metrics[name][:, : 2 * CHUNK],
+                                      plain.metrics[name][:, : 2 * CHUNK])  # fmt: skip
+    assert (pbt.parents[:, 0] != np.arange(K)).any()
+
+
+def test_replay_is_the_logged_schedule_along_the_line(spied):
+    out, pbt, _, _ = spied
+    steps = np.arange(4 * CHUNK)
+    segment = np.searchsorted(pbt.steps, steps, side="right") - 1
+    for name in SPACE:
+        logged = out.metrics[f"hparams/{name}"]
+        for k in range(K):
+            schedule = lrjax.replay(out, k, name)
+            slots = pbt.ancestry(k)
+            # What the controller logged in the slot that held k's line at each step.
+            expected = logged[slots[segment], steps]
+            np.testing.assert_array_equal(jax.jit(jax.vmap(schedule))(steps), expected)
+            np.testing.assert_array_equal(jax.vmap(lrjax.replay(pbt, k, name))(steps), expected)
+            if name != "learning_rate":
+                continue
+            # A clean single re-run with an optax optimizer follows the same values.
+            tx = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
+            state = tx.init(jnp.zeros(2))
+            for t in steps:
+                _, state = tx.update(jnp.ones(2), state)
+                assert state.hyperparams["learning_rate"] == expected[t], (k, t)
+    np.testing.assert_array_equal(
+        jax.vmap(lrjax.replay(pbt.lineage, 3, "wd"))(steps), pbt.schedule("wd", 3, len(steps))
+    )
+    with pytest.raises(
+        ValueError, match=r"name must be one of the explored \['learning_rate', 'wd'\]"
+    ):
+        lrjax.replay(pbt, 0)
+    with pytest.raises(ValueError, match=r"k must be an integer in \[0, 7\], got 8"):
+        lrjax.replay(pbt, K, "wd")
+    with pytest.raises(ValueError, match=r"lineage must be an lrjax\.pbt\.Lineage"):
+        lrjax.replay({"steps": []}, 0)
 
 
 SHARDED_SCRIPT = textwrap.dedent(
