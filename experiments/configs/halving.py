@@ -20,7 +20,7 @@ grid picks (12 of WSD's 80 members over 5 seeds pass the first rung, 22-24 of th
 families'). Hyperband's
 brackets spend 13 900 (54 %) and match the full grid (0.665 ± 0.004). With
 `--config.min_steps=50` (rungs 50 and 200, tried after this setting lost; results in
-docs/results/halving/first_rung_50/) halving spends 6400 (25 %) and matches it (0.660 ± 0.008).
+docs/results/halving_first_rung_50/) halving spends 6400 (25 %) and matches it (0.660 ± 0.008).
 """
 
 from __future__ import annotations
