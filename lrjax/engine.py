@@ -603,7 +603,16 @@ class Vectorized:
         if self._init_on_one_device:
             one = jax.sharding.SingleDeviceSharding(self.devices[0])
             kwargs = {"in_shardings": one, "out_shardings": one}
-        return jax.jit(_named(jax.vmap(self.init_fn), "lrjax_init"), **kwargs)
+        # On a CPU the members are initialized one after another inside the program (lax.map):
+        # a vmapped init of orthogonal initializers (batched LAPACK QRs) hung on its second call
+        # on this CPU, even on one device (jax 0.10.2; the lax.map form did not). An init runs
+        # once per run, so its speed hardly matters; each member's init is then exactly its own.
+        cpu = self.devices[0].platform == "cpu"
+
+        def init_all(members):
+            return jax.lax.map(self.init_fn, members) if cpu else jax.vmap(self.init_fn)(members)
+
+        return jax.jit(_named(init_all, "lrjax_init"), **kwargs)
 
     def init(self, members: PyTree) -> PyTree:
         """Every member's initial state ``init(member)``, stacked along a leading member axis

@@ -454,13 +454,17 @@ TWO_DEVICES_SCRIPT = textwrap.dedent(
     assert placed(lrjax.vectorize(*CONV_GUARDED), four, images) == (1, 4)
     # An init with LAPACK kernels (the QRs of orthogonal initializers, as in nn.LSTMCell):
     # vmapped over members split across two CPU devices, XLA deadlocked; init runs on one.
+    # Vmapped on one device, its second call hung: on a CPU the members' inits are a lax.map.
     def orthogonal(member):
         keys = jax.random.split(jax.random.key(member["seed"]), 8)
         return [jax.nn.initializers.orthogonal()(key, (64, 64)) for key in keys]
 
     program = lrjax.vectorize(lambda s, b, m: (s, {"loss": 0.0}), orthogonal)
-    state = program.init({"seed": np.arange(8, dtype=np.int32)})
-    assert state[0].shape == (8, 64, 64) and state[0].sharding.num_devices == 2
+    for offset in range(3):
+        state = program.init({"seed": np.arange(8, dtype=np.int32) + offset})
+        assert state[0].shape == (8, 64, 64) and state[0].sharding.num_devices == 2
+    alone = jax.jit(orthogonal)({"seed": np.int32(2 + 5)})
+    np.testing.assert_array_equal(np.asarray(state[0][5]), np.asarray(alone[0]))
     print("OK")
     """
 )
