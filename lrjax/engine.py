@@ -616,7 +616,8 @@ class Vectorized:
 
     def init(self, members: PyTree) -> PyTree:
         """Every member's initial state ``init(member)``, stacked along a leading member axis
-        (on a CPU, computed on the first device, then split over the devices)."""
+        (on a CPU, computed member after member on the first device, then split over the
+        devices)."""
         if self.init_fn is None:
             raise ValueError("this program has no init; pass init= to lrjax.vectorize")
         k = num_members(members)
