@@ -79,6 +79,7 @@ __all__ = [
     "unused_members",
     "unwrap",
     "uses_convolution",
+    "uses_lapack",
     "vectorize",
 ]
 
@@ -397,6 +398,20 @@ def uses_convolution(closed_jaxpr: Any) -> bool:
     )
 
 
+# Primitives that XLA's CPU backend runs as LAPACK custom calls.
+_LAPACK = frozenset(
+    {"qr", "householder_product", "geqrf", "geqp3", "eig", "eigh", "svd", "lu", "cholesky",
+     "schur", "hessenberg", "tridiagonal"}
+)  # fmt: skip
+
+
+def uses_lapack(closed_jaxpr: Any) -> bool:
+    """Whether a (closed) jaxpr holds a linear-algebra primitive that a CPU runs with LAPACK
+    (``jax.nn.initializers.orthogonal``'s QR among them), nested ones included."""
+    jaxpr = getattr(closed_jaxpr, "jaxpr", closed_jaxpr)
+    return any(eqn.primitive.name in _LAPACK for j in _jaxprs(jaxpr) for eqn in j.eqns)
+
+
 class _CompileNotice:
     """Around the first call of a program (the one that compiles): says so once, on the
     ``lrjax`` logger, when it takes over :data:`COMPILE_NOTICE_SECONDS` (while it still runs,
@@ -603,21 +618,24 @@ class Vectorized:
         if self._init_on_one_device:
             one = jax.sharding.SingleDeviceSharding(self.devices[0])
             kwargs = {"in_shardings": one, "out_shardings": one}
-        # On a CPU the members are initialized one after another inside the program (lax.map):
-        # a vmapped init of orthogonal initializers (batched LAPACK QRs) hung on its second call
-        # on this CPU, even on one device (jax 0.10.2; the lax.map form did not). An init runs
-        # once per run, so its speed hardly matters; each member's init is then exactly its own.
+        # On a CPU an init that calls LAPACK (the QRs of orthogonal initializers, which LSTM
+        # cells use) initializes the members one after another inside the program (lax.map):
+        # vmapped, it hung on its second call on this CPU, even on one device (jax 0.10.2; the
+        # lax.map form did not). An init runs once per run, so its speed hardly matters.
         cpu = self.devices[0].platform == "cpu"
 
         def init_all(members):
-            return jax.lax.map(self.init_fn, members) if cpu else jax.vmap(self.init_fn)(members)
+            one = jax.make_jaxpr(self.init_fn)(_abstract_slice(members))
+            if cpu and uses_lapack(one):
+                return jax.lax.map(self.init_fn, members)
+            return jax.vmap(self.init_fn)(members)
 
         return jax.jit(_named(init_all, "lrjax_init"), **kwargs)
 
     def init(self, members: PyTree) -> PyTree:
         """Every member's initial state ``init(member)``, stacked along a leading member axis
-        (on a CPU, computed member after member on the first device, then split over the
-        devices)."""
+        (on a CPU, computed on the first device, member after member if ``init`` calls LAPACK,
+        then split over the devices)."""
         if self.init_fn is None:
             raise ValueError("this program has no init; pass init= to lrjax.vectorize")
         k = num_members(members)
