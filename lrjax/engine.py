@@ -612,25 +612,25 @@ class Vectorized:
         )
 
     @functools.cached_property
-    def _init_program(self) -> Callable:
+    def _init_programs(self) -> dict[bool, Callable]:
+        return {}
+
+    def _init_program(self, mapped: bool) -> Callable:
+        """The compiled init over all members: vmapped, or ``mapped`` one member after another
+        (``lax.map``); built once for each."""
+        if mapped in self._init_programs:
+            return self._init_programs[mapped]
         sharded = self.sharding(0)
         kwargs = {} if sharded is None else {"in_shardings": sharded, "out_shardings": sharded}
         if self._init_on_one_device:
             one = jax.sharding.SingleDeviceSharding(self.devices[0])
             kwargs = {"in_shardings": one, "out_shardings": one}
-        # On a CPU an init that calls LAPACK (the QRs of orthogonal initializers, which LSTM
-        # cells use) initializes the members one after another inside the program (lax.map):
-        # vmapped, it hung on its second call on this CPU, even on one device (jax 0.10.2; the
-        # lax.map form did not). An init runs once per run, so its speed hardly matters.
-        cpu = self.devices[0].platform == "cpu"
 
         def init_all(members):
-            one = jax.make_jaxpr(self.init_fn)(_abstract_slice(members))
-            if cpu and uses_lapack(one):
-                return jax.lax.map(self.init_fn, members)
-            return jax.vmap(self.init_fn)(members)
+            return jax.lax.map(self.init_fn, members) if mapped else jax.vmap(self.init_fn)(members)
 
-        return jax.jit(_named(init_all, "lrjax_init"), **kwargs)
+        self._init_programs[mapped] = jax.jit(_named(init_all, "lrjax_init"), **kwargs)
+        return self._init_programs[mapped]
 
     def init(self, members: PyTree) -> PyTree:
         """Every member's initial state ``init(member)``, stacked along a leading member axis
@@ -642,15 +642,20 @@ class Vectorized:
         self._check_k(k)
         one = _abstract_slice(members)
         try:
-            jax.eval_shape(self.init_fn, one)
+            closed = jax.make_jaxpr(self.init_fn)(one)
         except Exception as e:
             raise ValueError(
                 f"init(member) failed for one member {_describe(one)}: {type(e).__name__}: {e}"
             ) from e
+        # On a CPU an init that calls LAPACK (the QRs of orthogonal initializers, which LSTM
+        # cells use) initializes the members one after another inside the program (lax.map):
+        # vmapped, it hung on its second call on this CPU, even on one device (jax 0.10.2; the
+        # lax.map form did not). An init runs once per run, so its speed hardly matters.
+        program = self._init_program(self.devices[0].platform == "cpu" and uses_lapack(closed))
         if self._init_on_one_device:
             members = jax.tree.map(lambda a: jax.device_put(a, self.devices[0]), members)
-            return self.put(self._init_program(members), 0)
-        return self._init_program(self.put(members))
+            return self.put(program(members), 0)
+        return program(self.put(members))
 
     # -- one chunk --------------------------------------------------------------------------------
 
