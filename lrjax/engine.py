@@ -51,6 +51,7 @@ import functools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -512,6 +513,7 @@ class Vectorized:
         self._resolved: dict = {}
         self._started: set = set()
         self._siblings: dict = {}
+        self._split: list = []  # see _keep_split
         _listen_to_compiles()
 
     def on(self, devices: Sequence[Any]) -> Vectorized:
@@ -828,10 +830,12 @@ class Vectorized:
         member; the steps of all members are dispatched before any result is read."""
         program = self._member_program(batch_fn, per_member)
         blocks = _device_blocks(self, (state, members, xs, data))
-        new_blocks, logged = [], []
-        for s, m, x, d in blocks:
+        split = self._take_split(state)
+        new_blocks, logged, kept = [], [], []
+        for b, (s, m, x, d) in enumerate(blocks):
             size = num_members(m)
-            states, settings = _split_members(s, size), _split_members(m, size)
+            states = split[b] if split else _split_members(s, size)
+            settings = _split_members(m, size)
             for j in range(size):
                 member_logs = []
                 for t in range(num_valid):
@@ -842,10 +846,33 @@ class Vectorized:
                     member_logs.append(metrics)
                 logged.append(member_logs)
             new_blocks.append(states[0] if size == 1 else _concat_members(states))
+            kept.append(states)
         state = _assemble(self, state, new_blocks)
+        self._keep_split(state, kept)
         skipped = self._skipped(plan, plan.steps - num_valid)
         metrics = [_gather_steps(member_logs, skipped, axis=0) for member_logs in logged]
         return state, jax.tree.map(lambda *ms: np.stack(ms), *metrics)
+
+    def _keep_split(self, state: PyTree, kept: list) -> None:
+        """Keeps the members' own states behind the stacked ``state`` a chunk returned, while
+        ``state`` lives, so that the next chunk from the same ``state`` starts from them instead
+        of splitting it again: one copy of the state less per chunk (for the Flax MNIST CNN at
+        K = 8, about 14 ms per chunk against 200 ms of two steps)."""
+        entry: list = []
+        refs = [weakref.ref(a, lambda _: entry.clear()) for a in jax.tree.leaves(state)]
+        entry += [refs, kept]
+        self._split = entry
+
+    def _take_split(self, state: PyTree) -> list | None:
+        """The members' states :meth:`_keep_split` kept for exactly this ``state`` (the same
+        arrays), once: they are donated to the chunk that takes them."""
+        entry, self._split = self._split, []
+        if not entry:
+            return None
+        refs, kept = entry
+        leaves = jax.tree.leaves(state)
+        same = len(refs) == len(leaves) and all(r() is a for r, a in zip(refs, leaves, strict=True))
+        return kept if same else None
 
     def compiled_bytes(
         self, state, members, xs, data=None, *, batch_fn=None, per_member_batches=False

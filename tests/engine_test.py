@@ -236,6 +236,26 @@ def test_every_execution_equals_the_debugging_path_on_a_conv_net(
         assert program.compiled_bytes(engine.abstract(state), CONV_MEMBERS, xs) > 0
 
 
+def test_members_chunks_start_from_the_states_the_last_chunk_kept(conv_reference, monkeypatch):
+    program = lrjax.vectorize(*CONV_GUARDED, execution="members")
+    splits = []
+    split = engine._split_program
+    monkeypatch.setattr(engine, "_split_program", lambda tree: splits.append(1) or split(tree))
+    xs, later = conv_chunk(), conv_chunk(seed=1)
+    state = program.put(jax.tree.map(jnp.array, conv_reference["initial"]))
+    first, _ = program.run(state, CONV_MEMBERS, xs, num_valid=3)
+    second, second_metrics = program.run(first, CONV_MEMBERS, later, num_valid=2)  # kept ones
+    again, again_metrics = program.run(first, CONV_MEMBERS, later, num_valid=2)  # split again
+    assert len(splits) == 5  # the settings of every chunk; the state of chunks one and three
+    np.testing.assert_array_equal(second_metrics["loss"], again_metrics["loss"])
+    assert_trees_close(second, again, rtol=0, atol=0)
+    want_state, want = program.run_sequential(
+        jax.tree.map(np.array, conv_reference[False][0]), CONV_MEMBERS, later, num_valid=2
+    )
+    np.testing.assert_allclose(second_metrics["loss"], want["loss"], rtol=RTOL, atol=ATOL)
+    assert_trees_close(second, want_state)
+
+
 def test_auto_runs_a_convolution_member_by_member_on_a_cpu():
     x, y = conv_chunk(steps=1)
     conv = lrjax.vectorize(*CONV_GUARDED)
