@@ -42,6 +42,9 @@ def test_every_row_of_a_scanned_and_a_member_by_member_workload_runs(quick):
         rows = [r for r in result["rows"] if r["workload"] == workload]
         assert {r["engine"] for r in rows} == ENGINES, (workload, rows)
         assert [r["how"] for r in rows if r["engine"] == "lrjax"] == [how]
+        lr = next(r for r in rows if r["engine"] == "lrjax")  # timed beside the user's loop
+        assert len(lr["paired_ratios"]) == result["meta"]["reps"] == 3
+        assert lr["vs_sequential_jax"] == pytest.approx(np.median(lr["paired_ratios"]))
         bound = next(r for r in rows if r["engine"] == report.BOUND)
         assert set(bound["bound_layouts"]) == {"one device", "data-parallel"}
     for row in result["rows"]:

@@ -60,7 +60,9 @@ def timed(fn, *args, **kwargs) -> dict:
     return out | {"wall_s": time.perf_counter() - t}
 
 
-def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) -> tuple:
+def bench_workload(
+    w: Workload, peak: float, has_torch: bool, execution, log, reps: int = 3
+) -> tuple:
     """Every row of one workload, plus its compile, guard, agreement and memory checks."""
     data = w.load()
     flops = 3 * rows.forward_flops(w, data, w.batch)
@@ -80,7 +82,9 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) ->
     }
     out, lrjax_losses, vmap_losses = [], {}, {}
     for k in w.ks:
-        lr = timed(rows.run_lrjax, w, data, k, execution=execution)
+        t = time.perf_counter()
+        lr, seq_k = rows.paired(w, data, k, reps, execution=execution)
+        lr["wall_s"] = seq_k["wall_s"] = time.perf_counter() - t
         lr["how"] = f"{lr['execution']}, {lr['devices']} dev"
         program_s = lr["program_compile_s"]
         checks["lrjax_compile_s"][k] = lr["compile_s"] if program_s is None else program_s
@@ -91,7 +95,7 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) ->
             one["how"] = f"{one['execution']}, {one['devices']} dev"
             measured.append(("lrjax one group", one))
         lrjax_losses[k] = lr["losses"]
-        measured += list(seq.items())
+        measured += [("sequential JAX", seq_k), *list(seq.items())[1:]]
         # A CPU-only torch next to a GPU would take minutes for the MLP's K > 128: skipped.
         if torch_port and (k <= 128 or torch_ports.setup()[1] == "cuda"):
             try:
@@ -107,7 +111,11 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) ->
             row = {
                 "workload": w.name, "k": k, "engine": name, "how": m.get("how"),
                 "model_steps_per_s": m["model_steps_per_s"],
-                "vs_sequential_jax": m["model_steps_per_s"] / speed["sequential JAX"],
+                # lrjax: the median of the speed ratios of runs side by side with the loop.
+                "vs_sequential_jax": m.get(
+                    "paired_ratio", m["model_steps_per_s"] / speed["sequential JAX"]
+                ),
+                "paired_ratios": m.get("paired_ratios"),
                 "vs_torch": m["model_steps_per_s"] / speed.get("PyTorch loop", math.nan),
                 "efficiency": m["model_steps_per_s"] / speed[report.BOUND],
                 "mfu": m["model_steps_per_s"] * flops / peak,
@@ -118,7 +126,9 @@ def bench_workload(w: Workload, peak: float, has_torch: bool, execution, log) ->
                 "wall_s": m["wall_s"],
             }  # fmt: skip
             out.append(row)
-            log(report.format_row(row) + f" ({m['wall_s']:.0f} s)")
+            paired = m.get("paired_ratios")
+            side = "" if paired is None else "; paired " + ", ".join(f"{r:.2f}" for r in paired)
+            log(report.format_row(row) + f" ({m['wall_s']:.0f} s{side})")
     guard_k = min((k for k in w.ks if k >= 8), default=max(w.ks))
     checks["guard"] = timed(rows.guard_cost, w, data, guard_k, reps=1 if len(w.ks) == 1 else 3)
     guard = checks["guard"]
@@ -158,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch", choices=["auto", "no"], default="auto")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's steps")
     parser.add_argument(
+        "--reps", type=int, default=3,
+        help="lrjax and the user's loop timed alternately this many times at every K",
+    )  # fmt: skip
+    parser.add_argument(
         "--gpu", action="store_true",
         help="the GPU workloads (K up to 1024); on a CPU with --quick or --scale, a dry run",
     )  # fmt: skip
@@ -195,13 +209,16 @@ def main(argv: list[str] | None = None) -> int:
             "(an estimate; compile times do not scale with --scale)")  # fmt: skip
     all_rows, checks = [], {}
     for name in names:
-        w_rows, checks[name] = bench_workload(table_of[name], peak, has_torch, args.execution, log)
+        w_rows, checks[name] = bench_workload(
+            table_of[name], peak, has_torch, args.execution, log, args.reps
+        )
         all_rows += w_rows
     meta = {
         "command": " ".join(["python -m experiments.bench", *(argv or sys.argv[1:])]),
         "quick": args.quick,
         "gpu": gpu,
         "execution": args.execution,
+        "reps": args.reps,
         "lrjax": os.path.dirname(os.path.dirname(lrjax.__file__)),
         "machine": f"{platform.processor() or platform.machine()}, "
         f"{len(os.sched_getaffinity(0))} usable CPUs, {platform.system()} {platform.release()}",

@@ -140,7 +140,10 @@ def report(meta, rows, checks, found, table_of, names, has_torch) -> str:
         "per chunk; `members`: one member's step at a time, on CPU for steps with convolutions), "
         "and on how many devices `lrjax.fit` placed the group; for the bound, the faster of one "
         "device and data-parallel over all of them. `vect. eff.` = row speed / bound speed "
-        "(> 1 flags a broken bound).",
+        "(> 1 flags a broken bound). At every K, `lrjax` and `sequential JAX` (the user's loop) "
+        f"are timed alternately {meta.get('reps', 1)} times: their speeds are the runs of median "
+        f"time, and lrjax's `vs seq. JAX` is the median of the {meta.get('reps', 1)} paired speed "
+        "ratios (a shared machine moves both runs of a pair alike).",
         "",
         table(rows),
         "",
