@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import lrjax
-from experiments.bench import report, workloads
+from experiments.bench import compare, report, workloads
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = {"lrjax", "sequential JAX", "PyTorch loop", "PyTorch vmap", report.BOUND}
@@ -84,6 +84,21 @@ def row(engine, efficiency, k=8, vs_seq=1.2):
         "model_steps_per_s": 10.0 * efficiency, "vs_sequential_jax": vs_seq,
         "vs_torch": float("nan"), "efficiency": efficiency, "mfu": 0.1, "compile_s": 1.0,
     }  # fmt: skip
+
+
+def test_compare_puts_two_runs_side_by_side(quick):
+    result, _ = quick
+    before = json.loads(json.dumps(result))  # the same run, its lrjax rows twice as slow
+    for row in before["rows"]:
+        row["vs_sequential_jax"] /= 2
+    del before["checks"]["cnn"]["guard"]
+    text = compare.compare(before, result)
+    for row in (r for r in result["rows"] if r["engine"] == "lrjax"):
+        ratios = (
+            f"{row['vs_sequential_jax'] / 2:.2f}x | {row['how']} | {row['vs_sequential_jax']:.2f}x"
+        )
+        assert f"| {row['workload']} | {row['k']} | {ratios} |" in text
+    assert "`cnn` K = 2: before -, after" in text
 
 
 def test_an_efficiency_above_one_is_flagged_as_a_broken_bound():

@@ -242,18 +242,22 @@ def test_members_chunks_start_from_the_states_the_last_chunk_kept(conv_reference
     split = engine._split_program
     monkeypatch.setattr(engine, "_split_program", lambda tree: splits.append(1) or split(tree))
     xs, later = conv_chunk(), conv_chunk(seed=1)
-    state = program.put(jax.tree.map(jnp.array, conv_reference["initial"]))
-    first, _ = program.run(state, CONV_MEMBERS, xs, num_valid=3)
-    second, second_metrics = program.run(first, CONV_MEMBERS, later, num_valid=2)  # kept ones
-    again, again_metrics = program.run(first, CONV_MEMBERS, later, num_valid=2)  # split again
-    assert len(splits) == 5  # the settings of every chunk; the state of chunks one and three
-    np.testing.assert_array_equal(second_metrics["loss"], again_metrics["loss"])
-    assert_trees_close(second, again, rtol=0, atol=0)
+    # Two groups, as fit advances them: each chunk takes the states its group's last one kept.
+    groups = [program.put(jax.tree.map(jnp.array, conv_reference["initial"])) for _ in range(2)]
+    first = [program.run(state, CONV_MEMBERS, xs, num_valid=3)[0] for state in groups]
+    assert len(splits) == 4  # the settings and the state of each group
+    second = [program.run(state, CONV_MEMBERS, later, num_valid=2) for state in first]
+    assert len(splits) == 6  # the settings only
+    again, again_metrics = program.run(first[0], CONV_MEMBERS, later, num_valid=2)
+    assert len(splits) == 8  # taken once: the same state again is split again
+    np.testing.assert_array_equal(second[0][1]["loss"], again_metrics["loss"])
+    assert_trees_close(second[0][0], again, rtol=0, atol=0)
     want_state, want = program.run_sequential(
         jax.tree.map(np.array, conv_reference[False][0]), CONV_MEMBERS, later, num_valid=2
     )
-    np.testing.assert_allclose(second_metrics["loss"], want["loss"], rtol=RTOL, atol=ATOL)
-    assert_trees_close(second, want_state)
+    for state, metrics in second:
+        np.testing.assert_allclose(metrics["loss"], want["loss"], rtol=RTOL, atol=ATOL)
+        assert_trees_close(state, want_state)
 
 
 def test_auto_runs_a_convolution_member_by_member_on_a_cpu():
