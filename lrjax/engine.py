@@ -514,6 +514,7 @@ class Vectorized:
         self._started: set = set()
         self._siblings: dict = {}
         self._split: list = []  # see _keep_split
+        self._init_mapped: dict = {}  # see init
         _listen_to_compiles()
 
     def on(self, devices: Sequence[Any]) -> Vectorized:
@@ -643,17 +644,20 @@ class Vectorized:
         k = num_members(members)
         self._check_k(k)
         one = _abstract_slice(members)
-        try:
-            closed = jax.make_jaxpr(self.init_fn)(one)
-        except Exception as e:
-            raise ValueError(
-                f"init(member) failed for one member {_describe(one)}: {type(e).__name__}: {e}"
-            ) from e
-        # On a CPU an init that calls LAPACK (the QRs of orthogonal initializers, which LSTM
-        # cells use) initializes the members one after another inside the program (lax.map):
-        # vmapped, it hung on its second call on this CPU, even on one device (jax 0.10.2; the
-        # lax.map form did not). An init runs once per run, so its speed hardly matters.
-        program = self._init_program(self.devices[0].platform == "cpu" and uses_lapack(closed))
+        key = _signature(one)
+        if key not in self._init_mapped:  # traced once per member layout (fit inits each group)
+            try:
+                closed = jax.make_jaxpr(self.init_fn)(one)
+            except Exception as e:
+                raise ValueError(
+                    f"init(member) failed for one member {_describe(one)}: {type(e).__name__}: {e}"
+                ) from e
+            # On a CPU an init that calls LAPACK (the QRs of orthogonal initializers, which LSTM
+            # cells use) initializes the members one after another inside the program (lax.map):
+            # vmapped, it hung on its second call on this CPU, even on one device (jax 0.10.2;
+            # the lax.map form did not).
+            self._init_mapped[key] = self.devices[0].platform == "cpu" and uses_lapack(closed)
+        program = self._init_program(self._init_mapped[key])
         if self._init_on_one_device:
             members = jax.tree.map(lambda a: jax.device_put(a, self.devices[0]), members)
             return self.put(program(members), 0)
