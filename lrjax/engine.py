@@ -591,10 +591,12 @@ class Vectorized:
     def _init_per_member(self) -> bool:
         """Whether ``init`` runs member after member (ONE member's init, compiled once and
         called K times on the first device; the states then stacked and split over the
-        devices): on CPUs. There it is the fastest and compiles as fast as the user's own init
-        (the Flax MNIST CNN at K = 8: 33 ms + a 14 ms stack against 75 ms vmapped), and a
-        vmapped init of orthogonal initializers (``nn.LSTMCell``'s QRs) hung on its second call
-        on this CPU, even on one device (jax 0.10.2)."""
+        devices): on CPUs. It compiles like the user's own init (8 members of ResNet basic
+        blocks: 5.6 s for the first call against 10.2 s vmapped), runs in milliseconds either
+        way (the CNN's 8 inits 0.76x the vmapped time, the ResNet blocks' 5x but 10 ms;
+        ``docs/results/bench/measurements.md``), and a vmapped init of orthogonal initializers
+        (``nn.LSTMCell``'s QRs) hung on its second call on this CPU, even on one device (jax
+        0.10.2)."""
         return jax.process_count() == 1 and self.devices[0].platform == "cpu"
 
     @functools.cached_property

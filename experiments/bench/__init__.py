@@ -1,7 +1,7 @@
 """Benchmark: K members of a user's own step through lrjax vs the user's loop, PyTorch and a bound.
 
 Command: ``make bench`` (``python -m experiments.bench [--quick] [--workloads cnn,bilstm,...]``);
-``make bench-gpu`` (``--gpu``) on a GPU. Expected runtime: about 10 minutes on 2 quiet CPU cores
+``make bench-gpu`` (``--gpu``) on a GPU. Runtime: about 17 minutes on 2 quiet CPU cores
 (``--scale 0.5`` halves the steps; ``--quick``, the smoke test of ``tests/bench_test.py``: about
 a minute); the GPU table is sized for 8 minutes on one H100 (not yet measured). On a busy
 machine PyTorch's threads wait on each other: run it on a quiet machine. Writes

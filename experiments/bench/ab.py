@@ -9,6 +9,8 @@ machine moves every variant alike. Prints a Markdown block to paste into
 
 * ``executions``: the user's own loop (a jitted step per member and step) against
   ``lrjax.fit`` with each ``execution`` of ``lrjax.vectorize`` (guarded as in the benchmark).
+* ``init``: ``program.init`` of K members (on a CPU one member's compiled init per member,
+  then stacked) against the vmapped init it replaced (``jax.jit(jax.vmap(init))``).
 * ``guard``: ``lrjax.fit`` of the user step without a guard, with ``freeze_on_divergence``
   (loss and gradient norm), and with the full state scan (``finite=lambda s: s``); plus the
   fusion counts of the compiled programs.
@@ -51,6 +53,22 @@ def variants_executions(w, data, k, executions) -> dict:
     return out
 
 
+def variants_init(w, data, k) -> dict:
+    program = rows.program(w, data)
+    members = members_for(w, k)
+    vmapped = jax.jit(jax.vmap(program.init_fn))
+    return {
+        "vmapped init": lambda: _seconds(lambda: vmapped(members)),
+        "program.init": lambda: _seconds(lambda: program.init(members)),
+    }
+
+
+def _seconds(fn) -> float:
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t
+
+
 def variants_guard(w, data, k) -> dict:
     init, step, _ = rows.user_task(w, data)
     programs = {
@@ -78,7 +96,7 @@ def interleave(variants: dict, reps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["executions", "guard"])
+    parser.add_argument("what", choices=["executions", "init", "guard"])
     parser.add_argument("--workload", default="cnn")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
@@ -89,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     data = w.load()
     if args.what == "executions":
         variants = variants_executions(w, data, args.k, args.executions.split(","))
+    elif args.what == "init":
+        variants = variants_init(w, data, args.k)
     else:
         variants = variants_guard(w, data, args.k)
     load = os.getloadavg()
@@ -98,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"`python -m experiments.bench.ab {' '.join(argv or __import__('sys').argv[1:])}`; "
           f"{jax.device_count()} XLA devices; load average before {load}, after "
           f"{os.getloadavg()}.\n")  # fmt: skip
-    print("| variant | ms per member-step | time / first variant (median of paired) | "
+    unit, per = ("member", args.k) if args.what == "init" else ("member-step", args.k * w.steps)
+    print(f"| variant | ms per {unit} | time / first variant (median of paired) | "
           "paired ratios | first call s |\n|:---|---:|---:|:---|---:|")  # fmt: skip
     for name, times in found["times"].items():
         ratios = np.asarray(times) / base
-        print(f"| {name} | {1e3 * np.median(times) / (args.k * w.steps):.2f} | "
+        print(f"| {name} | {1e3 * np.median(times) / per:.2f} | "
               f"{np.median(ratios):.3f} | {', '.join(f'{r:.3f}' for r in ratios)} | "
               f"{found['first'][name]:.1f} |")  # fmt: skip
     if args.what == "guard":

@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{device}: float32 matmul peak {peak / 1e9:.1f} GFLOP/s; load average {load_before}; "
         f"lrjax from {os.path.dirname(os.path.dirname(lrjax.__file__))}")  # fmt: skip
     if not args.quick and not gpu:
-        log(f"expected run time on 2 quiet CPU cores: about {10 * args.scale:.0f} minutes "
-            "(an estimate; compile times do not scale with --scale)")  # fmt: skip
+        log(f"expected run time on 2 quiet CPU cores: about {17 * args.scale * args.reps / 3:.0f} "
+            "minutes (17 measured at --reps 3; compile times do not scale)")  # fmt: skip
     all_rows, checks = [], {}
     for name in names:
         w_rows, checks[name] = bench_workload(
