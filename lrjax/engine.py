@@ -819,7 +819,8 @@ class Vectorized:
             new_blocks.append(states[0] if size == 1 else _concat_members(states))
             kept.append(states)
         state = _assemble(self, state, new_blocks)
-        self._keep_split(state, kept)
+        if any(len(states) > 1 for states in kept):  # a lone member's state IS the block
+            self._keep_split(state, kept)
         skipped = self._skipped(plan, plan.steps - num_valid)
         metrics = [_gather_steps(member_logs, skipped, axis=0) for member_logs in logged]
         return state, jax.tree.map(lambda *ms: np.stack(ms), *metrics)

@@ -4,10 +4,12 @@ The model has BatchNorm and dropout and is trained by the user's own linen ``Tra
 step, fed by an iterator: the engine must equal K separate runs of that step.
 """
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 from typing import Any
 
 import flax.linen as nn
@@ -258,6 +260,13 @@ def test_members_chunks_start_from_the_states_the_last_chunk_kept(conv_reference
     for state, metrics in second:
         np.testing.assert_allclose(metrics["loss"], want["loss"], rtol=RTOL, atol=ATOL)
         assert_trees_close(state, want_state)
+    # A lone member's state is the stacked state itself: nothing is kept, nothing outlives it.
+    lone = members_of([0.1], [0])
+    out, _ = program.run(program.init(lone), lone, xs, num_valid=2)
+    alive = weakref.ref(jax.tree.leaves(out)[0])
+    del out
+    gc.collect()
+    assert alive() is None
 
 
 def test_auto_runs_a_convolution_member_by_member_on_a_cpu():
