@@ -29,13 +29,18 @@ def _example(data: tuple) -> tuple:
     return tuple(a[:1] for a in data[:-1])
 
 
+def _key(w: Workload, data: tuple) -> tuple:
+    """What the caches below depend on: the workload's step shape and the data's identity."""
+    return w.name, w.steps, w.batch, id(data[0])
+
+
 _TASKS: dict = {}
 
 
 def user_task(w: Workload, data: tuple) -> tuple:
     """``(init, step, jax.jit(init))`` of the workload's user step, one per workload and data,
     so the user's loop and the bound share one compiled init."""
-    key = (w.name, w.steps, w.batch, id(data[0]))
+    key = _key(w, data)
     if key not in _TASKS:
         init, step = task(w, _example(data))
         _TASKS[key] = init, step, jax.jit(init)
@@ -54,7 +59,7 @@ _PROGRAMS: dict = {}
 def program(w: Workload, data: tuple, guard: bool = True, execution: str | None = None):
     """The vectorized user step (guarded by ``lrjax.freeze_on_divergence`` unless ``guard`` is
     False), cached so a warm-up run compiles what the timed run reuses."""
-    key = (w.name, w.steps, w.batch, id(data[0]), guard, execution)
+    key = (*_key(w, data), guard, execution)
     if key not in _PROGRAMS:
         init, step = task(w, _example(data))
         if guard:
@@ -137,10 +142,11 @@ def _seconds(log: list, names: tuple) -> float | None:
 _SEQUENTIAL: dict = {}
 
 
-def _sequential(w: Workload, data: tuple) -> dict:
+def sequential(w: Workload, data: tuple) -> dict:
     """The user's jitted init and step, compiled once per workload and data (their compile
-    seconds measured then), so repeated timings of the loop time only the loop."""
-    key = (w.name, w.steps, w.batch, id(data[0]))
+    seconds measured then: ``init_compile_s``, ``step_compile_s``), so repeated timings of the
+    loop time only the loop."""
+    key = _key(w, data)
     if key in _SEQUENTIAL:
         return _SEQUENTIAL[key]
     _, step, jinit = user_task(w, data)
@@ -167,7 +173,7 @@ def _sequential(w: Workload, data: tuple) -> dict:
 def run_sequential_jax(w: Workload, data: tuple, members: int) -> dict:
     """The user's own loop: for each member, a Python loop over the jitted step (no guard),
     reading its losses when the member is done."""
-    seq = _sequential(w, data)
+    seq = sequential(w, data)
     jinit, jstep, table = seq["jinit"], seq["jstep"], seq["table"]
     all_members = members_for(w, members)
 
