@@ -269,6 +269,26 @@ def test_members_chunks_start_from_the_states_the_last_chunk_kept(conv_reference
     assert alive() is None
 
 
+def test_members_run_one_at_a_time_are_never_padded():
+    # Groups of 2 over 3 members: the last group holds its one member alone (padding would
+    # cost a whole member's steps), and the run equals one group of 3.
+    images = [tuple(a[0] for a in conv_chunk(steps=1, seed=s)) for s in range(3)]
+    runs = {}
+    for group_size in (2, 3):
+        program = lrjax.vectorize(*CONV_GUARDED, execution="members")
+        runs[group_size] = lrjax.fit(
+            program, CONV_MEMBERS, iter(images), num_steps=3, group_size=group_size
+        )
+    assert [(g.size, g.real) for g in runs[2].loop.groups] == [(2, 2), (1, 1)]
+    assert runs[2].member_steps == 9
+    np.testing.assert_allclose(runs[2].metrics["loss"], runs[3].metrics["loss"], RTOL, ATOL)
+    assert_trees_close(runs[2].state, runs[3].state)
+    # The vectorized scan keeps one program for every group: its last group is padded.
+    scanned = lrjax.vectorize(*CONV_GUARDED, execution="scan")
+    padded = lrjax.fit(scanned, CONV_MEMBERS, iter(images), num_steps=3, group_size=2)
+    assert [(g.size, g.real) for g in padded.loop.groups] == [(2, 2), (2, 1)]
+
+
 def test_auto_runs_a_convolution_member_by_member_on_a_cpu():
     x, y = conv_chunk(steps=1)
     conv = lrjax.vectorize(*CONV_GUARDED)
@@ -475,16 +495,28 @@ TWO_DEVICES_SCRIPT = textwrap.dedent(
     assert jax.tree.leaves(state)[0].sharding.num_devices == 2
     np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5, atol=1e-6)
     assert_trees_close(state, want_state)
-    # fit shards a group only when each device gets several members, and members run one by
-    # one never: no padding then.
-    def placed(program, members, data):
-        loop = lrjax.fit(program, members, data, num_steps=2).loop
-        return loop.program.num_devices, loop.groups[0].size
+    # fit shards a vectorized group only when each device gets several members (padded to a
+    # multiple of the devices); members run one at a time whenever every group splits evenly
+    # over the devices (each device runs its own), and then never padded.
+    def placed(program, members, data, group_size=None):
+        loop = lrjax.fit(program, members, data, num_steps=2, group_size=group_size).loop
+        return loop.program.num_devices, [g.size for g in loop.groups]
 
-    assert placed(PROGRAM, members_of([0.1, 0.2], [0, 1]), batches()) == (1, 2)
-    assert placed(PROGRAM, members_of([0.1, 0.2, 0.3], [0, 1, 2]), batches()) == (2, 4)
-    images = iter([tuple(a[0] for a in conv_chunk(steps=1, seed=s)) for s in range(2)])
-    assert placed(lrjax.vectorize(*CONV_GUARDED), four, images) == (1, 4)
+    assert placed(PROGRAM, members_of([0.1, 0.2], [0, 1]), batches()) == (1, [2])
+    assert placed(PROGRAM, members_of([0.1, 0.2, 0.3], [0, 1, 2]), batches()) == (2, [4])
+    def images():
+        return iter([tuple(a[0] for a in conv_chunk(steps=1, seed=s)) for s in range(2)])
+
+    conv = lrjax.vectorize(*CONV_GUARDED)
+    assert placed(conv, four, images()) == (2, [4])
+    assert placed(conv, four, images(), group_size=2) == (2, [2, 2])
+    three = members_of([0.05, 0.2, 0.1], [0, 1, 2])
+    assert placed(conv, three, images()) == (1, [3])
+    assert placed(conv, four, images(), group_size=3) == (1, [3, 1])
+    sharded = lrjax.fit(conv, four, images(), num_steps=2)
+    alone = lrjax.fit(conv, four, images(), num_steps=2, group_size=3)
+    np.testing.assert_allclose(sharded.metrics["loss"], alone.metrics["loss"], 1e-5, 1e-6)
+    assert_trees_close(sharded.state, alone.state)
     # An init with LAPACK kernels (the QRs of orthogonal initializers, as in nn.LSTMCell):
     # vmapped over members split across two CPU devices, XLA deadlocked; init runs on one.
     # Vmapped on one device, its second call hung: on a CPU the members' inits are a lax.map.

@@ -11,6 +11,9 @@ machine moves every variant alike. Prints a Markdown block to paste into
   ``lrjax.fit`` with each ``execution`` of ``lrjax.vectorize`` (guarded as in the benchmark).
 * ``init``: ``program.init`` of K members (on a CPU one member's compiled init per member,
   then stacked) against the vmapped init it replaced (``jax.jit(jax.vmap(init))``).
+* ``placement``: the user's loop against ``lrjax.fit`` of members run one at a time
+  (``execution="members"``) on the first device alone and split over every device (each device
+  runs its own members' steps).
 * ``guard``: ``lrjax.fit`` of the user step without a guard, with ``freeze_on_divergence``
   (loss and gradient norm), and with the full state scan (``finite=lambda s: s``); plus the
   fusion counts of the compiled programs.
@@ -51,6 +54,16 @@ def variants_executions(w, data, k, executions) -> dict:
         program = rows.program(w, data, execution=execution)
         out[f"lrjax {execution}"] = lambda p=program: _fit_seconds(p, w, data, k)
     return out
+
+
+def variants_placement(w, data, k) -> dict:
+    program = rows.program(w, data, execution="members")
+    alone = program.on(jax.devices()[:1])
+    return {
+        "user loop": lambda: rows.run_sequential_jax(w, data, k)["seconds"],
+        "lrjax members, one device": lambda: _fit_seconds(alone, w, data, k),
+        f"lrjax members, {jax.device_count()} devices": lambda: _fit_seconds(program, w, data, k),
+    }
 
 
 def variants_init(w, data, k) -> dict:
@@ -96,7 +109,7 @@ def interleave(variants: dict, reps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["executions", "init", "guard"])
+    parser.add_argument("what", choices=["executions", "init", "placement", "guard"])
     parser.add_argument("--workload", default="cnn")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
@@ -109,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         variants = variants_executions(w, data, args.k, args.executions.split(","))
     elif args.what == "init":
         variants = variants_init(w, data, args.k)
+    elif args.what == "placement":
+        variants = variants_placement(w, data, args.k)
     else:
         variants = variants_guard(w, data, args.k)
     load = os.getloadavg()
