@@ -365,7 +365,7 @@ def _abstract_slice(tree: PyTree, drop: int = 1) -> PyTree:
 
 def _signature(tree: PyTree) -> tuple:
     """What a compiled program depends on in ``tree``: its structure, shapes and dtypes."""
-    leaves = tuple((np.shape(a), str(_dtype(a))) for a in jax.tree.leaves(tree))
+    leaves = tuple((np.shape(a), _dtype(a)) for a in jax.tree.leaves(tree))
     return jax.tree.structure(tree), leaves
 
 
@@ -458,6 +458,7 @@ class Vectorized:
       init(members) -> state: every member's initial state, stacked on a leading axis.
       run(state, members, xs, data=None, num_valid=None) -> (state, metrics): one chunk of
         ``T = len(xs)`` steps; ``metrics`` leaves are ``[K, T]``.
+      dispatch(...) -> (state, collect): ``run`` without waiting for the metrics.
       run_sequential(...): the same, member by member and step by step with a jitted
         single-member step, synchronizing after every step (for debugging; results agree).
       execution_for(members, batch) -> str: the execution ``"auto"`` resolves to.
@@ -532,8 +533,8 @@ class Vectorized:
     def put(self, tree: PyTree, member_axis: int | None = 0) -> PyTree:
         """Places host arrays on the devices: split along ``member_axis``, or replicated."""
         sharding = self.sharding(member_axis)
-        if sharding is None:
-            return jax.tree.map(jnp.asarray, tree)
+        if sharding is None:  # arrays on a device stay (jnp.asarray of one costs a dispatch)
+            return jax.tree.map(lambda a: a if isinstance(a, jax.Array) else jnp.asarray(a), tree)
 
         def place(a):
             if isinstance(a, jax.Array):
@@ -640,9 +641,21 @@ class Vectorized:
             raise ValueError(f"step must return (state, metrics), a pair, got {got}")
         return out[0], as_metrics(out[1])
 
-    def _vstep(self, batch_fn, per_member: bool) -> Callable:
+    def _vstep(self, batch_fn, per_member: bool, k: int) -> Callable:
+        """The step of ``k`` stacked members: vmapped, or for one member its own step on the
+        member's slice, the program the user's own loop runs (a batch of one can be slower:
+        30 scanned steps of the transformer took 1.04x the user's loop's time vmapped, 0.94x
+        unbatched; the BiLSTM's were within noise; ``docs/results/bench/measurements.md``)."""
         member_step = functools.partial(self._member_step, batch_fn)
-        return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member else None, None))
+        if k > 1:
+            return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member else None, None))
+
+        def alone(state, members, x, data):
+            x = member_slice(x, 0) if per_member else x
+            state, metrics = member_step(member_slice(state, 0), member_slice(members, 0), x, data)
+            return jax.tree.map(lambda a: a[None], (state, metrics))
+
+        return alone
 
     def _jit_kwargs(self, per_member: bool, *rest: Any) -> dict:
         """Donation and shardings of ``(state, members, xs, *rest, data)`` -> ``(state, metrics)``
@@ -662,11 +675,11 @@ class Vectorized:
         """``execution="scan"``: the chunk as one program, a loop of ``num_valid`` vmapped steps
         (a loop bound read at run time: a short last chunk reuses the program and its missing
         steps cost nothing)."""
-        vstep = self._vstep(batch_fn, per_member)
         treedef, shapes = metrics
 
         def chunk(state, members, xs, num_valid, data):
             k, t = num_members(members), jax.tree.leaves(xs)[0].shape[0]
+            vstep = self._vstep(batch_fn, per_member, k)
             logged = jax.tree.unflatten(
                 treedef, [jnp.full((t, k, *s), jnp.nan, d) for s, d in shapes]
             )
@@ -692,9 +705,9 @@ class Vectorized:
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
     def _step_program(self, batch_fn, per_member: bool) -> Callable:
         """``execution="steps"``: one vmapped step, dispatched once per step from Python."""
-        vstep = self._vstep(batch_fn, per_member)
 
         def one(state, members, xs, t, data):
+            vstep = self._vstep(batch_fn, per_member, num_members(members))
             return vstep(state, members, _index(xs, t), data)
 
         return jax.jit(_named(one, "lrjax_step"), **self._jit_kwargs(per_member, "t"))
@@ -761,6 +774,28 @@ class Vectorized:
         Returns:
           ``(state, metrics)`` with each metric ``[K, T]``.
         """
+        state, collect = self.dispatch(
+            state, members, xs, data, num_valid,
+            batch_fn=batch_fn, per_member_batches=per_member_batches,
+        )  # fmt: skip
+        return state, collect()
+
+    def dispatch(
+        self,
+        state: PyTree,
+        members: PyTree,
+        xs: PyTree,
+        data: PyTree = None,
+        num_valid: int | None = None,
+        *,
+        batch_fn: Callable[[PyTree, PyTree], PyTree] | None = None,
+        per_member_batches: bool = False,
+    ) -> tuple[PyTree, Callable[[], dict[str, Array]]]:
+        """:meth:`run` without waiting: returns ``(state, collect)`` once the chunk's work is
+        queued on the devices, ``collect()`` its metrics (waiting for them where they are read
+        back). The host may queue the next chunk from ``state`` before collecting this one's,
+        so the devices never wait for it in between (:func:`lrjax.fit` does, without hooks).
+        """
         per_member = bool(per_member_batches)
         plan, args = self._chunk_args(state, members, xs, data, num_valid, batch_fn, per_member)
         state, members, xs, num_valid, data = args
@@ -772,7 +807,8 @@ class Vectorized:
             self._started.add(key)
         if plan.execution == "scan":
             program = self._chunk_program(batch_fn, per_member, _spec(plan.metrics))
-            return _call(notice, program, state, members, xs, np.int32(num_valid), data)
+            state, metrics = _call(notice, program, state, members, xs, np.int32(num_valid), data)
+            return state, lambda: metrics
         run = self._run_steps if plan.execution == "steps" else self._run_members
         return run(plan, notice, state, members, xs, num_valid, data, batch_fn, per_member)
 
@@ -794,7 +830,7 @@ class Vectorized:
             state, metrics = _call(notice, program, state, members, xs, np.int32(t), data)
             notice = None
             logged.append(metrics)
-        return state, _gather_steps(logged, self._skipped(plan, k, plan.steps - num_valid))
+        return state, lambda: _gather_steps(logged, self._skipped(plan, k, plan.steps - num_valid))
 
     def _run_members(self, plan, notice, state, members, xs, num_valid, data, batch_fn, per_member):
         """Members one at a time, each on the device that holds it, with a compiled step of one
@@ -821,9 +857,13 @@ class Vectorized:
         state = _assemble(self, state, new_blocks)
         if any(len(states) > 1 for states in kept):  # a lone member's state IS the block
             self._keep_split(state, kept)
-        skipped = self._skipped(plan, plan.steps - num_valid)
-        metrics = [_gather_steps(member_logs, skipped, axis=0) for member_logs in logged]
-        return state, jax.tree.map(lambda *ms: np.stack(ms), *metrics)
+
+        def collect():
+            skipped = self._skipped(plan, plan.steps - num_valid)
+            metrics = [_gather_steps(member_logs, skipped, axis=0) for member_logs in logged]
+            return jax.tree.map(lambda *ms: np.stack(ms), *metrics)
+
+        return state, collect
 
     def _keep_split(self, state: PyTree, kept: list) -> None:
         """Keeps the members' own states behind the stacked ``state`` a chunk returned, while

@@ -595,34 +595,48 @@ def fit(
     _call(loop.hooks, "on_start", loop)
     feed.restore(loop.feed_position)
 
-    run = program.run if vectorize else program.run_sequential
+    dispatch = program.dispatch if vectorize else _dispatch_sequential(program)
     layout = {"batch_fn": feed.batch_fn, "per_member_batches": feed.per_member}
-    shared = None
+    # Without a hook between chunks nothing reads a chunk's results before the next starts:
+    # the next chunk is queued before this one's metrics are read back, so the devices never
+    # wait for the host in between.
+    pipelined = not any(
+        hasattr(hook, method) for hook in loop.hooks for method in ("after_chunk", "on_chunk_end")
+    )
+    shared, pending = None, None
     while loop.step < num_steps:
         valid = min(chunk_steps, num_steps - loop.step)
         if shared is None and not feed.per_member:
             shared = feed.chunk(loop.step, chunk_steps, valid, None)
-        outputs = []
+        collects = []
         for group in loop.groups:
             xs = shared
             if feed.per_member:
                 xs = feed.chunk(loop.step, chunk_steps, valid, group.members_host)
-            group.state, metrics = run(group.state, group.members, xs, loop.data, valid, **layout)
-            outputs.append(metrics)
+            group.state, collect = dispatch(
+                group.state, group.members, xs, loop.data, valid, **layout
+            )
+            collects.append((group, collect))
             loop.member_steps += group.real * valid
         loop.feed_position = feed.position()
+        if pending is not None:
+            _store(loop, *pending)
+        pending = (collects, loop.step, valid)
         # While the devices work on this chunk, the host prepares the next one.
         shared = None
         following = min(chunk_steps, num_steps - loop.step - valid)
         if following > 0 and not feed.per_member:
             shared = feed.chunk(loop.step + valid, chunk_steps, following, None)
-        for group, metrics in zip(loop.groups, outputs, strict=True):
-            _store(loop, group, metrics, valid)
+        if not pipelined:
+            _store(loop, *pending)
+            pending = None
         loop.step += valid
         loop.last_chunk = valid
         for group in list(loop.groups):
             _call(loop.hooks, "after_chunk", loop, group)
         _call(loop.hooks, "on_chunk_end", loop)
+    if pending is not None:
+        _store(loop, *pending)
     _call(loop.hooks, "on_end", loop)
 
     return FitResult(
@@ -635,7 +649,10 @@ def fit(
 
 def _every_member(loop: Loop, of_group, of_stopped) -> PyTree:
     """A tree of every real member, training or stopped, in the order of the K members."""
-    parts = [engine.member_slice(of_group(g), 0, g.real) for g in loop.groups]
+    # On the host, then sliced: slicing device arrays costs a dispatch per leaf.
+    parts = [
+        jax.tree.map(lambda a, g=g: engine.to_host(a)[: g.real], of_group(g)) for g in loop.groups
+    ]
     parts += [of_stopped(s) for s in loop.stopped]
     rows = np.concatenate([g.rows for g in loop.groups] + [s.rows for s in loop.stopped])
     order = np.argsort(rows, kind="stable")
@@ -649,13 +666,27 @@ def _every_member(loop: Loop, of_group, of_stopped) -> PyTree:
     return jax.tree.map(gather, *parts)
 
 
-def _store(loop: Loop, group: Group, metrics: dict, valid: int) -> None:
-    if loop.metrics is None:
-        loop.metrics = {}
+def _store(loop: Loop, collects: list, step: int, valid: int) -> None:
+    """Records the metrics of the chunk of ``valid`` steps from ``step`` (each group's
+    ``collect()``, which waits for them)."""
+    for group, collect in collects:
+        metrics = collect()
+        if loop.metrics is None:
+            loop.metrics = {}
+            for name, value in metrics.items():
+                shape = (loop.num_members, loop.num_steps, *np.shape(value)[2:])
+                fill = np.nan if np.issubdtype(value.dtype, np.inexact) else 0
+                loop.metrics[name] = np.full(shape, fill, value.dtype)
         for name, value in metrics.items():
-            shape = (loop.num_members, loop.num_steps, *np.shape(value)[2:])
-            fill = np.nan if np.issubdtype(value.dtype, np.inexact) else 0
-            loop.metrics[name] = np.full(shape, fill, value.dtype)
-    for name, value in metrics.items():
-        host = engine.to_host(value)
-        loop.metrics[name][group.rows, loop.step : loop.step + valid] = host[: group.real, :valid]
+            host = engine.to_host(value)
+            loop.metrics[name][group.rows, step : step + valid] = host[: group.real, :valid]
+
+
+def _dispatch_sequential(program: engine.Vectorized):
+    """:meth:`engine.Vectorized.run_sequential` shaped like ``dispatch`` (it waits anyway)."""
+
+    def dispatch(*args, **kwargs):
+        state, metrics = program.run_sequential(*args, **kwargs)
+        return state, lambda: metrics
+
+    return dispatch

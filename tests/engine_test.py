@@ -269,6 +269,22 @@ def test_members_chunks_start_from_the_states_the_last_chunk_kept(conv_reference
     assert alive() is None
 
 
+@pytest.mark.parametrize("execution", ["scan", "steps"])
+@pytest.mark.parametrize("per_member", [False, True])
+def test_one_member_equals_the_debugging_path(execution, per_member):
+    # K = 1 runs the member's own step on its slice (no batch of one): same results.
+    program = lrjax.vectorize(*CONV_GUARDED, execution=execution)
+    one = members_of([0.2], [1])
+    initial = program.init_sequential(one)
+    xs = conv_chunk(per_member=per_member, k=1)
+    kwargs = dict(num_valid=3, per_member_batches=per_member)
+    want_state, want = program.run_sequential(jax.tree.map(np.array, initial), one, xs, **kwargs)
+    state, got = program.run(program.put(initial), one, xs, **kwargs)
+    assert got["loss"].shape == (1, 4) and np.isnan(got["loss"][0, 3])
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=RTOL, atol=ATOL)
+    assert_trees_close(state, want_state)
+
+
 def test_members_run_one_at_a_time_are_never_padded():
     # Groups of 2 over 3 members: the last group holds its one member alone (padding would
     # cost a whole member's steps), and the run equals one group of 3.

@@ -14,6 +14,13 @@ machine moves every variant alike. Prints a Markdown block to paste into
 * ``placement``: the user's loop against ``lrjax.fit`` of members run one at a time
   (``execution="members"``) on the first device alone and split over every device (each device
   runs its own members' steps).
+* ``one``: one member (K = 1), steps scanned in one program: the user's step scanned as it is
+  against the same step vmapped over a batch of one member (what the engine ran at K = 1
+  before), beside the user's loop (each from a fresh init).
+* ``pipeline``: ``lrjax.fit`` (chunks of a fifth of the steps) as it runs without hooks (the
+  next chunk queued before this chunk's metrics are read) against the same fit with a hook
+  that does nothing between chunks (which makes it read each chunk's metrics first), beside
+  the user's loop.
 * ``guard``: ``lrjax.fit`` of the user step without a guard, with ``freeze_on_divergence``
   (loss and gradient norm), and with the full state scan (``finite=lambda s: s``); plus the
   fusion counts of the compiled programs.
@@ -66,6 +73,51 @@ def variants_placement(w, data, k) -> dict:
     }
 
 
+def variants_one(w, data) -> dict:
+    init, step, jinit = rows.user_task(w, data)
+    member = engine.member_slice(members_for(w, 1), 0)
+    device_data = tuple(jax.numpy.asarray(a) for a in data)
+    table = jax.numpy.asarray(rows.batch_table(w, len(data[0])))
+
+    def one(state, idx):
+        state, metrics = step(state, tuple(a[idx] for a in device_data), member)
+        return state, metrics["loss"]
+
+    scanned = jax.jit(lambda s: jax.lax.scan(one, s, table))
+    batch_of_one = jax.jit(lambda s: jax.lax.scan(jax.vmap(one, (0, None)), s, table))
+    stacked_init = jax.jit(lambda m: jax.tree.map(lambda a: a[None], init(m)))
+    return {
+        "user loop": lambda: rows.run_sequential_jax(w, data, 1)["seconds"],
+        "scan of the step": lambda: _seconds(lambda: scanned(jinit(member))),
+        "scan of vmap(step), one member": lambda: _seconds(
+            lambda: batch_of_one(stacked_init(member))
+        ),
+    }
+
+
+class _Between:
+    """A hook that does nothing between chunks (so fit reads each chunk's metrics first)."""
+
+    def on_chunk_end(self, loop):
+        del loop
+
+
+def variants_pipeline(w, data, k) -> dict:
+    program = rows.program(w, data)
+    group = rows.default_group(k)
+
+    def fit(hooks):
+        t = time.perf_counter()
+        rows._fit(program, w, data, k, w.steps, group, hooks)
+        return time.perf_counter() - t
+
+    return {
+        "user loop": lambda: rows.run_sequential_jax(w, data, k)["seconds"],
+        "fit, a hook between chunks": lambda: fit([_Between()]),
+        "fit, no hook (pipelined)": lambda: fit(()),
+    }
+
+
 def variants_init(w, data, k) -> dict:
     program = rows.program(w, data)
     members = members_for(w, k)
@@ -109,7 +161,9 @@ def interleave(variants: dict, reps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["executions", "init", "placement", "guard"])
+    parser.add_argument(
+        "what", choices=["executions", "init", "placement", "one", "pipeline", "guard"]
+    )
     parser.add_argument("--workload", default="cnn")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
@@ -124,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         variants = variants_init(w, data, args.k)
     elif args.what == "placement":
         variants = variants_placement(w, data, args.k)
+    elif args.what == "one":
+        args.k, variants = 1, variants_one(w, data)
+    elif args.what == "pipeline":
+        variants = variants_pipeline(w, data, args.k)
     else:
         variants = variants_guard(w, data, args.k)
     load = os.getloadavg()

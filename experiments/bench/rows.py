@@ -69,11 +69,12 @@ def program(w: Workload, data: tuple, guard: bool = True, execution: str | None 
     return _PROGRAMS[key]
 
 
-def _fit(prog, w: Workload, data: tuple, k: int, num_steps: int, group_size: int | None):
+def _fit(prog, w: Workload, data: tuple, k: int, num_steps: int, group_size: int | None,
+         hooks=()):  # fmt: skip
     chunk = max(1, w.steps // 5)
     return lrjax.fit(
         prog, members_for(w, k), data, num_steps=num_steps, chunk_steps=min(chunk, num_steps),
-        batch_size=w.batch, group_size=group_size,
+        batch_size=w.batch, group_size=group_size, hooks=hooks,
     )  # fmt: skip
 
 
