@@ -629,7 +629,9 @@ class Vectorized:
         if self.mesh is not None:
             members = jax.tree.map(lambda a: jax.device_put(a, self.devices[0]), members)
         states = [self._single_init(member_slice(members, i)) for i in range(k)]
-        return self.put(_stack_members(*states), 0)
+        # Stacked on the host (a CPU's memory either way): a stacking program would compile
+        # for every group size, longer than the step itself for a conv net's 8 members.
+        return self.put(_stack(states), 0)
 
     # -- one chunk --------------------------------------------------------------------------------
 
@@ -714,19 +716,46 @@ class Vectorized:
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one program per feed layout, kept with self
     def _member_program(self, batch_fn, per_member: bool) -> Callable:
-        """``execution="members"``: ONE member's step (no vmap), dispatched once per member and
-        step; the member's state and settings keep a leading axis of size 1."""
+        """``execution="members"``: ONE member's step (no vmap) on every device at once, each
+        device its own member (the member's state and settings keep a leading axis, one entry
+        per device), dispatched once per member of a device and step. Over several devices it
+        is one program (``shard_map``), compiled once for all of them."""
 
         def one(state, member, xs, t, k, data):
             state, member = member_slice(state, 0), member_slice(member, 0)
             x = _index(xs, t)
             if per_member:
                 x = _index(x, k)
-            state, metrics = self._member_step(batch_fn, state, member, x, data)
-            return jax.tree.map(lambda a: a[None], state), metrics
+            out = self._member_step(batch_fn, state, member, x, data)
+            return jax.tree.map(lambda a: a[None], out)
 
         donate = (0,) if self.donate else ()
+        if self.mesh is not None:
+            lanes, rep = P(MEMBER_AXIS), P()
+            xs_spec = P(None, MEMBER_AXIS) if per_member else rep
+            one = jax.shard_map(
+                one, mesh=self.mesh, in_specs=(lanes, lanes, xs_spec, rep, rep, rep),
+                out_specs=(lanes, lanes), check_vma=False,
+            )  # fmt: skip
         return jax.jit(_named(one, "lrjax_member_step"), donate_argnums=donate)
+
+    @functools.cache  # noqa: B019 - one per member count, kept with self
+    def _lanes_programs(self, per_lane: int) -> tuple[Callable, Callable]:
+        """``(split, join)`` between a stacked tree ``[n * per_lane, ...]`` (device ``d`` holding
+        rows ``d * per_lane ...``) and ``per_lane`` trees ``[n, ...]``, tree ``j`` the ``j``-th
+        member of every device: each device splits and joins its own rows."""
+
+        def split(tree):
+            return [member_slice(tree, j, j + 1) for j in range(per_lane)]
+
+        def join(*trees):
+            return jax.tree.map(lambda *a: jnp.concatenate(a), *trees)
+
+        if self.mesh is not None:
+            lanes = P(MEMBER_AXIS)
+            split = jax.shard_map(split, mesh=self.mesh, in_specs=lanes, out_specs=lanes)
+            join = jax.shard_map(join, mesh=self.mesh, in_specs=lanes, out_specs=lanes)
+        return jax.jit(_named(split, "lrjax_split")), jax.jit(_named(join, "lrjax_concat"))
 
     def _chunk_args(self, state, members, xs, data, num_valid, batch_fn, per_member):
         k = num_members(members)
@@ -833,35 +862,39 @@ class Vectorized:
         return state, lambda: _gather_steps(logged, self._skipped(plan, k, plan.steps - num_valid))
 
     def _run_members(self, plan, notice, state, members, xs, num_valid, data, batch_fn, per_member):
-        """Members one at a time, each on the device that holds it, with a compiled step of one
-        member; the steps of all members are dispatched before any result is read."""
+        """Members one at a time on each device, with a compiled step of one member: step ``t``
+        of the ``j``-th member of every device at once; every step is dispatched before any
+        result is read."""
         program = self._member_program(batch_fn, per_member)
-        blocks = _device_blocks(self, (state, members, xs, data))
-        split = self._take_split(state)
-        new_blocks, logged, kept = [], [], []
-        for b, (s, m, x, d) in enumerate(blocks):
-            size = num_members(m)
-            states = split[b] if split else _split_members(s, size)
-            settings = _split_members(m, size)
-            for j in range(size):
-                member_logs = []
-                for t in range(num_valid):
-                    states[j], metrics = _call(
-                        notice, program, states[j], settings[j], x, np.int32(t), np.int32(j), d
-                    )
-                    notice = None
-                    member_logs.append(metrics)
-                logged.append(member_logs)
-            new_blocks.append(states[0] if size == 1 else _concat_members(states))
-            kept.append(states)
-        state = _assemble(self, state, new_blocks)
-        if any(len(states) > 1 for states in kept):  # a lone member's state IS the block
-            self._keep_split(state, kept)
+        n = self.num_devices
+        per_lane = num_members(members) // n
+        split, join = self._lanes_programs(per_lane)
+        states = self._take_split(state)
+        if states is None:
+            states = [state] if per_lane == 1 else _split_program(split, state)
+        settings = [members] if per_lane == 1 else _split_program(split, members)
+        logged = []
+        for j in range(per_lane):
+            lane_logs = []
+            for t in range(num_valid):
+                states[j], metrics = _call(
+                    notice, program, states[j], settings[j], xs, np.int32(t), np.int32(j), data
+                )
+                notice = None
+                lane_logs.append(metrics)
+            logged.append(lane_logs)
+        if per_lane == 1:  # the state IS the lane: nothing to keep
+            state = states[0]
+        else:
+            state = join(*states)
+            self._keep_split(state, states)
 
         def collect():
-            skipped = self._skipped(plan, plan.steps - num_valid)
-            metrics = [_gather_steps(member_logs, skipped, axis=0) for member_logs in logged]
-            return jax.tree.map(lambda *ms: np.stack(ms), *metrics)
+            skipped = self._skipped(plan, n, plan.steps - num_valid)
+            lanes = [_gather_steps(lane_logs, skipped, axis=1) for lane_logs in logged]
+            return jax.tree.map(
+                lambda *a: np.stack(a, axis=1).reshape(n * per_lane, *a[0].shape[1:]), *lanes
+            )
 
         return state, collect
 
@@ -905,7 +938,8 @@ class Vectorized:
         else:  # one member's step, beside the other members' states
             one = _abstract_slice(state), _abstract_slice(members)
             one = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape), a.dtype), one)
-            program = self._member_program(batch_fn, per_member)
+            alone = self.on(self.devices[:1])  # one device's share: one member's step
+            program = alone._member_program(batch_fn, per_member)
             lowered = program.lower(*one, xs, scalar, scalar, data)
         stats = lowered.compile().memory_analysis()
         if stats is None:  # not every backend reports it
@@ -1108,60 +1142,9 @@ def _gather_steps(logged: list, skipped: PyTree, axis: int = 1) -> PyTree:
     return jax.tree.map(lambda a, b: np.concatenate([a, b], axis=axis), stacked, skipped)
 
 
-def _split_stacked(tree: PyTree) -> list:
-    k = num_members(tree)
-    return [member_slice(tree, i, i + 1) for i in range(k)]
-
-
-def _concat_stacked(trees: list) -> PyTree:
-    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *trees)
-
-
-_split_program = jax.jit(_named(_split_stacked, "lrjax_split"))
-_stack_members = jax.jit(
-    _named(lambda *trees: jax.tree.map(lambda *a: jnp.stack(a), *trees), "lrjax_init_stack")
-)
-_concat_members = jax.jit(_named(_concat_stacked, "lrjax_concat"))
-
-
-def _split_members(tree: PyTree, size: int) -> list:
-    """``size`` single-member trees (leading axis 1) of a stacked tree, in one dispatch."""
-    if size == 1:
-        return [tree]
-    return list(_split_program(tree))
-
-
-def _device_blocks(program: Vectorized, trees: tuple) -> list:
-    """``trees`` = (state, members, xs, data) as one block per device, in device order: the
-    members that device holds (``xs`` and ``data`` are replicated: its own copy, or its share
-    of the member axis of per-member batches)."""
-    if program.mesh is None:
-        return [trees]
-
-    def local(a, device):
-        return next(s.data for s in a.addressable_shards if s.device == device)
-
-    return [
-        tuple(jax.tree.map(functools.partial(local, device=d), tree) for tree in trees)
-        for d in program.devices
-    ]
-
-
-def _assemble(program: Vectorized, like: PyTree, blocks: list) -> PyTree:
-    """The stacked state from one block per device (the layout of ``like``)."""
-    if program.mesh is None:
-        return blocks[0]
-    sharding = program.sharding(0)
-    leaves = [jax.tree.leaves(b) for b in blocks]
-    shapes = [
-        (sum(np.shape(b[i])[0] for b in leaves), *np.shape(leaves[0][i])[1:])
-        for i in range(len(leaves[0]))
-    ]
-    arrays = [
-        jax.make_array_from_single_device_arrays(shape, sharding, [b[i] for b in leaves])
-        for i, shape in enumerate(shapes)
-    ]
-    return jax.tree.unflatten(jax.tree.structure(blocks[0]), arrays)
+def _split_program(split: Callable, tree: PyTree) -> list:
+    """``split(tree)`` (a module-level call, so that tests can count the splits)."""
+    return list(split(tree))
 
 
 def _stack(trees: Sequence[PyTree]) -> PyTree:

@@ -242,7 +242,7 @@ def test_members_chunks_start_from_the_states_the_last_chunk_kept(conv_reference
     program = lrjax.vectorize(*CONV_GUARDED, execution="members")
     splits = []
     split = engine._split_program
-    monkeypatch.setattr(engine, "_split_program", lambda tree: splits.append(1) or split(tree))
+    monkeypatch.setattr(engine, "_split_program", lambda *args: splits.append(1) or split(*args))
     xs, later = conv_chunk(), conv_chunk(seed=1)
     # Two groups, as fit advances them: each chunk takes the states its group's last one kept.
     groups = [program.put(jax.tree.map(jnp.array, conv_reference["initial"])) for _ in range(2)]
