@@ -1197,7 +1197,8 @@ def vectorize(
           (no loop in the program: XLA's CPU backend runs a convolution inside a loop body
           many times slower than outside one, jax issue 12868).
         * ``"members"``: one member's step (no vmap) is the program, dispatched per member and
-          step, each member on the device that holds it. Under vmap a convolution with
+          step; over several devices one program runs a member on every device at once
+          (``shard_map``, compiled once). Under vmap a convolution with
           per-member filters becomes a grouped convolution, which XLA's CPU backend runs 2-4x
           slower per member than K separate ones; this runs the user's own loop, without its
           synchronizations.

@@ -492,8 +492,8 @@ def _placed(program: engine.Vectorized, k: int, group: int, one_by_one: bool) ->
     (``one_by_one``: ``execution="members"``) are sharded whenever every group splits evenly
     over the devices, so that no member is padding: each device then runs its own members'
     steps while the others run theirs (the Flax MNIST CNN, 8 members on a quiet 2-core CPU:
-    0.82x the time of the user's loop, against 0.99x on one device;
-    ``docs/results/bench/measurements.md``).
+    1.33x the user's loop's speed, against 0.89x on one device;
+    ``docs/results/bench/issue17_quiet/``).
     """
     n = program.num_devices
     if n == 1 or jax.process_count() > 1:
