@@ -648,14 +648,23 @@ class Vectorized:
         member's slice, the program the user's own loop runs (a batch of one can be slower:
         30 scanned steps of the transformer took 1.04x the user's loop's time vmapped, 0.94x
         unbatched; the BiLSTM's were within noise; ``docs/results/bench/measurements.md``)."""
-        member_step = functools.partial(self._member_step, batch_fn)
         if k > 1:
+            member_step = functools.partial(self._member_step, batch_fn)
             return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member else None, None))
+        alone = self._alone(batch_fn)
+        if not per_member:
+            return alone
+        return lambda state, members, x, data: alone(state, members, member_slice(x, 0), data)
 
-        def alone(state, members, x, data):
-            x = member_slice(x, 0) if per_member else x
-            state, metrics = member_step(member_slice(state, 0), member_slice(members, 0), x, data)
-            return jax.tree.map(lambda a: a[None], (state, metrics))
+    def _alone(self, batch_fn) -> Callable:
+        """One member's step on its state and settings kept stacked (a leading axis of size 1),
+        given its own batch input: the program of one member, with no batch of one."""
+
+        def alone(state, member, x, data):
+            out = self._member_step(
+                batch_fn, member_slice(state, 0), member_slice(member, 0), x, data
+            )
+            return jax.tree.map(lambda a: a[None], out)
 
         return alone
 
@@ -721,13 +730,11 @@ class Vectorized:
         per device), dispatched once per member of a device and step. Over several devices it
         is one program (``shard_map``), compiled once for all of them."""
 
+        alone = self._alone(batch_fn)
+
         def one(state, member, xs, t, k, data):
-            state, member = member_slice(state, 0), member_slice(member, 0)
             x = _index(xs, t)
-            if per_member:
-                x = _index(x, k)
-            out = self._member_step(batch_fn, state, member, x, data)
-            return jax.tree.map(lambda a: a[None], out)
+            return alone(state, member, _index(x, k) if per_member else x, data)
 
         donate = (0,) if self.donate else ()
         if self.mesh is not None:

@@ -499,7 +499,7 @@ def _placed(program: engine.Vectorized, k: int, group: int, one_by_one: bool) ->
     if n == 1 or jax.process_count() > 1:
         return program
     if one_by_one:
-        last = k - (-(-k // group) - 1) * group
+        last = k % group or group  # the last group's size
         if group % n == 0 and last % n == 0:
             return program
     elif group > n:
